@@ -1,0 +1,16 @@
+"""Attention patterns: who attends to whom, as predicates and as graphs."""
+
+from .base import Intersection, Pattern, Union
+from .batch import batch_dense_mask, batch_edge_index, check_sizes, positions, sizes_from_batch
+from .graph import Expander, GraphEdges, SelfLoops, VirtualNodes, check_edge_index
+from .presets import bigbird, longformer
+from .sequence import Causal, Full, Global, Random, Stride, Window
+
+__all__ = [
+    "Pattern", "Union", "Intersection",
+    "Full", "Window", "Causal", "Stride", "Global", "Random",
+    "GraphEdges", "SelfLoops", "VirtualNodes", "Expander",
+    "longformer", "bigbird",
+    "batch_edge_index", "batch_dense_mask", "check_sizes", "sizes_from_batch", "positions",
+    "check_edge_index",
+]

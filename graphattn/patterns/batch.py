@@ -1,0 +1,76 @@
+"""Batches of sequences / graphs as one block-diagonal attention graph.
+
+A batch of ``B`` sequences with lengths ``sizes`` is one graph on ``N = sum(sizes)`` nodes:
+sequence ``b`` occupies the nodes ``ptr[b] .. ptr[b+1] - 1`` and the pattern is laid on
+each sequence with its own positions ``0 .. sizes[b] - 1``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import Pattern
+
+__all__ = ["check_sizes", "sizes_from_batch", "positions", "batch_edge_index", "batch_dense_mask"]
+
+
+def check_sizes(sizes: object, num_nodes: int | None = None, name: str = "lengths") -> Tensor:
+    """Validate sequence lengths: a 1-D non-negative integer tensor summing to ``num_nodes``."""
+    if isinstance(sizes, (list, tuple)):
+        sizes = torch.tensor(sizes, dtype=torch.long)
+    if not isinstance(sizes, Tensor):
+        raise TypeError(f"{name} must be a 1-D integer tensor or list, got {type(sizes).__name__}")
+    if sizes.dtype.is_floating_point or sizes.dtype == torch.bool or sizes.dim() != 1:
+        raise ValueError(f"{name} must be a 1-D integer tensor, got dtype {sizes.dtype} and shape {list(sizes.shape)}")
+    if sizes.numel() and int(sizes.min()) < 0:
+        raise ValueError(f"{name} must be non-negative, got {sizes.tolist()}")
+    if num_nodes is not None and int(sizes.sum()) != num_nodes:
+        raise ValueError(f"{name} must sum to the number of nodes {num_nodes}, got sum {int(sizes.sum())}")
+    return sizes.long()
+
+
+def sizes_from_batch(batch: Tensor, num_nodes: int | None = None) -> Tensor:
+    """Sequence lengths from a PyG ``batch`` vector (graph id per node, sorted, as PyG builds it)."""
+    if not isinstance(batch, Tensor) or batch.dtype.is_floating_point or batch.dim() != 1:
+        raise ValueError("batch must be a 1-D integer tensor assigning a graph id to each node")
+    if num_nodes is not None and batch.numel() != num_nodes:
+        raise ValueError(f"batch must have one entry per node ({num_nodes}), got {batch.numel()}")
+    if batch.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=batch.device)
+    if bool((batch[1:] < batch[:-1]).any()) or int(batch[0]) < 0:
+        raise ValueError("batch must be sorted and non-negative (nodes of each graph contiguous, as in PyG)")
+    return torch.bincount(batch)
+
+
+def positions(sizes: Tensor) -> Tensor:
+    """Position of every node inside its own sequence: ``cat([arange(s) for s in sizes])``."""
+    ptr = torch.cumsum(sizes, 0) - sizes
+    return torch.arange(int(sizes.sum()), device=sizes.device) - ptr.repeat_interleave(sizes)
+
+
+def batch_edge_index(pattern: Pattern, sizes: Tensor) -> Tensor:
+    """The block-diagonal ``edge_index`` of ``pattern`` laid on each sequence; sorted by query."""
+    sizes = check_sizes(sizes)
+    offsets = (torch.cumsum(sizes, 0) - sizes).tolist()
+    cache: dict[int, Tensor] = {}
+    parts = []
+    for size, offset in zip(sizes.tolist(), offsets):
+        if size not in cache:
+            cache[size] = pattern.edge_index(size)
+        parts.append(cache[size] + offset)
+    if not parts:
+        return torch.empty(2, 0, dtype=torch.long, device=sizes.device)
+    return torch.cat(parts, dim=1).to(sizes.device)
+
+
+def batch_dense_mask(pattern: Pattern, sizes: Tensor) -> Tensor:
+    """The ``[N, N]`` block-diagonal mask (``[query, key]``) of ``pattern`` per sequence."""
+    sizes = check_sizes(sizes)
+    n = int(sizes.sum())
+    out = torch.zeros(n, n, dtype=torch.bool, device=sizes.device)
+    start = 0
+    for size in sizes.tolist():
+        out[start : start + size, start : start + size] = pattern.dense_mask(size, device=sizes.device)
+        start += size
+    return out

@@ -1,0 +1,24 @@
+"""Named sparse-attention patterns, each a one-line composition."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .base import Pattern
+from .sequence import Global, Random, Stride, Window
+
+__all__ = ["longformer", "bigbird"]
+
+
+def longformer(radius: int, global_tokens: Sequence[int] = (0,), stride: int | None = None) -> Pattern:
+    """Longformer (Beltagy et al., 2020): sliding window + global tokens [+ dilated window].
+
+    With ``stride`` the dilated part reaches as far as ``radius`` strides: ``Stride(stride, reach=radius * stride)``.
+    """
+    pattern = Window(radius) | Global(tuple(global_tokens))
+    return pattern if stride is None else pattern | Stride(stride, reach=radius * stride)
+
+
+def bigbird(radius: int, global_tokens: Sequence[int] = (0,), random_per_query: int = 3, seed: int = 0) -> Pattern:
+    """BigBird (Zaheer et al., 2020): sliding window + global tokens + random keys."""
+    return Window(radius) | Global(tuple(global_tokens)) | Random(random_per_query, seed)
