@@ -1,0 +1,303 @@
+"""The shared training loop: seeds, epochs, early stopping, progress bar, checkpoint save / resume.
+
+The loop knows nothing about tasks. An experiment hands :func:`fit` two closures,
+``train_epoch() -> loss`` and ``evaluate() -> {metric: value}``, and gets a :class:`History`
+back. Checkpoints hold everything needed to continue a run bit for bit (weights, optimizer,
+early-stopping state, history, every RNG state), are written atomically and are loaded with
+``torch.load(..., weights_only=True)``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+__all__ = ["TrainConfig", "EpochRow", "History", "fit", "set_seed", "peak_memory_mb", "reset_peak_memory"]
+
+
+def set_seed(seed: int) -> None:
+    """Seed python ``random``, numpy's global generator and torch (CPU and every CUDA device)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device (lazily when CUDA is not yet initialised)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How :func:`fit` runs.
+
+    Args:
+        epochs (int): last epoch to run (epochs are numbered from 1). (default: 100)
+        patience (int, optional): stop after this many consecutive epochs without an improvement
+            of ``monitor``; ``None`` turns early stopping off. (default: None)
+        monitor (str): key of the ``evaluate()`` result that decides the best epoch. (default: "val_acc")
+        mode (str): ``"max"`` or ``"min"``: whether a larger or a smaller ``monitor`` is better;
+            only a strict improvement counts. (default: "max")
+        progress (bool): show a tqdm progress bar on stderr. (default: True)
+        checkpoint (str or Path, optional): file rewritten after every epoch. (default: None)
+        resume (bool): continue from ``checkpoint``, which must exist. With ``resume=False`` an
+            existing checkpoint is overwritten by the new run. (default: False)
+    """
+
+    epochs: int = 100
+    patience: int | None = None
+    monitor: str = "val_acc"
+    mode: str = "max"
+    progress: bool = True
+    checkpoint: str | Path | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not is_int(self.epochs) or self.epochs < 1:
+            raise ValueError(f"epochs must be an int >= 1, got {self.epochs!r}")
+        if self.patience is not None and (not is_int(self.patience) or self.patience < 1):
+            raise ValueError(f"patience must be None or an int >= 1, got {self.patience!r}")
+        if not isinstance(self.monitor, str) or not self.monitor:
+            raise ValueError(f"monitor must be a non-empty metric name, got {self.monitor!r}")
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {self.mode!r}")
+        for name in ("progress", "resume"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.checkpoint is not None:
+            if not isinstance(self.checkpoint, (str, os.PathLike)) or not str(self.checkpoint):
+                raise ValueError(f"checkpoint must be None or a file path, got {self.checkpoint!r}")
+            object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+        if self.resume and self.checkpoint is None:
+            raise ValueError("resume=True needs a checkpoint path, got checkpoint=None")
+
+
+@dataclass(frozen=True)
+class EpochRow:
+    """One epoch: its number (from 1), training loss, ``evaluate()`` metrics and wall time
+    of ``train_epoch()`` plus ``evaluate()`` in seconds."""
+
+    epoch: int
+    loss: float
+    metrics: dict[str, float]
+    time_s: float
+
+
+@dataclass
+class History:
+    """What :func:`fit` did: one :class:`EpochRow` per epoch (including epochs run before a
+    resume), the best epoch (``None`` if ``monitor`` never improved, e.g. always NaN) and its
+    metrics, and whether early stopping ended the run."""
+
+    rows: list[EpochRow] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    stopped_early: bool = False
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.rows)
+
+    @property
+    def mean_epoch_time_s(self) -> float:
+        return sum(r.time_s for r in self.rows) / len(self.rows) if self.rows else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict, with ``epochs_run`` and ``mean_epoch_time_s`` included."""
+        return {**asdict(self), "epochs_run": self.epochs_run, "mean_epoch_time_s": self.mean_epoch_time_s}
+
+
+def fit(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_epoch: Callable[[], float],
+    evaluate: Callable[[], Mapping[str, float]],
+    config: TrainConfig,
+    *,
+    experiment: Mapping[str, Any] | None = None,
+) -> History:
+    """Train for ``config.epochs`` epochs and leave the best weights in ``model``.
+
+    Each epoch calls ``train_epoch()`` with the model in train mode (it runs the optimizer and
+    returns the training loss), then ``evaluate()`` in eval mode under ``torch.no_grad()`` (it
+    returns metrics that include ``config.monitor``). On a strict improvement of the monitored
+    metric a deep copy of ``model.state_dict()`` is kept; after ``config.patience`` epochs without
+    one the run stops. At the end the best weights are loaded back into ``model`` (the optimizer
+    keeps its last state). The loop never moves tensors: the closures and the model decide the
+    device, and on CUDA epoch times are taken after a synchronize.
+
+    ``experiment`` is a JSON-able dict identifying the run (hyper-parameters, dataset, seed). It is
+    stored in the checkpoint; ``resume=True`` refuses, without writing anything, a checkpoint whose
+    stored dict differs. ``config`` itself is not compared, so a run may be resumed with more
+    epochs. A resumed run on CPU ends in exactly the state of an uninterrupted one.
+
+    Raises:
+        ValueError: ``experiment`` is not JSON-able; the checkpoint folder is not writable;
+            ``resume=True`` and the checkpoint is missing or belongs to another experiment;
+            ``evaluate()`` lacks ``config.monitor``.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    try:  # a JSON round trip makes the dict canonical (tuples -> lists) and weights_only-safe
+        experiment = json.loads(json.dumps(dict(experiment or {}), sort_keys=True, allow_nan=False))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"experiment must be a JSON-able dict: {err}") from None
+    path = config.checkpoint
+    better = (lambda a, b: a > b) if config.mode == "max" else (lambda a, b: a < b)
+    best_value = -math.inf if config.mode == "max" else math.inf
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_epochs, start, history = 0, 1, History()
+
+    if config.resume:
+        ckpt = _load_checkpoint(path, experiment)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        best_state, best_value, bad_epochs = ckpt["best_state"], ckpt["best_value"], ckpt["bad_epochs"]
+        history = History(**{**ckpt["history"], "rows": [EpochRow(**r) for r in ckpt["history"]["rows"]]})
+        start = ckpt["epoch"] + 1
+        _set_rng_state(ckpt["rng"])
+    if path is not None:
+        _check_writable(path)
+
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    epochs = range(start, config.epochs + 1) if not history.stopped_early else range(0)
+    bar = tqdm(epochs, total=config.epochs, initial=start - 1, desc="epoch", disable=not config.progress, file=sys.stderr)
+    for epoch in bar:
+        tic = time.perf_counter()
+        model.train()
+        loss = float(train_epoch())
+        model.eval()
+        with torch.no_grad():
+            metrics = {k: float(v) for k, v in evaluate().items()}
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - tic
+        if config.monitor not in metrics:
+            raise ValueError(f"evaluate() must return monitor={config.monitor!r}, got keys {sorted(metrics)}")
+
+        value = metrics[config.monitor]
+        if better(value, best_value):
+            best_value, bad_epochs = value, 0
+            best_state = copy.deepcopy(model.state_dict())
+            history.best_epoch, history.best_metrics = epoch, dict(metrics)
+        else:
+            bad_epochs += 1
+        history.rows.append(EpochRow(epoch, loss, metrics, elapsed))
+        history.stopped_early = config.patience is not None and bad_epochs >= config.patience
+        bar.set_postfix({"loss": f"{loss:.4f}", config.monitor: f"{value:.4f}"})
+        if path is not None:
+            _save_checkpoint(path, {
+                "format": 1, "experiment": experiment, "epoch": epoch,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "best_state": best_state, "best_value": best_value, "bad_epochs": bad_epochs,
+                "history": asdict(history), "rng": _get_rng_state(),
+            })
+        if history.stopped_early:
+            break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
+
+
+def _load_checkpoint(path: Path, experiment: dict[str, Any]) -> dict[str, Any]:
+    """Load a checkpoint and check it belongs to ``experiment``; never writes."""
+    if not path.is_file():
+        raise ValueError(f"resume=True but checkpoint={str(path)!r} does not exist; "
+                         "pass resume=False to start from scratch")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    stored = ckpt["experiment"]
+    missing = object()
+    differ = [f"{k}: checkpoint {stored.get(k, '<missing>')!r} != now {experiment.get(k, '<missing>')!r}"
+              for k in sorted(set(stored) | set(experiment))
+              if stored.get(k, missing) != experiment.get(k, missing)]
+    if differ:
+        raise ValueError(f"checkpoint={str(path)!r} belongs to another experiment ({'; '.join(differ)}); "
+                         "nothing was overwritten")
+    return ckpt
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before training, not after the first epoch, when the checkpoint cannot be written."""
+    if path.is_dir():
+        raise ValueError(f"checkpoint={str(path)!r} is a folder; expected a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as err:
+        raise ValueError(f"checkpoint={str(path)!r}: folder {str(path.parent)!r} is not writable ({err})") from None
+
+
+def _save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
+    """Write to a temporary file in the same folder, then ``os.replace``: a crash leaves either
+    the previous checkpoint or the new one, never a torn file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _get_rng_state() -> dict[str, Any]:
+    """Every global RNG state as tensors and plain types, so ``weights_only=True`` can load it."""
+    version, internal, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["internal"].tolist()), py["gauss"]))
+    npy = state["numpy"]
+    np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"], npy["cached"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def peak_memory_mb(device: torch.device | str) -> float:
+    """Peak memory in MiB. CUDA: ``torch.cuda.max_memory_allocated`` (tensors only, since the last
+    :func:`reset_peak_memory`). CPU: peak resident set size of the whole process since it started
+    (``resource.getrusage``), which includes Python, libraries and everything run before."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    if device.type == "cpu":
+        import resource  # POSIX only
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+    raise ValueError(f"device must be 'cpu' or 'cuda', got {str(device)!r}")
+
+
+def reset_peak_memory(device: torch.device | str) -> None:
+    """Start a new CUDA peak. On CPU the process peak cannot be reset, so this does nothing."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    elif device.type != "cpu":
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {str(device)!r}")
