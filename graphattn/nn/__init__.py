@@ -1,0 +1,5 @@
+"""Neural-network modules: the attention layer, encodings and the transformer block."""
+
+from .attention import SelfAttentionConv
+
+__all__ = ["SelfAttentionConv"]

@@ -1,0 +1,12 @@
+"""Attention kernels as pure functions, and the dispatcher that picks one."""
+
+from .dispatch import BACKENDS, KERNELS, AttentionOutput, attention, choose_backend
+from .graph import AttentionGraph
+from .reference import reference_attention
+from .scatter import scatter_attention
+from .scores import BiasFn, ScoreSpec
+
+__all__ = [
+    "attention", "choose_backend", "KERNELS", "BACKENDS", "AttentionOutput",
+    "AttentionGraph", "ScoreSpec", "BiasFn", "reference_attention", "scatter_attention",
+]

@@ -1,0 +1,64 @@
+"""The oracle: dense masked attention, written plainly, in any float dtype.
+
+For every query ``i`` with in-neighbours ``N(i)`` (counted with multiplicity ``c_ij``):
+
+.. math::
+    s_{ij} = q_i \\cdot k_j / \\sqrt{C} \\;(+\\, b_{ij}), \\qquad
+    \\alpha_{ij} = \\frac{c_{ij} e^{s_{ij}}}{\\sum_{l} c_{il} e^{s_{il}}}, \\qquad
+    o_i = \\sum_j \\alpha_{ij} v_j
+
+and ``o_i = 0`` when ``N(i)`` is empty. Memory is O(N^2 H) (O(N^2 H C) for additive scores
+and edge features): use it for tests, never for speed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .graph import AttentionGraph
+from .scores import ScoreSpec
+
+__all__ = ["reference_attention"]
+
+
+def reference_attention(
+    q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *, return_weights: bool = False
+) -> tuple[Tensor, Tensor | None]:
+    n = q.size(0)
+    counts = graph.dense_counts(q.device, q.dtype)  # (N_q, N_k)
+    idx = torch.arange(n, device=q.device)
+    edge_kv = None
+    if spec.edge_kv is not None:
+        ei = graph.edge_index
+        if graph.pattern is None and bool((counts > 1).any()):
+            raise ValueError("edge features need an edge_index without duplicate edges for the reference kernel")
+        edge_kv = q.new_zeros(n, n, *spec.edge_kv.shape[1:])  # (N_q, N_k, H, C)
+        edge_kv[ei[1], ei[0]] = spec.edge_kv
+    if spec.score == "dot":
+        scores = torch.einsum("ihc,jhc->hij", q, k)
+        if edge_kv is not None:
+            scores = scores + torch.einsum("ihc,ijhc->hij", q, edge_kv)
+        scores = scores * spec.scale
+    else:
+        pair = q[:, None] + k[None, :]  # (N_q, N_k, H, C)
+        if edge_kv is not None:
+            pair = pair + edge_kv
+        scores = torch.einsum("ijhc,hc->hij", torch.tanh(pair), spec.att)
+    if spec.bias is not None:
+        scores = scores + spec.bias(idx[:, None], idx[None, :]).permute(2, 0, 1)
+    allowed = counts > 0
+    logits = torch.where(allowed, scores + counts.clamp(min=1).log(), float("-inf"))
+    row_max = logits.amax(dim=-1, keepdim=True).clamp(min=torch.finfo(q.dtype).min)
+    expo = torch.exp(logits - row_max)  # exactly 0 off the graph
+    denom = expo.sum(dim=-1, keepdim=True)
+    probs = expo / torch.where(denom > 0, denom, 1)  # (H, N_q, N_k); empty rows stay 0
+    dropped = spec.apply_dropout(probs)
+    out = torch.einsum("hij,jhc->ihc", dropped, v)
+    if edge_kv is not None:
+        out = out + torch.einsum("hij,ijhc->ihc", dropped, edge_kv)
+    weights = None
+    if return_weights:
+        src, dst = graph.edge_index.to(q.device)
+        weights = (probs[:, dst, src] / counts[dst, src]).T  # per edge copy: (E, H)
+    return out, weights
