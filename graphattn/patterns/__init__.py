@@ -3,6 +3,8 @@
 from .base import Intersection, Pattern, Union
 from .batch import batch_dense_mask, batch_edge_index, check_sizes, positions, sizes_from_batch
 from .graph import Expander, GraphEdges, SelfLoops, VirtualNodes, check_edge_index
+from .grid import Grid2D
+from .parse import PATTERN_NAMES, PATTERNS, parse_pattern
 from .presets import bigbird, longformer
 from .sequence import Causal, Full, Global, Random, Stride, Window
 
@@ -10,7 +12,7 @@ __all__ = [
     "Pattern", "Union", "Intersection",
     "Full", "Window", "Causal", "Stride", "Global", "Random",
     "GraphEdges", "SelfLoops", "VirtualNodes", "Expander",
-    "longformer", "bigbird",
+    "Grid2D", "longformer", "bigbird", "parse_pattern", "PATTERNS", "PATTERN_NAMES",
     "batch_edge_index", "batch_dense_mask", "check_sizes", "sizes_from_batch", "positions",
     "check_edge_index",
 ]
