@@ -161,7 +161,7 @@ class Global(Pattern):
     def resolve(self, n: int) -> Tensor:
         """The global node ids for ``n`` nodes, non-negative, sorted and unique."""
         self.validate(n)
-        return torch.tensor(sorted({g % n for g in self.nodes}), dtype=torch.long)
+        return torch.tensor(sorted({g % n for g in self.nodes}) if n else [], dtype=torch.long)
 
     def validate(self, n: int) -> None:
         check_num_nodes(n)
