@@ -1,0 +1,32 @@
+"""Shared pytest fixtures."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The read-only offline dataset mirror (``shared/datasets``); skips the test without it."""
+    for candidate in (os.environ.get("GRAPHATTN_MIRROR"),
+                      Path(__file__).resolve().parents[2] / "shared" / "datasets"):
+        if candidate and (Path(candidate) / "SHA256SUMS").is_file():
+            return Path(candidate)
+    pytest.skip("offline dataset mirror not found; set GRAPHATTN_MIRROR to shared/datasets")
+
+
+@pytest.fixture(scope="session")
+def shared_data_root(tmp_path_factory) -> Path:
+    """One writable data root for the whole session, so each dataset is copied only once."""
+    return tmp_path_factory.mktemp("graphattn-data")
+
+
+@pytest.fixture
+def offline_data(mirror, shared_data_root, monkeypatch) -> Path:
+    """Point ``GRAPHATTN_MIRROR`` at the mirror and ``GRAPHATTN_DATA`` at the session data root
+    for one test; returns the data root."""
+    monkeypatch.setenv("GRAPHATTN_MIRROR", str(mirror))
+    monkeypatch.setenv("GRAPHATTN_DATA", str(shared_data_root))
+    return shared_data_root
