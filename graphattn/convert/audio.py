@@ -1,0 +1,157 @@
+"""Audio to attention graphs: log-mel frames are nodes.
+
+The features are log-mel energies computed here from ``torch.stft``:
+
+.. math::
+    S_{t,f} = |\\mathrm{STFT}(w)_{t,f}|^2, \\qquad
+    x_{t,m} = \\log \\max\\big(\\textstyle\\sum_f S_{t,f} M_{f,m},\\ \\text{floor}\\big)
+
+with a Hann window, ``center=True`` and zero padding (as librosa >= 0.10), so a clip of ``T``
+samples gives ``1 + T // hop_length`` frames. ``M`` is a bank of triangular filters equally
+spaced on the HTK mel scale ``mel(f) = 2595 log10(1 + f / 700)``, each peaking at 1 at its
+centre (plain, not Slaney area-normalised: a pure tone is loudest in the band whose centre is
+nearest to it, and high bands are not damped). Silence (all zeros) is valid input and gives
+``log(floor)`` everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+from ..patterns import Pattern, Window
+from .sequence import build_data, check_pattern
+
+__all__ = ["log_mel", "mel_filterbank", "mel_centers", "hz_to_mel", "mel_to_hz", "audio_to_graph",
+           "DEFAULT_AUDIO_PATTERN"]
+
+DEFAULT_AUDIO_PATTERN = Window(left=16, right=0)
+"""Streaming (truncated, causal-local) attention: each frame sees itself and the 16 before it,
+160 ms of past at the default 10 ms hop."""
+
+
+def hz_to_mel(f: Tensor | float) -> Tensor:
+    """The HTK mel scale: ``2595 log10(1 + f / 700)``."""
+    return 2595.0 * torch.log10(1.0 + torch.as_tensor(f, dtype=torch.float64) / 700.0)
+
+
+def mel_to_hz(m: Tensor | float) -> Tensor:
+    """Inverse of :func:`hz_to_mel`."""
+    return 700.0 * (10.0 ** (torch.as_tensor(m, dtype=torch.float64) / 2595.0) - 1.0)
+
+
+def mel_centers(n_mels: int, f_min: float, f_max: float) -> Tensor:
+    """The centre frequencies (Hz) of the ``n_mels`` filters, float64 ``[n_mels]``."""
+    points = mel_to_hz(torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2,
+                                      dtype=torch.float64))
+    return points[1:-1]
+
+
+def mel_filterbank(n_freqs: int, sample_rate: int, n_mels: int, f_min: float = 0.0,
+                   f_max: float | None = None) -> Tensor:
+    """Triangular mel filters ``[n_freqs, n_mels]`` (float32) over the bins of a one-sided spectrum.
+
+    Filter ``m`` rises from centre ``m - 1`` to 1 at centre ``m`` and falls to 0 at centre
+    ``m + 1`` (the end points are ``f_min`` and ``f_max``), evaluated at the bin frequencies
+    ``k * sample_rate / (2 (n_freqs - 1))``.
+    """
+    f_max = sample_rate / 2 if f_max is None else f_max
+    points = torch.cat([torch.tensor([float(f_min)], dtype=torch.float64),
+                        mel_centers(n_mels, f_min, f_max),
+                        torch.tensor([float(f_max)], dtype=torch.float64)])
+    freqs = torch.linspace(0, sample_rate / 2, n_freqs, dtype=torch.float64)[:, None]  # (F, 1)
+    lower, centre, upper = points[:-2], points[1:-1], points[2:]  # (M,) each
+    rising = (freqs - lower) / (centre - lower)  # (F, M)
+    falling = (upper - freqs) / (upper - centre)  # (F, M)
+    return torch.clamp(torch.minimum(rising, falling), min=0).float()
+
+
+def _check_positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _mono(waveform: object) -> Tensor:
+    if not isinstance(waveform, Tensor):
+        raise TypeError(f"waveform must be a Tensor [T] or [C, T], got {type(waveform).__name__}")
+    if not waveform.dtype.is_floating_point:
+        raise TypeError(f"waveform must be floating point (int16 PCM: waveform.float() / 32768), got {waveform.dtype}")
+    if waveform.dim() not in (1, 2):
+        raise ValueError(f"waveform must have shape [T] or [C, T], got {list(waveform.shape)}")
+    if waveform.size(-1) == 0 or waveform.numel() == 0:
+        raise ValueError(f"waveform is empty (shape {list(waveform.shape)}); expected at least one sample")
+    if not bool(torch.isfinite(waveform).all()):
+        raise ValueError("waveform contains NaN or infinite samples; expected finite values")
+    return waveform.mean(dim=0) if waveform.dim() == 2 else waveform  # channels averaged to mono
+
+
+def log_mel(waveform: Tensor, sample_rate: int, *, n_fft: int = 400, win_length: int | None = None,
+            hop_length: int = 160, n_mels: int = 40, f_min: float = 0.0, f_max: float | None = None,
+            floor: float = 1e-10) -> Tensor:
+    """Log-mel energies of a waveform (see the module docstring for the formula).
+
+    Args:
+        waveform: ``[T]`` or ``[C, T]`` floating samples; channels are averaged to mono.
+        sample_rate: samples per second.
+        n_fft: FFT size (default 400: 25 ms at 16 kHz).
+        win_length: Hann window length, ``<= n_fft`` (default ``n_fft``).
+        hop_length: samples between frames (default 160: 10 ms at 16 kHz).
+        n_mels: number of mel bands (default 40).
+        f_min, f_max: the frequency range of the filters (default 0 to ``sample_rate / 2``).
+        floor: the smallest energy before the log (default 1e-10, so silence is about -23.03).
+
+    Shapes:
+        output ``[1 + T // hop_length, n_mels]``, float32.
+
+    Raises:
+        TypeError: ``waveform`` is not a floating tensor.
+        ValueError: empty or non-finite audio, or an invalid setting (each named).
+    """
+    wave = _mono(waveform)
+    _check_positive_int(sample_rate, "sample_rate")
+    _check_positive_int(n_fft, "n_fft")
+    _check_positive_int(hop_length, "hop_length")
+    _check_positive_int(n_mels, "n_mels")
+    win_length = n_fft if win_length is None else _check_positive_int(win_length, "win_length")
+    if win_length > n_fft:
+        raise ValueError(f"win_length must be <= n_fft ({n_fft}), got {win_length}")
+    nyquist = sample_rate / 2
+    f_max = nyquist if f_max is None else f_max
+    if not 0 <= f_min < f_max <= nyquist:
+        raise ValueError(f"need 0 <= f_min < f_max <= sample_rate / 2 = {nyquist}, got f_min={f_min}, f_max={f_max}")
+    if not (isinstance(floor, (int, float)) and floor > 0 and math.isfinite(floor)):
+        raise ValueError(f"floor must be a positive finite number, got {floor!r}")
+    wave = wave.float()
+    spec = torch.stft(wave, n_fft, hop_length=hop_length, win_length=win_length,
+                      window=torch.hann_window(win_length, device=wave.device), center=True,
+                      pad_mode="constant", return_complex=True)  # (F, frames)
+    power = spec.abs().pow(2).t()  # (frames, F)
+    fbank = mel_filterbank(n_fft // 2 + 1, sample_rate, n_mels, f_min, f_max).to(wave.device)
+    return (power @ fbank).clamp(min=floor).log()  # (frames, n_mels)
+
+
+def audio_to_graph(waveform: Tensor, sample_rate: int, pattern: Pattern | None = None, y: object = None,
+                   **mel_kwargs: object) -> Data:
+    """A clip as an attention graph over its log-mel frames.
+
+    Args:
+        waveform: ``[T]`` or ``[C, T]`` floating samples (channels averaged to mono).
+        sample_rate: samples per second.
+        pattern: the attention pattern over frames (default :data:`DEFAULT_AUDIO_PATTERN`,
+            ``Window(left=16, right=0)``).
+        y: a label for the clip.
+        **mel_kwargs: passed to :func:`log_mel` (``n_fft``, ``hop_length``, ``n_mels`` ...).
+
+    Returns:
+        ``Data`` with ``x`` ``[frames, n_mels]``, ``pos`` = frame index, ``sample_rate``,
+        ``hop_length``, and the attention edges.
+    """
+    pattern = DEFAULT_AUDIO_PATTERN if pattern is None else check_pattern(pattern)
+    feats = log_mel(waveform, sample_rate, **mel_kwargs)
+    hop = mel_kwargs.get("hop_length", log_mel.__kwdefaults__["hop_length"])
+    return build_data(feats, pattern, pos=torch.arange(feats.size(0), device=feats.device), y=y,
+                      sample_rate=sample_rate, hop_length=hop)

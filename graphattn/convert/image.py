@@ -1,0 +1,94 @@
+"""Images to attention graphs: non-overlapping square patches are nodes (as in ViT).
+
+Patches are numbered row-major: patch ``(r, c)`` is node ``r * grid_width + c``, which is
+the layout :class:`~graphattn.patterns.Grid2D` expects.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+from ..patterns import Full, Grid2D, Intersection, Pattern, Union
+from .sequence import build_data, check_pattern
+
+__all__ = ["image_to_patches", "image_to_graph"]
+
+
+def _check_image(image: object, patch_size: object) -> tuple[Tensor, int]:
+    if not isinstance(image, Tensor):
+        raise TypeError(f"image must be a Tensor [C, H, W], got {type(image).__name__}")
+    if image.dim() == 2:
+        image = image.unsqueeze(0)  # [H, W] is one channel
+    if image.dim() != 3:
+        raise ValueError(f"image must have shape [C, H, W] (or [H, W]), got {list(image.shape)}")
+    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+        raise ValueError(f"patch_size must be a positive int, got {patch_size!r}")
+    _, h, w = image.shape
+    bad = [f"{name}={size}" for name, size in (("height", h), ("width", w)) if size == 0 or size % patch_size]
+    if bad:
+        raise ValueError(f"patch_size={patch_size} must divide the image height and width; it does not divide "
+                         f"{' and '.join(bad)} (crop or pad the image first)")
+    return image, patch_size
+
+
+def image_to_patches(image: Tensor, patch_size: int) -> tuple[Tensor, Tensor]:
+    """Cut an image into non-overlapping ``patch_size`` x ``patch_size`` patches.
+
+    Each patch is flattened channel-major (``[C, p, p]`` -> ``C * p * p``), the layout of a
+    ``Conv2d(C, D, p, stride=p)`` weight, so a linear layer on the features equals ViT's
+    patch embedding.
+
+    Shapes:
+        image ``[C, H, W]`` (or ``[H, W]``) -> features ``[P, C * p * p]`` and pos ``[P, 2]``
+        (row, col) with ``P = (H / p) * (W / p)``, row-major.
+
+    Raises:
+        ValueError: ``patch_size`` does not divide the height and / or width (named).
+    """
+    image, p = _check_image(image, patch_size)
+    c, h, w = image.shape
+    rows, cols = h // p, w // p
+    patches = image.unfold(1, p, p).unfold(2, p, p)  # (C, rows, cols, p, p)
+    feats = patches.permute(1, 2, 0, 3, 4).reshape(rows * cols, c * p * p)  # (P, C*p*p)
+    r, cc = torch.meshgrid(torch.arange(rows), torch.arange(cols), indexing="ij")
+    pos = torch.stack([r.reshape(-1), cc.reshape(-1)], dim=1).to(image.device)  # (P, 2)
+    return feats, pos
+
+
+def _grid_widths(pattern: Pattern) -> set[int]:
+    if isinstance(pattern, Grid2D):
+        return {pattern.width}
+    if isinstance(pattern, (Union, Intersection)):
+        return set().union(*(_grid_widths(p) for p in pattern.parts))
+    return set()
+
+
+def image_to_graph(image: Tensor, patch_size: int, pattern: Pattern | None = None, y: object = None) -> Data:
+    """An image as an attention graph over its patches.
+
+    Args:
+        image: ``[C, H, W]`` (or ``[H, W]``); ``patch_size`` must divide ``H`` and ``W``.
+        patch_size: the side of the square patches.
+        pattern: attention over patches (default ``Full()``, as ViT); ``Grid2D(r, width)``
+            must use ``width = W / patch_size``.
+        y: a label for the image.
+
+    Returns:
+        ``Data`` with ``x`` ``[P, C*p*p]``, ``pos`` ``[P, 2]`` (row, col), ``grid_height``,
+        ``grid_width`` and the attention edges. A 28 x 28 image with ``patch_size=4`` gives
+        a 7 x 7 grid of 49 nodes.
+
+    Raises:
+        ValueError: ``patch_size`` does not divide the image, or a ``Grid2D`` in ``pattern``
+            has another width than the patch grid.
+    """
+    pattern = Full() if pattern is None else check_pattern(pattern)
+    feats, pos = image_to_patches(image, patch_size)
+    h, w = image.shape[-2:]
+    grid_h, grid_w = h // patch_size, w // patch_size
+    wrong = sorted(_grid_widths(pattern) - {grid_w})
+    if wrong:
+        raise ValueError(f"pattern has Grid2D width {wrong} but the patch grid has grid_width={grid_w} columns")
+    return build_data(feats, pattern, pos=pos, y=y, grid_height=grid_h, grid_width=grid_w)
