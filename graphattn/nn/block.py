@@ -1,0 +1,105 @@
+"""TransformerBlock: pre-norm self-attention and feed-forward, each with a residual."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ..patterns import Pattern
+from .attention import SelfAttentionConv
+
+__all__ = ["TransformerBlock"]
+
+
+class TransformerBlock(nn.Module):
+    r"""One pre-norm transformer block whose attention runs along a graph.
+
+    .. math::
+        x \leftarrow x + \operatorname{Dropout}\big(\operatorname{Attn}(\operatorname{LN}_1(x), E)\big)
+
+        x \leftarrow x + \operatorname{Dropout}\big(W_2\, \operatorname{GELU}(W_1 \operatorname{LN}_2(x))\big)
+
+    where ``Attn`` is :class:`SelfAttentionConv` over the edges ``E`` (a pattern or an
+    ``edge_index``). With ``Full()`` this is the block of GPT-2 / ViT without a causal mask.
+
+    Args:
+        channels: model width ``H * C`` (input and output width).
+        heads: number of attention heads ``H`` (must divide ``channels``).
+        ffn_ratio: hidden width of the feed-forward MLP as a multiple of ``channels``.
+            (default: ``2``, as in GraphGPS; GPT-2 uses ``4``)
+        dropout: dropout on both residual branches. (default: ``0.0``)
+        attn_dropout: dropout on the attention weights. (default: ``0.0``)
+        score: ``"dot"`` or ``"additive"``. (default: ``"dot"``)
+        backend: attention kernel, ``"auto"`` or a name in ``graphattn.ops.KERNELS``.
+            (default: ``"auto"``)
+        position: optional score-side positional encoding handed to the attention.
+            (default: ``None``)
+        edge_dim: edge feature width for the attention, or ``None``. (default: ``None``)
+
+    Shapes:
+        - input: ``x`` ``(N, channels)``; ``edges`` a pattern or ``(2, E)``; ``batch`` ``(N)``
+        - output: ``(N, channels)``; with weights also ``((2, E), (E, H))``
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        heads: int = 1,
+        *,
+        ffn_ratio: int = 2,
+        dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        score: str = "dot",
+        backend: str = "auto",
+        position: nn.Module | None = None,
+        edge_dim: int | None = None,
+    ):
+        super().__init__()
+        if isinstance(ffn_ratio, bool) or not isinstance(ffn_ratio, int) or ffn_ratio < 1:
+            raise ValueError(f"ffn_ratio must be a positive int, got {ffn_ratio!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.channels = channels
+        self.heads = heads
+        self.ffn_ratio = ffn_ratio
+        self.dropout = dropout
+        self.norm1 = nn.LayerNorm(channels)
+        self.attn = SelfAttentionConv(channels, channels, heads, score=score, dropout=attn_dropout,
+                                      edge_dim=edge_dim, backend=backend, position=position)
+        self.norm2 = nn.LayerNorm(channels)
+        self.ffn = nn.Sequential(
+            nn.Linear(channels, ffn_ratio * channels),
+            nn.GELU(),
+            nn.Linear(ffn_ratio * channels, channels),
+        )
+        self.drop = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.norm1.reset_parameters()
+        self.attn.reset_parameters()
+        self.norm2.reset_parameters()
+        for layer in self.ffn:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+
+    def forward(
+        self,
+        x: Tensor,
+        edges: Pattern | Tensor,
+        *,
+        batch: Tensor | None = None,
+        lengths: Tensor | None = None,
+        edge_attr: Tensor | None = None,
+        pos: Tensor | None = None,
+        return_attention_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Returns ``(N, channels)``, and ``(edge_index, alpha)`` when ``return_attention_weights``."""
+        res = self.attn(self.norm1(x), edges, batch=batch, lengths=lengths, edge_attr=edge_attr, pos=pos,
+                        return_attention_weights=return_attention_weights)
+        h, weights = res if return_attention_weights else (res, None)
+        x = x + self.drop(h)
+        x = x + self.drop(self.ffn(self.norm2(x)))
+        return (x, weights) if return_attention_weights else x
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.channels}, heads={self.heads}, ffn_ratio={self.ffn_ratio})"
