@@ -14,6 +14,40 @@ from graphattn.nn.block import TransformerBlock
 from graphattn.patterns import Full, Global, GraphEdges, SelfLoops, VirtualNodes, Window
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run ~10x faster on one thread than on a shared, busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class DirectionBias(nn.Module):
+    """A minimal learned score-side encoding: one bias per head for left / self / right keys."""
+
+    def __init__(self, heads: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(3, heads))
+
+    def forward(self, q, k, pos):
+        def bias(q_idx, k_idx):
+            return self.weight[(pos[k_idx] - pos[q_idx]).clamp(-1, 1) + 1]  # (..., H)
+
+        return q, k, bias
+
+
+class TableEncoding(nn.Module):
+    """A minimal feature-side encoding: a learned vector per integer position."""
+
+    def __init__(self, max_len: int, channels: int):
+        super().__init__()
+        self.table = nn.Embedding(max_len, channels)
+
+    def forward(self, pos):
+        return self.table(pos.long())
+
+
 def _seeded(seed: int = 0) -> torch.Generator:
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
@@ -161,6 +195,19 @@ def test_graph_classification_on_a_pyg_batch():
     _grads_finite(model)
 
 
+def test_edge_features_reach_the_attention():
+    _seeded()
+    n = 7
+    ei = add_self_loops(_ring(n), num_nodes=n)[0]
+    model = GraphTransformer(4, 16, 2, edge_dim=3).eval()
+    x, edge_attr = torch.randn(n, 4), torch.randn(ei.size(1), 3)
+    out = model(x, ei, edge_attr=edge_attr)
+    assert out.shape == (n, 2)
+    assert not torch.allclose(model(x, ei, edge_attr=edge_attr + 1.0), out)
+    with pytest.raises(ValueError, match="edge_attr"):
+        model(x, ei)
+
+
 # ---- a task that needs attention ----------------------------------------------------------------
 
 def _left_neighbour_task(gen: torch.Generator, num_seq: int, length: int, classes: int):
@@ -173,10 +220,11 @@ def _left_neighbour_task(gen: torch.Generator, num_seq: int, length: int, classe
     return x.reshape(-1, classes), y.reshape(-1), scored, batch
 
 
-def _train_and_score(pattern, steps: int = 25) -> tuple[float, float, float]:
+def _train_and_score(pattern, steps: int = 25, position=None) -> tuple[float, float, float]:
     gen = _seeded(0)
     classes = 4
-    model = GraphTransformer(classes, 32, classes, num_layers=1, heads=2, pattern=pattern, dropout=0.0)
+    model = GraphTransformer(classes, 32, classes, num_layers=1, heads=2, pattern=pattern, dropout=0.0,
+                             position=position)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     x, y, scored, batch = _left_neighbour_task(gen, 16, 10, classes)
     losses = []
@@ -200,6 +248,46 @@ def test_learns_left_neighbour_copy_only_with_attention_along_the_window():
     # The same model attending only to itself has no way to see its neighbour: chance (0.25).
     _, _, acc_self = _train_and_score(SelfLoops())
     assert acc_self < 0.4
+
+
+def test_score_side_position_breaks_the_left_right_symmetry_of_a_window():
+    # Window(1) offers both neighbours; without positions the left one cannot be told apart.
+    _, _, acc_plain = _train_and_score(Window(1))
+    _, _, acc_position = _train_and_score(Window(1), position=DirectionBias(2))
+    assert acc_plain < 0.8
+    assert acc_position > 0.9
+
+
+# ---- encodings ----------------------------------------------------------------------------------
+
+def test_feature_encoding_uses_positions_within_each_sequence():
+    _seeded()
+    model = GraphTransformer(3, 8, 2, pattern=Full(), pooling="mean", feature_encoding=TableEncoding(8, 8)).eval()
+    x = torch.randn(11, 3)
+    batch = torch.tensor([0] * 5 + [1] * 6)
+    out = model(x, batch=batch)
+    pos = torch.cat([torch.arange(5), torch.arange(6)])
+    torch.testing.assert_close(model(x, batch=batch, pos=pos), out)  # the default pos
+    # Positions make the model order-aware: reversing a sequence now changes its output.
+    rev = torch.cat([torch.arange(4, -1, -1), 5 + torch.arange(6)])
+    assert not torch.allclose(model(x[rev], batch=batch)[0], out[0])
+    torch.testing.assert_close(model(x[rev], batch=batch)[1], out[1])
+
+    class Wrong(nn.Module):
+        def forward(self, pos):
+            return torch.zeros(pos.size(0), 3)
+
+    with pytest.raises(ValueError, match="feature_encoding"):
+        GraphTransformer(3, 8, 2, pattern=Full(), feature_encoding=Wrong())(x)
+
+
+def test_position_module_is_shared_by_all_layers():
+    position = DirectionBias(2)
+    model = GraphTransformer(3, 8, 2, num_layers=3, heads=2, pattern=Window(1), position=position)
+    assert all(block.attn.position is position for block in model.blocks)
+    assert sum(p is position.weight for p in model.parameters()) == 1
+    model(torch.randn(6, 3)).sum().backward()
+    assert position.weight.grad.abs().sum() > 0
 
 
 # ---- bad input ------------------------------------------------------------------------------------
@@ -237,6 +325,12 @@ def test_bad_edges_and_arguments_raise():
         GraphTransformer(4, 10, 2, heads=4)
     with pytest.raises(TypeError, match="pattern"):
         GraphTransformer(4, 8, 2, pattern=3)
+    cls = GraphTransformer(4, 8, 2, pattern=Full(), pooling="cls")
+    with pytest.raises(ValueError, match="cls"):
+        cls(torch.randn(4, 4), batch=torch.tensor([0, 0, 2, 2]))  # graph 1 is empty
+    virtual = GraphTransformer(4, 8, 2, pattern=Full() | VirtualNodes(1), position=DirectionBias(4))
+    with pytest.raises(ValueError, match="pos"):
+        virtual(torch.randn(4, 4), pos=torch.arange(4))
 
 
 def test_pattern_text_repr_and_reset_parameters():

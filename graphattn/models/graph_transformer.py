@@ -32,6 +32,9 @@ class GraphTransformer(nn.Module):
     of the batch (the pattern is laid on each with its ``k`` extra nodes, so they are the last
     ``k`` nodes of each), and drops them again before the norm, pooling and head: outputs have
     one row per real node. Returned attention weights index the extended node list.
+    ``Data`` from :mod:`graphattn.convert` already carries ``k`` zero rows for them in ``x``:
+    pass ``x[:num_real_nodes]`` with ``data.pattern`` (learned virtual nodes), or ``x`` with
+    ``data.edge_index`` (the zero rows then enter as ordinary nodes and come back as rows).
 
     Args:
         in_channels: input feature width ``F``, or the vocabulary size with ``embedding=True``.
