@@ -1,5 +1,7 @@
 """Attention kernels as pure functions, and the dispatcher that picks one."""
 
+from .blocked import blocked_attention
+from .dense import dense_attention
 from .dispatch import BACKENDS, KERNELS, AttentionOutput, attention, choose_backend
 from .graph import AttentionGraph
 from .reference import reference_attention
@@ -9,4 +11,5 @@ from .scores import BiasFn, ScoreSpec
 __all__ = [
     "attention", "choose_backend", "KERNELS", "BACKENDS", "AttentionOutput",
     "AttentionGraph", "ScoreSpec", "BiasFn", "reference_attention", "scatter_attention",
+    "dense_attention", "blocked_attention",
 ]

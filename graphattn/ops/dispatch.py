@@ -10,21 +10,41 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import logging
+
 import torch
 from torch import Tensor
 
-from ..patterns import Pattern, check_edge_index, check_sizes
+from ..patterns import Pattern, Stride, check_edge_index, check_sizes
+from .blocked import BLOCK, blocked_attention, blocked_unsupported
+from .dense import dense_attention, dense_unsupported
 from .graph import AttentionGraph
+from .plan import plan_blocks
 from .reference import reference_attention
 from .scatter import scatter_attention
 from .scores import BiasFn, ScoreSpec
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["attention", "choose_backend", "KERNELS", "BACKENDS", "AttentionOutput"]
 
 Kernel = Callable[..., tuple[Tensor, "Tensor | None"]]
 
 #: name -> kernel. ``reference`` is the dense oracle; faster kernels register here.
-KERNELS: dict[str, Kernel] = {"reference": reference_attention, "scatter": scatter_attention}
+KERNELS: dict[str, Kernel] = {
+    "reference": reference_attention,
+    "scatter": scatter_attention,
+    "dense": dense_attention,
+    "blocked": blocked_attention,
+}
+#: name -> ``unsupported(graph, spec) -> reason | None`` for kernels that cannot run everything.
+UNSUPPORTED = {"dense": dense_unsupported, "blocked": blocked_unsupported}
+#: The dense kernel's mask is ``B L^2`` booleans; above this many it is not picked.
+DENSE_MAX_MASK = 1 << 28
+#: Blocked over dense when it computes at most this fraction of dense's key columns.
+BLOCKED_WORK_RATIO = 0.5
+#: Dense over scatter for graphs at least this dense (edges / (B L^2)).
+DENSE_MIN_DENSITY = 0.05
 #: What ``backend=`` accepts.
 BACKENDS = ("auto", *KERNELS)
 SCORES = ("dot", "additive")
@@ -39,9 +59,65 @@ class AttentionOutput(NamedTuple):
     backend: str
 
 
-def choose_backend(graph: AttentionGraph, spec: ScoreSpec, device: torch.device) -> str:
-    """The fastest kernel that supports this graph and score (see DESIGN.md, "Speed")."""
-    return "scatter"
+def choose_backend(
+    graph: AttentionGraph | Pattern | Tensor,
+    spec: ScoreSpec | None = None,
+    device: torch.device | str | None = None,
+    *,
+    num_nodes: int | None = None,
+    sizes: Tensor | None = None,
+) -> str:
+    """The kernel ``attention(backend="auto")`` runs (see DESIGN.md, "Speed").
+
+    Callable directly to see what a layer would pick: ``choose_backend(Window(128),
+    num_nodes=16384)`` or ``choose_backend(edge_index, num_nodes=n)``; ``spec`` defaults to
+    plain dot-product scores, ``device`` to the CPU.
+
+    * additive scores and edge features: ``scatter`` (the only kernel computing them);
+    * a pattern the blocked kernel can split (band, global, random pieces; a lone stride)
+      whose key columns per query are at most half a sequence: ``blocked``;
+    * otherwise a graph dense enough (``max_edges`` vs ``B L^2``) whose padded mask fits:
+      ``dense`` (``Full()`` always when it fits);
+    * everything else: ``scatter``.
+    """
+    graph = _as_graph(graph, num_nodes, sizes)
+    spec = ScoreSpec(scale=1.0) if spec is None else spec
+    if dense_unsupported(graph, spec) is not None:  # the same features as blocked
+        return "scatter"
+    if graph.pattern is None:
+        n = graph.num_nodes
+        fits = n * n <= DENSE_MAX_MASK
+        return "dense" if fits and graph.edge_index.size(1) >= DENSE_MIN_DENSITY * n * n else "scatter"
+    sizes = graph.sizes
+    batch, length = sizes.numel(), int(sizes.max()) if sizes.numel() else 0
+    if length == 0:
+        return "scatter"
+    if isinstance(graph.pattern, Stride) and graph.pattern.stride > 1:
+        return "blocked"  # permuted into sub-sequences: 1 / stride of dense's work
+    plan = plan_blocks(graph.pattern)
+    dense_fits = batch * length * length <= DENSE_MAX_MASK
+    if plan is not None and not plan.is_full:
+        if plan.keys_per_query(length, BLOCK) <= BLOCKED_WORK_RATIO * length or not dense_fits:
+            return "blocked"
+    if not dense_fits:
+        return "scatter"
+    edges = graph.pattern.max_edges(length)
+    return "dense" if edges >= DENSE_MIN_DENSITY * length * length else "scatter"
+
+
+def _as_graph(edges: AttentionGraph | Pattern | Tensor, num_nodes: int | None, sizes: Tensor | None) -> AttentionGraph:
+    if isinstance(edges, AttentionGraph):
+        return edges
+    if isinstance(edges, Pattern):
+        if sizes is None and num_nodes is None:
+            raise ValueError("choose_backend(pattern) needs num_nodes or sizes")
+        sizes = torch.tensor([num_nodes]) if sizes is None else check_sizes(sizes, num_nodes)
+        return AttentionGraph.from_pattern(edges, sizes.cpu())
+    if isinstance(edges, Tensor):
+        if num_nodes is None:
+            raise ValueError("choose_backend(edge_index) needs num_nodes")
+        return AttentionGraph.from_edge_index(check_edge_index(edges, num_nodes), num_nodes)
+    raise TypeError(f"edges must be an AttentionGraph, a Pattern or an edge_index tensor, got {type(edges).__name__}")
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
@@ -112,6 +188,13 @@ def attention(
         raise TypeError(f"edges must be a Pattern or an edge_index tensor, got {type(edges).__name__}")
     spec = ScoreSpec(score, channels**-0.5 if scale is None else scale, att, bias, edge_kv, dropout, training)
     name = choose_backend(graph, spec, q.device) if backend == "auto" else backend
+    reason = UNSUPPORTED[name](graph, spec) if name in UNSUPPORTED else None
+    if reason is not None:
+        logger.warning("backend %r cannot compute %s; using 'scatter'", name, reason)
+        name = "scatter"
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("attention over %d nodes, %r: backend %r (asked %r)", n,
+                     graph.pattern if graph.pattern is not None else "edge_index", name, backend)
     out, alpha = KERNELS[name](q, k, v, graph, spec, return_weights=return_weights)
     weights = (graph.edge_index.to(q.device), alpha) if return_weights else None
     return AttentionOutput(out, weights, name)

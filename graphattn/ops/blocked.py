@@ -1,0 +1,230 @@
+"""The blocked kernel: sequence patterns computed tile by tile, never edge by edge.
+
+The ``N`` queries (all sequences of the batch, back to back) are cut into blocks of ``b``.
+Each query block gets one row of key columns, built from the pattern's pieces
+(:func:`~graphattn.ops.plan.plan_blocks`):
+
+* the **band**: the contiguous span ``[start - left, start + b + right)`` of keys, a
+  strided view of the padded keys (``unfold``, no copy), masked inside by the band's own
+  ``mask`` evaluated on the tile's offsets ``k - q`` and by "same sequence";
+* **global key columns** of the sequences the block touches, minus keys the band already
+  counts (the band's mask evaluated on those pairs);
+* **random keys**: each query's own random keys (``Random.table``), minus keys already in
+  the band or global, minus duplicates between random pieces.
+
+Because every column is counted by exactly one piece, a single softmax over the row is the
+softmax over the query's in-neighbours: one ``scaled_dot_product_attention`` call over
+``[H, blocks, b, C] x [H, blocks, keys, C]`` with a 4-D boolean mask ``[1, blocks, b, keys]``
+(CPU keeps its fused kernel with this mask; the same mask as 3-D is several times slower).
+Global queries attend to their whole sequence: dense rows written over their block rows.
+A lone ``Stride(s)`` is instead permuted into ``s`` interleaved sub-sequences, on which it is
+``Full()`` (dense kernel) or, with ``reach``, ``Window(reach // s)``.
+
+Memory: O(N x keys per block row) for the mask, O(N H C x (b + left + right) / b) for
+the unfolded keys in backward; never O(N^2) or O(E H C). Bias, dropout and weights use the
+explicit matmul + log-sum-exp path on the same tiles. Slow twin:
+:func:`graphattn.ops.reference.reference_attention`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..patterns import Full, Stride, Window
+from .dense import dense_core
+from .graph import AttentionGraph
+from .masked import edge_weights, explicit, needs_explicit, sdpa
+from .plan import BlockPlan, plan_blocks
+from .scatter import scatter_attention
+from .scores import ScoreSpec
+
+__all__ = ["blocked_attention", "blocked_unsupported", "BLOCK"]
+
+#: Queries per block: 64 keeps the band's wasted corners small for radii around 128.
+BLOCK = 64
+
+
+def blocked_unsupported(graph: AttentionGraph, spec: ScoreSpec) -> str | None:
+    """Why the blocked kernel cannot run this (``None`` if it can)."""
+    if spec.score != "dot":
+        return f"{spec.score} scores"
+    if spec.edge_kv is not None:
+        return "edge features (edge_kv)"
+    if graph.pattern is None:
+        return "an explicit edge_index (no pattern)"
+    if plan_blocks(graph.pattern) is None:
+        return f"pattern {graph.pattern!r} (pieces other than band, Global and Random)"
+    return None
+
+
+def blocked_attention(
+    q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *,
+    return_weights: bool = False, block: int = BLOCK,
+) -> tuple[Tensor, Tensor | None]:
+    if blocked_unsupported(graph, spec) is not None:
+        return scatter_attention(q, k, v, graph, spec, return_weights=return_weights)
+    if q.size(0) == 0:
+        return v.new_zeros(v.shape), (q.new_zeros(0, q.size(1)) if return_weights else None)
+    out, lse = blocked_core(q, k, v, graph, spec, with_lse=return_weights, block=block)
+    return out, (edge_weights(q, k, graph, spec, lse) if return_weights else None)
+
+
+def blocked_core(
+    q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *, with_lse: bool, block: int
+) -> tuple[Tensor, Tensor | None]:
+    """``(out [N, H, C], lse [N, H] | None)`` for a pattern with a plan."""
+    if isinstance(graph.pattern, Stride):
+        return _strided(q, k, v, graph, spec, with_lse=with_lse, block=block)
+    plan = plan_blocks(graph.pattern)
+    n, heads, channels = q.shape
+    device = q.device
+    sizes = graph.sizes.to(device)
+    starts = torch.cumsum(sizes, 0) - sizes
+    seq = torch.repeat_interleave(torch.arange(sizes.numel(), device=device), sizes)  # (N,)
+    pos = torch.arange(n, device=device) - starts[seq]  # (N,) position in own sequence
+    nb = -(-n // block)
+    npad = nb * block
+    seq_q = F.pad(seq, (0, npad - n), value=-1).view(nb, block)  # (nb, b); padding queries: -1
+    glob = _global_ids(plan, graph.sizes, starts.cpu()).to(device)  # (B, G), -1 = none
+    is_global = torch.zeros(n + 1, dtype=torch.bool, device=device)
+    is_global[glob.flatten()] = True  # slot n absorbs the -1 fillers
+    is_global = is_global[:n]
+    explicit_path = needs_explicit(spec, with_lse)
+
+    key_ids, masks, keys, values = [], [], [], []
+    length = int(sizes.max())
+    if plan.band is not None:
+        left, right = int(min(plan.left, length - 1)), int(min(plan.right, length - 1))
+        span = block + left + right
+        kid = (torch.arange(nb, device=device) * block - left)[:, None] + torch.arange(span, device=device)  # (nb, S)
+        offset = torch.arange(span, device=device)[None, :] - left - torch.arange(block, device=device)[:, None]
+        inside = plan.band.mask(torch.zeros_like(offset), offset, length)  # (b, S): offsets allowed
+        seq_k = torch.where((kid >= 0) & (kid < n), seq[kid.clamp(0, n - 1)], -2)
+        masks.append(inside[None] & (seq_q[:, :, None] == seq_k[:, None, :]))  # (nb, b, S)
+        pad = (0, 0, 0, 0, left, npad - n + right)
+        # unfold: (nb, H, C, S) views of the padded keys, one per block, overlapping in memory.
+        keys.append(F.pad(k, pad).unfold(0, span, block).permute(1, 0, 3, 2))  # (H, nb, S, C)
+        values.append(F.pad(v, pad).unfold(0, span, block).permute(1, 0, 3, 2))  # (H, nb, S, C)
+        key_ids.append(kid)
+
+    def in_band(qi: Tensor, ki: Tensor) -> Tensor:
+        """Whether query ``qi`` already counts key ``ki`` (same sequence) through the band."""
+        if plan.band is None:
+            return torch.zeros_like(qi, dtype=torch.bool)
+        return plan.band.mask(torch.zeros_like(qi), pos[ki] - pos[qi], length)
+
+    qid = torch.arange(npad, device=device).view(nb, block).clamp(max=n - 1)  # (nb, b)
+    if glob.size(1):  # global key columns of every sequence a block touches
+        first, last = seq_q[:, 0], seq_q.max(dim=1).values  # (nb,)
+        reach = int((last - first).max()) + 1
+        which = first[:, None] + torch.arange(reach, device=device)  # (nb, m)
+        gid = glob[which.clamp(max=glob.size(0) - 1)]  # (nb, m, G)
+        gid = torch.where((which <= last[:, None])[:, :, None], gid, -1).flatten(1)  # (nb, m * G)
+        safe = gid.clamp(min=0)
+        ok = (gid[:, None, :] >= 0) & (seq[safe][:, None, :] == seq_q[:, :, None])
+        masks.append(ok & ~in_band(qid[:, :, None], safe[:, None, :]))  # (nb, b, m * G)
+        key_ids.append(safe)
+    if plan.randoms:  # each query's own random keys, as b * t columns per block
+        table = _random_ids(plan, graph.sizes, starts.cpu()).to(device)  # (N, t)
+        t = table.size(1)
+        dup = torch.zeros_like(table, dtype=torch.bool)
+        for j in range(1, t):
+            dup[:, j] = (table[:, j : j + 1] == table[:, :j]).any(dim=1)
+        ok = ~dup & ~is_global[table] & ~in_band(torch.arange(n, device=device)[:, None], table)  # (N, t)
+        ok = F.pad(ok, (0, 0, 0, npad - n), value=False).view(nb, block * t)
+        owner = torch.arange(block, device=device).repeat_interleave(t)  # (b * t,)
+        masks.append(ok[:, None, :] & (owner[None, None, :] == torch.arange(block, device=device)[None, :, None]))
+        key_ids.append(F.pad(table, (0, 0, 0, npad - n)).view(nb, block * t))
+    for ids in key_ids[len(keys):]:  # gathered (non-band) columns
+        keys.append(k[ids].permute(2, 0, 1, 3))  # (H, nb, S', C)
+        values.append(v[ids].permute(2, 0, 1, 3))
+    mask = masks[0] if len(masks) == 1 else torch.cat(masks, dim=2)  # (nb, b, S)
+    kb = keys[0] if len(keys) == 1 else torch.cat(keys, dim=2)  # (H, nb, S, C)
+    vb = values[0] if len(values) == 1 else torch.cat(values, dim=2)
+    qb = F.pad(q, (0, 0, 0, 0, 0, npad - n)).view(nb, block, heads, channels).permute(2, 0, 1, 3)  # (H, nb, b, C)
+    lse = None
+    if not explicit_path:
+        out = sdpa(qb, kb, vb, mask[None], spec.scale)  # (H, nb, b, C)
+    else:
+        bias = None
+        if spec.bias is not None:
+            kid_all = torch.cat(key_ids, dim=1).clamp(0, n - 1)  # (nb, S)
+            bias = spec.bias(qid[:, :, None], kid_all[:, None, :]).permute(3, 0, 1, 2)  # (H, nb, b, S)
+        out, lse = explicit(qb, kb, vb, mask[None], spec, bias)  # (H, nb, b, C), (H, nb, b)
+        lse = lse.permute(1, 2, 0).reshape(npad, heads)[:n]  # (N, H)
+    out = out.permute(1, 2, 0, 3).reshape(npad, heads, -1)[:n]  # (N, H, C)
+    if glob.size(1):
+        out, lse = _global_rows(q, k, v, spec, seq, glob, out, lse, explicit_path)
+    return out, lse
+
+
+def _global_ids(plan: BlockPlan, sizes: Tensor, starts: Tensor) -> Tensor:
+    """``[B, G]`` node ids of each sequence's global tokens (padded with -1)."""
+    if not plan.global_nodes:
+        return torch.empty(len(sizes), 0, dtype=torch.long)
+    rows = [sorted({g % s + int(o) for g in plan.global_nodes if -s <= g < s}) if s else []
+            for s, o in zip(sizes.tolist(), starts)]
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [-1] * (width - len(r)) for r in rows], dtype=torch.long).view(len(rows), width)
+
+
+def _random_ids(plan: BlockPlan, sizes: Tensor, starts: Tensor) -> Tensor:
+    """``[N, t]`` node ids of each query's random keys, all random pieces side by side."""
+    per_size: dict[int, Tensor] = {}
+    rows = []
+    for s, o in zip(sizes.tolist(), starts.tolist()):
+        if s == 0:
+            continue
+        if s not in per_size:
+            per_size[s] = torch.cat([r.table(s) for r in plan.randoms], dim=1)
+        rows.append(per_size[s] + o)
+    return torch.cat(rows)
+
+
+def _global_rows(
+    q: Tensor, k: Tensor, v: Tensor, spec: ScoreSpec, seq: Tensor, glob: Tensor,
+    out: Tensor, lse: Tensor | None, explicit_path: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """Global queries attend to their whole sequence: dense rows over the block rows."""
+    rows = glob[glob >= 0]  # (Gq,)
+    n = q.size(0)
+    mask = None if glob.size(0) == 1 else (seq[rows][:, None] == seq[None, :])[None]  # (1, Gq, N)
+    qg, kg, vg = q[rows].transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # (H, Gq|N, C)
+    if not explicit_path:
+        return out.index_copy(0, rows, sdpa(qg, kg, vg, mask, spec.scale).transpose(0, 1)), lse
+    bias = None
+    if spec.bias is not None:
+        bias = spec.bias(rows[:, None], torch.arange(n, device=q.device)[None, :]).permute(2, 0, 1)  # (H, Gq, N)
+    og, lg = explicit(qg, kg, vg, mask, spec, bias)  # (H, Gq, C), (H, Gq)
+    return out.index_copy(0, rows, og.transpose(0, 1)), lse.index_copy(0, rows, lg.T)
+
+
+def _strided(
+    q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *, with_lse: bool, block: int
+) -> tuple[Tensor, Tensor | None]:
+    """``Stride(s)``: keys share the query's residue mod ``s``; permute into ``s`` sub-sequences
+    per sequence, on which the pattern is ``Full()`` (or ``Window(reach // s)``)."""
+    stride, reach = graph.pattern.stride, graph.pattern.reach
+    sizes = graph.sizes.to(q.device)
+    n = q.size(0)
+    seq = torch.repeat_interleave(torch.arange(sizes.numel(), device=q.device), sizes)
+    pos = torch.arange(n, device=q.device) - (torch.cumsum(sizes, 0) - sizes)[seq]
+    sub_sizes = (sizes[:, None] - torch.arange(stride, device=q.device) + stride - 1).clamp(min=0) // stride
+    order = torch.argsort((seq * stride + pos % stride) * (n + 1) + pos // stride)  # new slot -> node
+    sub = Full() if reach is None else Window(reach // stride)
+    sub_graph = AttentionGraph.from_pattern(sub, sub_sizes.flatten().cpu())
+    sub_spec = spec
+    if spec.bias is not None:
+        sub_spec = replace(spec, bias=lambda qi, ki: spec.bias(order[qi], order[ki]))
+    qs, ks, vs = q[order], k[order], v[order]
+    if reach is None:
+        out, lse = dense_core(qs, ks, vs, sub_graph, sub_spec, with_lse=with_lse)
+    else:
+        out, lse = blocked_core(qs, ks, vs, sub_graph, sub_spec, with_lse=with_lse, block=block)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(n, device=q.device)
+    return out[inverse], (lse[inverse] if lse is not None else None)

@@ -1,0 +1,56 @@
+"""Shared pieces of the dense and blocked kernels: one masked softmax attention, two ways.
+
+``sdpa`` hands the mask to ``scaled_dot_product_attention`` (fused on CPU and GPU, no
+scores in memory) and is used when nothing else is asked for. ``explicit`` writes the same
+attention as matmul, masked log-sum-exp and matmul; it runs when a score bias, dropout or
+attention weights are needed, and also returns the log-sum-exp ``lse`` of each query, from
+which :func:`edge_weights` recovers ``alpha`` on any edge without keeping the scores.
+A query with no allowed key gets zeros (contract 6) on both paths.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .graph import AttentionGraph
+from .scores import ScoreSpec
+
+__all__ = ["sdpa", "explicit", "edge_weights", "needs_explicit"]
+
+
+def needs_explicit(spec: ScoreSpec, return_weights: bool) -> bool:
+    """Whether the fused SDPA path cannot compute this: bias, dropout or weights asked for."""
+    return return_weights or spec.bias is not None or (spec.dropout > 0 and spec.training)
+
+
+def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> Tensor:
+    """``q (..., L, C)``, ``k, v (..., S, C)``, boolean ``mask`` broadcasting to ``(..., L, S)``."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+
+
+def explicit(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, spec: ScoreSpec, bias: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """As :func:`sdpa` plus ``bias`` (broadcasting to the scores) and dropout; returns
+    ``(out (..., L, C), lse (..., L))`` with ``lse = -inf`` for a query without keys."""
+    scores = torch.matmul(q, k.transpose(-1, -2)) * spec.scale  # (..., L, S)
+    if bias is not None:
+        scores = scores + bias
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1, keepdim=True)  # (..., L, 1)
+    # A row without keys has lse = -inf; shifting it by 0 keeps exp(-inf) = 0 and no NaN.
+    probs = torch.exp(scores - torch.where(torch.isfinite(lse), lse, 0.0))
+    return torch.matmul(spec.apply_dropout(probs), v), lse.squeeze(-1)
+
+
+def edge_weights(q: Tensor, k: Tensor, graph: AttentionGraph, spec: ScoreSpec, lse: Tensor) -> Tensor:
+    """``alpha [E, H]`` on ``graph.edge_index`` from each query's log-sum-exp ``lse [N, H]``:
+    ``alpha_ij = exp(s_ij - lse_i)``, with ``s_ij`` recomputed per edge (O(E H C))."""
+    src, dst = graph.edge_index.to(q.device)
+    scores = (q[dst] * k[src]).sum(dim=-1) * spec.scale  # (E, H)
+    if spec.bias is not None:
+        scores = scores + spec.bias(dst, src)
+    return torch.exp(scores - lse[dst])
