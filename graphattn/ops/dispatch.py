@@ -179,6 +179,8 @@ def attention(
         sizes = torch.tensor([n]) if sizes is None else check_sizes(sizes, n)
         if edge_kv is not None:
             raise ValueError("edge_kv (edge features) needs an explicit edge_index, not a pattern")
+        for size in set(sizes.tolist()):  # kernels that never build edge_index must not see bad patterns
+            edges.validate(size)
         graph = AttentionGraph.from_pattern(edges, sizes.cpu())
     elif isinstance(edges, Tensor):
         graph = AttentionGraph.from_edge_index(check_edge_index(edges, n).to(q.device), n)
