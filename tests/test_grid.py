@@ -1,6 +1,8 @@
 """Grid2D: the specification (mask) equals the generator (edge_index), and the neighbourhoods are right."""
 
 import networkx as nx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 import torch
 
@@ -64,3 +66,12 @@ def test_repr_and_bad_input():
         Grid2D(1, 0)
     with pytest.raises(TypeError, match="width"):
         Grid2D(1, 2.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(radius=st.integers(0, 4), width=st.integers(1, 9), rows=st.integers(0, 9))
+def test_spec_equals_generator_property(radius, width, rows):
+    p, n = Grid2D(radius, width), rows * width
+    ei = p.edge_index(n)
+    assert torch.equal(adjacency(p, n), p.dense_mask(n))
+    assert torch.equal(ei[1] * max(n, 1) + ei[0], torch.unique(ei[1] * max(n, 1) + ei[0]))
