@@ -72,7 +72,7 @@ def test_tokenizer_round_trip():
         assert tok.decode(tok.encode(text, add_cls=True)) == text.lower()
     assert tok.itos[:4] == ["<pad>", "<unk>", "<cls>", "the"]  # most frequent word first
     assert tok.encode("the zebra").tolist() == [tok.stoi["the"], tok.unk_id]
-    assert tok.encode("The") .dtype == torch.long
+    assert tok.encode("The").dtype == torch.long
 
 
 def test_tokenizer_limits_and_state():
@@ -214,7 +214,8 @@ def test_networkx_round_trip_keeps_every_edge():
     data = graph_to_data(g)
     back = to_networkx(data)
     assert set(back.edges) == set(g.edges) | {(i, i) for i in range(12)}
-    assert torch.equal(data.pattern.dense_mask(12), (GraphEdges(data.graph_edge_index, 12) | SelfLoops()).dense_mask(12))
+    expected = GraphEdges(data.graph_edge_index, 12) | SelfLoops()
+    assert torch.equal(data.pattern.dense_mask(12), expected.dense_mask(12))
     und = nx.cycle_graph(5)
     back = to_networkx(graph_to_data(und, pattern=GraphEdges(from_nx_edges(und), 5)))
     assert set(back.edges) == set(und.edges) | {(j, i) for i, j in und.edges}
@@ -254,7 +255,7 @@ def test_to_networkx_attention_and_pattern():
 @pytest.mark.parametrize("graph,kwargs,err,match", [
     ([[0, 1]], {}, TypeError, "networkx graph"),
     (Data(edge_index=torch.tensor([[0], [5]]), num_nodes=3), {}, ValueError, "graph.edge_index"),
-    (Data(edge_index=torch.tensor([[0], [1]]), num_nodes=2), {"pattern": Full(), "add": "Full()"}, TypeError, "add must be"),
+    (Data(edge_index=torch.tensor([[0], [1]]), num_nodes=2), {"add": "Full()"}, TypeError, "add must be"),
     (Data(edge_index=torch.tensor([[0], [1]]), num_nodes=2), {"node_attrs": ["a"]}, ValueError, "node_attrs"),
 ])
 def test_graph_bad_input(graph, kwargs, err, match):

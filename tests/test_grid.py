@@ -49,7 +49,8 @@ def test_identities():
     g = nx.DiGraph(Grid2D(1, 4).edge_index(12).t().tolist())
     g.remove_edges_from(nx.selfloop_edges(g))
     king = nx.grid_2d_graph(3, 4)  # the king's graph: the grid plus diagonals
-    king.add_edges_from(((r, c), (r + 1, c + dc)) for r in range(2) for c in range(4) for dc in (-1, 1) if 0 <= c + dc < 4)
+    diagonals = [((r, c), (r + 1, c + dc)) for r in range(2) for c in range(4) for dc in (-1, 1) if 0 <= c + dc < 4]
+    king.add_edges_from(diagonals)
     king = nx.relabel_nodes(king, {(r, c): r * 4 + c for r, c in king.nodes})
     assert nx.utils.graphs_equal(g.to_undirected(), nx.Graph(king))
 
