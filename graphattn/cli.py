@@ -7,6 +7,7 @@ stderr), and never calls ``sys.exit`` itself.
 
     graphattn patterns list
     graphattn patterns show "longformer(radius=2, global_tokens=[0])" --n 32 --png longformer.png
+    graphattn patterns gallery --n 32 --png docs/patterns.png
 """
 
 from __future__ import annotations
@@ -64,6 +65,17 @@ def _patterns_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _patterns_gallery(args: argparse.Namespace) -> int:
+    from .viz import pattern_gallery
+
+    try:
+        pattern_gallery(args.n, path=args.png)
+    except (TypeError, ValueError, OSError) as e:
+        raise CommandError(f"cannot write {args.png}: {e}") from None
+    print(f"wrote {args.png}")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -76,7 +88,7 @@ def _positive_int(text: str) -> int:
 
 def _add_patterns(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("patterns", help="list and show attention patterns")
-    sub = parser.add_subparsers(dest="action", required=True, metavar="{list,show}")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="{list,show,gallery}")
     listing = sub.add_parser("list", help="the pattern names parse_pattern knows, with one line each")
     listing.set_defaults(func=_patterns_list)
     show = sub.add_parser("show", help="print a pattern's repr, edge count and text picture")
@@ -84,6 +96,10 @@ def _add_patterns(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--n", type=_positive_int, default=32, help="number of nodes (default 32)")
     show.add_argument("--png", metavar="FILE", help="also write the adjacency picture to FILE")
     show.set_defaults(func=_patterns_show)
+    gallery = sub.add_parser("gallery", help="draw full, local, stride, global, random, Longformer and BigBird side by side")
+    gallery.add_argument("--n", type=_positive_int, default=32, help="number of nodes (default 32)")
+    gallery.add_argument("--png", metavar="FILE", required=True, help="where to write the picture")
+    gallery.set_defaults(func=_patterns_gallery)
 
 
 # the entry point ----------------------------------------------------------------------------

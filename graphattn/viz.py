@@ -58,6 +58,7 @@ def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
     try:
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png", dpi=DPI)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a saved picture is for sharing
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -25,6 +25,13 @@ def test_patterns_show(capsys, tmp_path):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_patterns_gallery_writes_the_picture(capsys, tmp_path):
+    png = tmp_path / "gallery.png"
+    assert main(["patterns", "gallery", "--n", "16", "--png", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000
+    assert f"wrote {png}" in capsys.readouterr().out
+
+
 def test_bad_pattern_returns_2(capsys):
     assert main(["patterns", "show", "Windw(2)"]) == 2
     captured = capsys.readouterr()
