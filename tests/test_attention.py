@@ -289,7 +289,7 @@ def test_bad_input_raises_naming_the_argument(case):
 # 4. torch.compile ----------------------------------------------------------------------------
 
 
-@pytest.mark.slow  # about 90 s of compilation on two CPU cores
+@pytest.mark.slow  # 30-90 s of compilation on two CPU cores
 def test_compiled_layer_equals_eager():
     torch.manual_seed(0)
     layer = SelfAttentionConv(8, 8, heads=2).eval()
