@@ -8,6 +8,8 @@ stderr), and never calls ``sys.exit`` itself.
     graphattn patterns list
     graphattn patterns show "longformer(radius=2, global_tokens=[0])" --n 32 --png longformer.png
     graphattn patterns gallery --n 32 --png docs/patterns.png
+    graphattn text --epochs 10 --out runs/text          (also: speech, image; --pattern, --limit)
+    graphattn graph --add "VirtualNodes(1)" --folds 10 --out runs/mutag
 """
 
 from __future__ import annotations
@@ -102,9 +104,107 @@ def _add_patterns(subparsers: argparse._SubParsersAction) -> None:
     gallery.set_defaults(func=_patterns_gallery)
 
 
+# experiments: text, speech, image, graph ----------------------------------------------------
+
+def _experiment_arguments(parser: argparse.ArgumentParser, model: str, training: str) -> None:
+    # Unset options keep the config dataclass's defaults (argparse.SUPPRESS leaves them out).
+    keep = argparse.SUPPRESS
+    parser.add_argument("--hidden", type=_positive_int, default=keep, help=f"model width; {model}")
+    parser.add_argument("--heads", type=_positive_int, default=keep, help="attention heads")
+    parser.add_argument("--layers", type=_positive_int, default=keep, help="attention blocks")
+    parser.add_argument("--dropout", type=float, default=keep, help="dropout on the residual branches")
+    parser.add_argument("--epochs", type=_positive_int, default=keep, help=f"most epochs; {training}")
+    parser.add_argument("--patience", type=_positive_int, default=keep, help="early-stopping patience (epochs)")
+    parser.add_argument("--batch-size", type=_positive_int, default=keep)
+    parser.add_argument("--lr", type=float, default=keep, help="AdamW learning rate")
+    parser.add_argument("--weight-decay", type=float, default=keep)
+    parser.add_argument("--seed", type=int, default=keep, help="seeds weights, splits and batch order (default 0)")
+    parser.add_argument("--out", metavar="DIR", default=keep, help="write results.json and history.png here")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=keep, help="(default cpu)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=keep,
+                        help="no progress bars")
+
+
+def _run_experiment(args: argparse.Namespace, config_cls: type, run: Callable, **fixed: object) -> dict:
+    from dataclasses import fields
+
+    from .datasets import DatasetUnavailableError
+
+    names = {f.name for f in fields(config_cls)}
+    try:
+        config = config_cls(**fixed, **{k: v for k, v in vars(args).items() if k in names})
+    except (TypeError, ValueError) as e:
+        raise CommandError(str(e)) from None
+    try:
+        return run(config)
+    except DatasetUnavailableError as e:
+        raise CommandError(str(e)) from None
+
+
+def _print_table(rows: list[tuple[str, object]]) -> None:
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {f'{value:.4f}' if isinstance(value, float) else value}")
+
+
+def _sequence(args: argparse.Namespace) -> int:
+    from .experiments.sequence_classification import SequenceConfig, run
+
+    m = _run_experiment(args, SequenceConfig, run, task=args.command)
+    _print_table([("task", f"{m['task']} ({m['dataset']})"), ("pattern", m["pattern"]),
+                  ("pooling / position", f"{m['pooling']} / {m['position']}"),
+                  ("train / val / test", f"{m['num_train']} / {m['num_val']} / {m['num_test']}"),
+                  ("test_acc", m["test_acc"]), ("best_val_acc", m["best_val_acc"]),
+                  ("epochs (best)", f"{m['epochs_run']} ({m['best_epoch']})"),
+                  ("time/epoch (s)", m["time_per_epoch_s"]), ("peak memory (MB)", m["peak_memory_mb"]),
+                  ("parameters", m["parameters"])] + ([("wrote", args.out)] if "out" in args else []))
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from .experiments.graph_classification import GraphConfig, run
+
+    m = _run_experiment(args, GraphConfig, run)
+    _print_table([("task", f"graph ({m['dataset']})"), ("pattern", m["pattern"]), ("encoding", m["encoding"]),
+                  ("test_acc", f"{m['test_acc_mean']:.4f} +- {m['test_acc_std']:.4f} over {len(m['folds'])} folds"),
+                  ("majority class", m["majority_baseline"]), ("epochs (mean)", m["epochs_run_mean"]),
+                  ("time/epoch (s)", m["time_per_epoch_s"]), ("peak memory (MB)", m["peak_memory_mb"]),
+                  ("parameters", m["parameters"])] + ([("wrote", args.out)] if "out" in args else []))
+    return 0
+
+
+def _add_experiments(subparsers: argparse._SubParsersAction) -> None:
+    tasks = {"text": "TREC question type (6 classes); default pattern Window(2) | Global([0]), <cls> pooling",
+             "speech": "FSDD spoken digit (10 classes) over log-mel frames; default Window(left=8, right=0)",
+             "image": "MNIST digit (10 classes) over 4x4 patches (7x7 grid); default Full(), try Grid2D(2, 7)"}
+    for task, what in tasks.items():
+        parser = subparsers.add_parser(task, help=f"train and test: {what}", description=f"Classify: {what}.")
+        parser.add_argument("--pattern", default=argparse.SUPPRESS, help='attention pattern, e.g. "Window(4)"')
+        parser.add_argument("--pooling", choices=("cls", "mean"), default=argparse.SUPPRESS,
+                            help="cls (text only; its default) or mean")
+        parser.add_argument("--position", choices=("sinusoidal", "rope", "none"), default=argparse.SUPPRESS,
+                            help="positional encoding (default sinusoidal; 2-D for images)")
+        parser.add_argument("--limit", type=_positive_int, default=argparse.SUPPRESS,
+                            help="use at most N training examples (validation is carved from them)")
+        parser.add_argument("--val-fraction", type=float, default=argparse.SUPPRESS, help="(default 0.1)")
+        _experiment_arguments(parser, "defaults 64 wide, 4 heads, 2 layers", "defaults 20, patience 5, batch 64")
+        parser.set_defaults(func=_sequence)
+    graph = subparsers.add_parser("graph", help="graph classification (MUTAG), k-fold cross-validated",
+                                  description="Classify molecules; attention runs along bonds plus self-loops.")
+    graph.add_argument("--dataset", default=argparse.SUPPRESS, help="TUDataset name (only MUTAG)")
+    graph.add_argument("--add", default=argparse.SUPPRESS, help='pattern joined to the bonds, e.g. "VirtualNodes(1)"')
+    graph.add_argument("--encoding", choices=("none", "laplacian", "random_walk"), default=argparse.SUPPRESS,
+                       help="positional features (default none)")
+    graph.add_argument("--encoding-dim", type=_positive_int, default=argparse.SUPPRESS,
+                       help="eigenvectors or walk length (default 8)")
+    graph.add_argument("--folds", type=int, default=argparse.SUPPRESS, help="cross-validation folds (default 10)")
+    _experiment_arguments(graph, "defaults 64 wide, 4 heads, 3 layers", "defaults 100, patience 30, batch 32")
+    graph.set_defaults(func=_graph)
+
+
 # the entry point ----------------------------------------------------------------------------
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_patterns]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_patterns, _add_experiments]
 """One ``_add_<name>(subparsers)`` per command group."""
 
 
