@@ -1,0 +1,1 @@
+"""Experiments: one file per task, each a config dataclass and ``run(config) -> metrics``."""
