@@ -8,6 +8,7 @@ stderr), and never calls ``sys.exit`` itself.
     graphattn patterns list
     graphattn patterns show "longformer(radius=2, global_tokens=[0])" --n 32 --png longformer.png
     graphattn patterns gallery --n 32 --png docs/patterns.png
+    graphattn node --dataset Cora --models graph gat --seeds 10 --out runs/node/Cora
     graphattn text --epochs 10 --out runs/text          (also: speech, image; --pattern, --limit)
     graphattn graph --add "VirtualNodes(1)" --folds 10 --out runs/mutag
 """
@@ -202,9 +203,66 @@ def _add_experiments(subparsers: argparse._SubParsersAction) -> None:
     graph.set_defaults(func=_graph)
 
 
+# node classification -------------------------------------------------------------------------
+
+def _node(args: argparse.Namespace) -> int:
+    from .experiments.node_classification import NodeConfig, run
+    from .experiments.node_report import markdown_table
+
+    if "models" in args:  # --models a b,c -> ("a", "b", "c")
+        args.models = tuple(name for names in args.models for name in names)
+    m = _run_experiment(args, NodeConfig, run)
+    print(markdown_table(m["summary"]))
+    print(f"{len(m['runs'])} runs in {m['wall_time_s']:.0f} s; wrote results.json, results.md, accuracy.png to {m['out']}")
+    return 0
+
+
+def _model_names(text: str) -> list[str]:
+    return [name for name in text.split(",") if name]
+
+
+def _add_node(subparsers: argparse._SubParsersAction) -> None:
+    # Names spelled out (not imported) so that building the parser does not import torch;
+    # NodeConfig validates them and tests pin the two lists together.
+    models, encodings = ("graph", "graph+virtual", "graph+expander", "full", "gcn", "gat"), ("none", "laplacian", "randomwalk")
+    keep = argparse.SUPPRESS  # unset options keep NodeConfig's defaults
+    parser = subparsers.add_parser(
+        "node", help="node classification on Planetoid (Cora, CiteSeer, PubMed): graphattn vs GCN and GAT",
+        description="Train every model with every seed on the public split (early stopping on validation "
+                    "accuracy) and report mean +- std test accuracy, epochs, time per epoch and peak memory.")
+    parser.add_argument("--dataset", default=keep, help="Cora, CiteSeer or PubMed (default Cora)")
+    parser.add_argument("--models", nargs="+", type=_model_names, default=keep, metavar="MODEL",
+                        help=f"models to compare, space- or comma-separated, from {', '.join(models)} (default all)")
+    parser.add_argument("--seeds", type=_positive_int, default=keep, help="runs per model, seeds 0..N-1 (default 10)")
+    parser.add_argument("--epochs", type=_positive_int, default=keep, help="most epochs per run (default 200)")
+    parser.add_argument("--patience", type=_positive_int, default=keep,
+                        help="early stopping on validation accuracy (default 50)")
+    parser.add_argument("--lr", type=float, default=keep, help="graphattn models: Adam learning rate")
+    parser.add_argument("--weight-decay", type=float, default=keep, help="graphattn models: weight decay")
+    parser.add_argument("--hidden", type=_positive_int, default=keep, help="graphattn models: width")
+    parser.add_argument("--heads", type=_positive_int, default=keep, help="graphattn models: attention heads")
+    parser.add_argument("--layers", type=_positive_int, default=keep, help="graphattn models: attention blocks")
+    parser.add_argument("--dropout", type=float, default=keep,
+                        help="graphattn models: dropout on inputs, residual branches and attention weights")
+    parser.add_argument("--encoding", choices=encodings, default=keep, help="positional features (default none)")
+    parser.add_argument("--encoding-dim", type=_positive_int, default=keep,
+                        help="eigenvectors or walk length (default 8)")
+    parser.add_argument("--out", metavar="DIR", default=keep, help="output folder (default runs/node/<dataset>)")
+    parser.add_argument("--save", action="store_true", default=keep,
+                        help="checkpoint every (model, seed) under DIR/checkpoints after each epoch")
+    parser.add_argument("--resume", action="store_true", default=keep,
+                        help="continue the runs saved with --save (same settings; more --epochs allowed)")
+    parser.add_argument("--root", metavar="DIR", default=keep, help="data root (default $GRAPHATTN_DATA or datasets/)")
+    parser.add_argument("--mirror", metavar="DIR", default=keep, help="offline mirror (default $GRAPHATTN_MIRROR)")
+    parser.add_argument("--threads", type=_positive_int, default=keep, help="torch CPU threads")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=keep, help="(default cpu)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=keep, help="no progress bars")
+    parser.set_defaults(func=_node)
+
+
 # the entry point ----------------------------------------------------------------------------
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_patterns, _add_experiments]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_patterns, _add_experiments, _add_node]
 """One ``_add_<name>(subparsers)`` per command group."""
 
 
