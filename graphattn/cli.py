@@ -211,7 +211,10 @@ def _node(args: argparse.Namespace) -> int:
 
     if "models" in args:  # --models a b,c -> ("a", "b", "c")
         args.models = tuple(name for names in args.models for name in names)
-    m = _run_experiment(args, NodeConfig, run)
+    try:
+        m = _run_experiment(args, NodeConfig, run)
+    except ValueError as e:  # refused before anything was written: output folder, checkpoints
+        raise CommandError(str(e)) from None
     print(markdown_table(m["summary"]))
     print(f"{len(m['runs'])} runs in {m['wall_time_s']:.0f} s; wrote results.json, results.md, accuracy.png to {m['out']}")
     return 0
