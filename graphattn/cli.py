@@ -258,6 +258,8 @@ def _add_node(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--root", metavar="DIR", default=keep, help="data root (default $GRAPHATTN_DATA or datasets/)")
     parser.add_argument("--mirror", metavar="DIR", default=keep, help="offline mirror (default $GRAPHATTN_MIRROR)")
     parser.add_argument("--threads", type=_positive_int, default=keep, help="torch CPU threads")
+    parser.add_argument("--workers", type=_positive_int, default=keep,
+                        help="runs trained at once in separate one-thread processes (CPU; default 1)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=keep, help="(default cpu)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=keep, help="no progress bars")
     parser.set_defaults(func=_node)
