@@ -235,7 +235,7 @@ def _add_node(subparsers: argparse._SubParsersAction) -> None:
                     "accuracy) and report mean +- std test accuracy, epochs, time per epoch and peak memory.")
     parser.add_argument("--dataset", default=keep, help="Cora, CiteSeer or PubMed (default Cora)")
     parser.add_argument("--models", nargs="+", type=_model_names, default=keep, metavar="MODEL",
-                        help=f"models to compare, space- or comma-separated, from {', '.join(models)} (default all)")
+                        help=f"models to compare, space- or comma-separated, from {', '.join(models)} (default all but full)")
     parser.add_argument("--seeds", type=_positive_int, default=keep, help="runs per model, seeds 0..N-1 (default 10)")
     parser.add_argument("--epochs", type=_positive_int, default=keep, help="most epochs per run (default 200)")
     parser.add_argument("--patience", type=_positive_int, default=keep,
@@ -259,7 +259,7 @@ def _add_node(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--mirror", metavar="DIR", default=keep, help="offline mirror (default $GRAPHATTN_MIRROR)")
     parser.add_argument("--threads", type=_positive_int, default=keep, help="torch CPU threads")
     parser.add_argument("--workers", type=_positive_int, default=keep,
-                        help="runs trained at once in separate one-thread processes (CPU; default 1)")
+                        help="runs trained at once in separate one-thread processes (default: CPU cores, at most 2)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=keep, help="(default cpu)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=keep, help="no progress bars")
     parser.set_defaults(func=_node)

@@ -11,7 +11,7 @@ import torch
 from graphattn.cli import main
 from graphattn.experiments.node_classification import ENCODINGS, MODELS, NodeConfig
 
-TINY = ["--seeds", "1", "--hidden", "8", "--heads", "2", "--no-progress", "--threads", "1"]
+TINY = ["--seeds", "1", "--hidden", "8", "--heads", "2", "--no-progress", "--threads", "1", "--workers", "1"]
 SCHEMA = {"model": str, "pattern": str, "seed": int, "val_acc": float, "test_acc": float,
           "epochs": int, "epoch_time_s": float, "peak_mem_mb": float}
 

@@ -52,6 +52,9 @@ __all__ = ["NodeConfig", "run", "MODELS", "GRAPHATTN_MODELS", "DATASETS", "ENCOD
 GRAPHATTN_MODELS = ("graph", "graph+virtual", "graph+expander", "full")
 BASELINE_MODELS = ("gcn", "gat")  # recipes in .baselines, imported when used
 MODELS = (*GRAPHATTN_MODELS, *BASELINE_MODELS)
+#: ``full`` is left out by default: dense attention over all N nodes costs N^2 per head and
+#: layer (7.3M scores on Cora), minutes per run on a laptop CPU; ask for it with ``models``.
+DEFAULT_MODELS = tuple(m for m in MODELS if m != "full")
 DATASETS = ("Cora", "CiteSeer", "PubMed")
 ENCODINGS = ("none", "laplacian", "randomwalk")
 
@@ -62,7 +65,7 @@ class NodeConfig:
 
     Args:
         dataset: ``"Cora"``, ``"CiteSeer"`` or ``"PubMed"`` (case-insensitive). (default: ``"Cora"``)
-        models: names from :data:`MODELS`. (default: all six)
+        models: names from :data:`MODELS`. (default: all but ``full``, see :data:`DEFAULT_MODELS`)
         seeds: runs per model, with seeds ``0 .. seeds - 1``. (default: ``10``)
         epochs: most epochs per run. (default: ``200``)
         patience: stop after this many epochs without a better validation accuracy; ``None``
@@ -88,12 +91,13 @@ class NodeConfig:
         threads: ``torch.set_num_threads`` for the run, ``None`` to leave it. (default: ``None``)
         workers: runs trained at once, each in its own process with one thread (``workers > 1``
             is CPU only; small full-batch graphs keep one core busy each, so ``workers`` = cores
-            is the fastest setting). Results do not depend on it. (default: ``1``)
+            is the fastest setting). Results do not depend on it. ``None``: one per CPU core, at
+            most 2, on CPU; 1 on CUDA. (default: ``None``)
         device: ``"cpu"`` or ``"cuda"``. (default: ``"cpu"``)
     """
 
     dataset: str = "Cora"
-    models: tuple[str, ...] = MODELS
+    models: tuple[str, ...] = DEFAULT_MODELS
     seeds: int = 10
     epochs: int = 200
     patience: int | None = 50
@@ -114,7 +118,7 @@ class NodeConfig:
     mirror: str | None = None
     progress: bool = True
     threads: int | None = None
-    workers: int = 1
+    workers: int | None = None
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -135,6 +139,8 @@ class NodeConfig:
             _check_int(self.patience, "patience", 1)
         if self.threads is not None:
             _check_int(self.threads, "threads", 1)
+        if self.workers is None:
+            object.__setattr__(self, "workers", 1 if self.device == "cuda" else max(1, min(2, os.cpu_count() or 1)))
         _check_int(self.workers, "workers", 1)
         if self.workers > 1 and self.device != "cpu":
             raise ValueError(f"workers > 1 needs device='cpu', got device={self.device!r}")
