@@ -3,7 +3,7 @@
 fp32, d_model 256, 4 heads x 64 channels, batch 1, CPU. For every (pattern, n, mode) the
 methods run in one process, alternated within each round (noisy machines hit them alike);
 the table gives the median of ``--runs`` rounds after a warm-up. Peak memory is measured
-separately, one fresh process per configuration (``ru_maxrss`` growth during the call).
+separately, one fresh process per configuration (growth of the peak RSS ``VmHWM`` during one call).
 
 ``layer`` rows include the projections (q, k, v and output); ``attn`` rows time the
 attention alone on ready ``q, k, v``. GFLOP/s counts useful work only,
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -230,13 +229,21 @@ def peak_memory(pattern_name: str, n: int, backward: bool, method: str) -> float
         return None
 
 
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
+
+
 def memory_probe(pattern_name: str, n: int, backward: bool, method: str, quick: bool) -> None:
     kind, build = methods(pattern_name, n, backward, quick)[method]
     fn = build()
     inputs = make_inputs(kind, n, backward)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss survives exec (a big parent would hide the child's peak): reset the high-water mark.
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    before = _status_kb("VmRSS")
     run_once(kind, fn, inputs, backward)
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+    print((_status_kb("VmHWM") - before) / 1024)
 
 
 def machine() -> str:
