@@ -20,7 +20,6 @@ import http.client
 import io
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -33,6 +32,8 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from .files import write_atomic
 
 __all__ = [
     "CATALOGUE", "DatasetInfo", "DatasetUnavailableError", "FSDDSplit", "FileSpec",
@@ -115,23 +116,19 @@ def _sha256(path: Path) -> str:
 
 
 def _write_verified(dest: Path, chunks: Iterable[bytes], sha256: str) -> None:
-    """Write ``chunks`` to a temporary file beside ``dest`` and move it into place only if its
-    sha256 matches; raise ``ValueError`` (and leave nothing behind) otherwise."""
+    """Write ``chunks`` atomically to ``dest``, moved into place only if its sha256 matches;
+    raise ``ValueError`` (and leave nothing behind) otherwise."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
+
+    def write(f) -> None:
         h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                h.update(chunk)
-                f.write(chunk)
+        for chunk in chunks:
+            h.update(chunk)
+            f.write(chunk)
         if h.hexdigest() != sha256:
             raise ValueError(f"sha256 mismatch for {dest.name}: got {h.hexdigest()}, expected {sha256}")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; mirror copies must not inherit read-only bits
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    write_atomic(dest, write)
 
 
 def _read_file(path: Path) -> Iterator[bytes]:

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .files import write_atomic
+
 __all__ = ["TrainConfig", "EpochRow", "History", "fit", "set_seed", "peak_memory_mb", "reset_peak_memory"]
 
 
@@ -244,16 +246,7 @@ def _check_writable(path: Path) -> None:
 def _save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
     """Write to a temporary file in the same folder, then ``os.replace``: a crash leaves either
     the previous checkpoint or the new one, never a torn file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: torch.save(obj, f), mode=0o600)
 
 
 def _get_rng_state() -> dict[str, Any]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from .files import write_atomic
 from .patterns import Full, Global, Pattern, Random, Stride, Window, bigbird, check_edge_index, longformer
 
 __all__ = ["plot_pattern", "pattern_gallery", "attention_to_dense", "plot_attention", "draw_graph",
@@ -54,15 +54,7 @@ def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
         return fig
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a saved picture is for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
     return fig
 
 

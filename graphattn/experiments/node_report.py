@@ -7,27 +7,11 @@ interrupted run leaves the previous results or the new ones, never a torn file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from pathlib import Path
-from typing import Any, Callable, IO
+from typing import Any
 
-__all__ = ["write_outputs", "markdown_table", "plot_accuracy", "write_atomic"]
+from ..files import write_atomic
 
-
-def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then ``os.replace`` it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["write_outputs", "markdown_table", "plot_accuracy"]
 
 
 def markdown_table(summary: list[dict[str, Any]]) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -36,6 +35,7 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
 
+from ..files import write_atomic
 from ..models import GraphTransformer
 from ..nn.encodings import RotaryEncoding, SinusoidalEncoding
 from ..patterns import Pattern, parse_pattern, positions, sizes_from_batch
@@ -276,15 +276,8 @@ def write_results(out: str | os.PathLike, metrics: dict, rows: list[dict]) -> No
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".results.json.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(metrics, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out / "results.json")
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    text = json.dumps(metrics, indent=2, allow_nan=False) + "\n"
+    write_atomic(out / "results.json", lambda f: f.write(text.encode()))
     if rows:
         plot_history(rows, out / "history.png")
 
