@@ -76,3 +76,14 @@ def test_spec_equals_generator_property(radius, width, rows):
     ei = p.edge_index(n)
     assert torch.equal(adjacency(p, n), p.dense_mask(n))
     assert torch.equal(ei[1] * max(n, 1) + ei[0], torch.unique(ei[1] * max(n, 1) + ei[0]))
+
+
+def test_grid_without_width_is_square():
+    p = Grid2D(1)
+    assert repr(p) == "Grid2D(radius=1)"
+    assert torch.equal(p.edge_index(49), Grid2D(1, 7).edge_index(49))
+    assert torch.equal(p.dense_mask(49), Grid2D(1, 7).dense_mask(49))
+    keys = p.dense_mask(49).sum(1)
+    assert keys[8] == 9 and keys[0] == 4  # interior patch (1, 1) and a corner
+    with pytest.raises(ValueError, match="perfect square"):
+        p.edge_index(48)

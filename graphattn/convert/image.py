@@ -59,7 +59,7 @@ def image_to_patches(image: Tensor, patch_size: int) -> tuple[Tensor, Tensor]:
 
 def _grid_widths(pattern: Pattern) -> set[int]:
     if isinstance(pattern, Grid2D):
-        return {pattern.width}
+        return set() if pattern.width is None else {pattern.width}
     if isinstance(pattern, (Union, Intersection)):
         return set().union(*(_grid_widths(p) for p in pattern.parts))
     return set()
@@ -72,7 +72,7 @@ def image_to_graph(image: Tensor, patch_size: int, pattern: Pattern | None = Non
         image: ``[C, H, W]`` (or ``[H, W]``); ``patch_size`` must divide ``H`` and ``W``.
         patch_size: the side of the square patches.
         pattern: attention over patches (default ``Full()``, as ViT); ``Grid2D(r, width)``
-            must use ``width = W / patch_size``.
+            must use ``width = W / patch_size`` (``Grid2D(r)`` fits square grids).
         y: a label for the image.
 
     Returns:
