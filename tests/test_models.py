@@ -340,3 +340,16 @@ def test_pattern_text_repr_and_reset_parameters():
     before = [p.detach().clone() for p in model.parameters()]
     model.reset_parameters()
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_input_norm_makes_the_model_blind_to_the_scale_of_the_input_projection():
+    torch.manual_seed(0)
+    x = torch.rand(12, 5) / 50  # tiny features, like row-normalised bag-of-words
+    for input_norm, blind in ((True, True), (False, False)):
+        torch.manual_seed(1)
+        model = GraphTransformer(5, 8, 3, num_layers=1, heads=2, pattern=Full(), input_norm=input_norm).eval()
+        before = model(x)
+        with torch.no_grad():
+            model.lin_in.weight.mul_(100)
+            model.lin_in.bias.mul_(100)
+        assert torch.allclose(model(x), before, atol=1e-4) == blind

@@ -274,9 +274,13 @@ def _build(name: str, task: _Task, config: NodeConfig, seed: int) -> _Run:
     # Full(): no dropout on the N^2 attention weights, so the fused SDPA kernel runs; drawing
     # N^2 H random numbers per layer would cost more than the rest of the epoch.
     attn_dropout = 0.0 if isinstance(pattern, Full) else config.dropout
+    # Full(): the shared attention output drowns the tiny normalised features unless the input
+    # projection is normalised (see GraphTransformer's input_norm); sparse graphs learn better without.
+    input_norm = isinstance(pattern, Full)
     model = GraphTransformer(
         task.num_features, config.hidden, task.num_classes, config.layers, config.heads, pattern,
         dropout=config.dropout, attn_dropout=attn_dropout, ffn_ratio=1, feature_encoding=encoding,
+        input_norm=input_norm,
     ).to(config.device)
     # Sparse patterns without extra nodes go in as one precomputed edge_index (no rebuild per
     # forward); Full() and virtual nodes go in as patterns (dense kernel; appended nodes).
@@ -285,6 +289,7 @@ def _build(name: str, task: _Task, config: NodeConfig, seed: int) -> _Run:
     hyper = {k: getattr(config, k) for k in ("lr", "weight_decay", "hidden", "heads", "layers", "dropout",
                                               "encoding", "encoding_dim", "virtual_nodes", "expander_degree")}
     hyper["attn_dropout"] = attn_dropout
+    hyper["input_norm"] = input_norm
     return _Run(model, lambda x: model(x, edges, pos=pos), config.dropout, config.lr, config.weight_decay,
                 repr(pattern), {**identity, "pattern": repr(pattern), **hyper})
 

@@ -51,6 +51,11 @@ class GraphTransformer(nn.Module):
             (default: ``None``)
         dropout: dropout on the residual branches. (default: ``0.1``)
         attn_dropout: dropout on the attention weights. (default: ``0.0``)
+        input_norm: a LayerNorm right after the input projection (BERT's embedding norm).
+            Without it the pre-norm blocks add unit-scale attention outputs to the raw
+            projection, so tiny inputs (row-normalised bag-of-words) are drowned: with
+            ``Full()`` on Cora the shared attention output then hides every node's own
+            features and training stalls. (default: ``False``)
         input_dropout: dropout on the input features (on the token embeddings with
             ``embedding=True``). (default: ``0.0``)
         ffn_ratio: feed-forward width as a multiple of ``hidden_channels``. (default: ``2``)
@@ -88,6 +93,7 @@ class GraphTransformer(nn.Module):
         dropout: float = 0.1,
         attn_dropout: float = 0.0,
         input_dropout: float = 0.0,
+        input_norm: bool = False,
         ffn_ratio: int = 2,
         feature_encoding: nn.Module | None = None,
         position: nn.Module | None = None,
@@ -125,6 +131,7 @@ class GraphTransformer(nn.Module):
         self.embedding = bool(embedding)
         self.lin_in = nn.Embedding(in_channels, hidden_channels) if embedding else nn.Linear(in_channels, hidden_channels)
         self.input_drop = nn.Dropout(input_dropout)
+        self.input_norm = nn.LayerNorm(hidden_channels) if input_norm else None
         self.feature_encoding = feature_encoding
         num_virtual = pattern.extra_nodes if pattern is not None else 0
         self.virtual = nn.Parameter(torch.empty(num_virtual, hidden_channels)) if num_virtual else None
@@ -143,6 +150,8 @@ class GraphTransformer(nn.Module):
 
     def reset_parameters(self) -> None:
         self.lin_in.reset_parameters()
+        if self.input_norm is not None:
+            self.input_norm.reset_parameters()
         if self.feature_encoding is not None and hasattr(self.feature_encoding, "reset_parameters"):
             self.feature_encoding.reset_parameters()
         if self.virtual is not None:
@@ -177,6 +186,8 @@ class GraphTransformer(nn.Module):
             h = self.input_drop(self.lin_in(x))  # (N, hidden)
         else:
             h = self.lin_in(self.input_drop(x))  # (N, hidden)
+        if self.input_norm is not None:
+            h = self.input_norm(h)
         if self.feature_encoding is not None:
             h = h + self._encode(pos if pos is not None else positions(sizes).to(h.device), n)
         lengths, real = sizes, None
