@@ -30,3 +30,15 @@ def offline_data(mirror, shared_data_root, monkeypatch) -> Path:
     monkeypatch.setenv("GRAPHATTN_MIRROR", str(mirror))
     monkeypatch.setenv("GRAPHATTN_DATA", str(shared_data_root))
     return shared_data_root
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread: tiny models are several times faster that way on a
+    shared 2-core machine. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -6,16 +6,10 @@ import pytest
 import torch
 
 from graphattn.cli import main
-from graphattn.experiments.graph_classification import GraphConfig, stratified_folds
+from graphattn.experiments.graph_classification import stratified_folds
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run several times faster on one thread than on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = ["--folds", "2", "--epochs", "1", "--hidden", "16", "--heads", "2", "--layers", "1", "--no-progress"]
 

@@ -14,13 +14,7 @@ from graphattn.nn.block import TransformerBlock
 from graphattn.patterns import Full, Global, GraphEdges, SelfLoops, VirtualNodes, Window
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run ~10x faster on one thread than on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class DirectionBias(nn.Module):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from graphattn import ops
 from graphattn.ops import AttentionGraph, ScoreSpec, reference_attention
 from graphattn.patterns import (
-    Causal, Expander, Full, Global, GraphEdges, Random, SelfLoops, Stride, VirtualNodes, Window,
+    Causal, Expander, Full, Global, Random, SelfLoops, Stride, VirtualNodes, Window,
     batch_edge_index, bigbird, longformer,
 )
 

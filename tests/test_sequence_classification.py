@@ -9,13 +9,7 @@ from graphattn.cli import main
 from graphattn.experiments.sequence_classification import SequenceConfig, _carve
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run several times faster on one thread than on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = ["--limit", "48", "--epochs", "1", "--hidden", "16", "--heads", "2", "--layers", "1", "--no-progress"]
 
