@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from ..checks import check_int
 from ..patterns import Pattern, Window
 from .sequence import build_data, check_pattern
 
@@ -69,11 +70,6 @@ def mel_filterbank(n_freqs: int, sample_rate: int, n_mels: int, f_min: float = 0
     return torch.clamp(torch.minimum(rising, falling), min=0).float()
 
 
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
 
 def _mono(waveform: object) -> Tensor:
     if not isinstance(waveform, Tensor):
@@ -112,11 +108,11 @@ def log_mel(waveform: Tensor, sample_rate: int, *, n_fft: int = 400, win_length:
         ValueError: empty or non-finite audio, or an invalid setting (each named).
     """
     wave = _mono(waveform)
-    _check_positive_int(sample_rate, "sample_rate")
-    _check_positive_int(n_fft, "n_fft")
-    _check_positive_int(hop_length, "hop_length")
-    _check_positive_int(n_mels, "n_mels")
-    win_length = n_fft if win_length is None else _check_positive_int(win_length, "win_length")
+    check_int(sample_rate, "sample_rate")
+    check_int(n_fft, "n_fft")
+    check_int(hop_length, "hop_length")
+    check_int(n_mels, "n_mels")
+    win_length = n_fft if win_length is None else check_int(win_length, "win_length")
     if win_length > n_fft:
         raise ValueError(f"win_length must be <= n_fft ({n_fft}), got {win_length}")
     nyquist = sample_rate / 2

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..checks import check_int
 from ..train import TrainConfig, fit, peak_memory_mb, reset_peak_memory, set_seed
 
 __all__ = ["NodeConfig", "run", "MODELS", "GRAPHATTN_MODELS", "DATASETS", "ENCODINGS"]
@@ -134,14 +135,14 @@ class NodeConfig:
         object.__setattr__(self, "models", models)
         for name, low in (("seeds", 1), ("epochs", 1), ("hidden", 1), ("heads", 1), ("layers", 1),
                           ("encoding_dim", 1), ("virtual_nodes", 1), ("expander_degree", 2)):
-            _check_int(getattr(self, name), name, low)
+            check_int(getattr(self, name), name, low)
         if self.patience is not None:
-            _check_int(self.patience, "patience", 1)
+            check_int(self.patience, "patience", 1)
         if self.threads is not None:
-            _check_int(self.threads, "threads", 1)
+            check_int(self.threads, "threads", 1)
         if self.workers is None:
             object.__setattr__(self, "workers", 1 if self.device == "cuda" else max(1, min(2, os.cpu_count() or 1)))
-        _check_int(self.workers, "workers", 1)
+        check_int(self.workers, "workers", 1)
         if self.workers > 1 and self.device != "cpu":
             raise ValueError(f"workers > 1 needs device='cpu', got device={self.device!r}")
         if self.hidden % self.heads:
@@ -165,11 +166,6 @@ class NodeConfig:
     @property
     def out_dir(self) -> Path:
         return Path(self.out) if self.out is not None else Path("runs") / "node" / self.dataset
-
-
-def _check_int(value: Any, name: str, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
 
 
 # ------------------------------------------------------------------------------------- data

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import global_mean_pool
 
+from ..checks import check_int
 from ..nn.block import TransformerBlock
 from ..patterns import Pattern, check_edge_index, parse_pattern, positions, sizes_from_batch
 
@@ -105,8 +106,7 @@ class GraphTransformer(nn.Module):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
                             ("out_channels", out_channels), ("num_layers", num_layers), ("heads", heads)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(value, name)
         if hidden_channels % heads:
             raise ValueError(f"heads ({heads}) must divide hidden_channels ({hidden_channels})")
         if isinstance(pattern, str):

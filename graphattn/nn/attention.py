@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from .. import ops
+from ..checks import check_int
 from ..patterns import Pattern, check_edge_index, check_sizes, positions, sizes_from_batch
 
 __all__ = ["SelfAttentionConv"]
@@ -72,8 +73,7 @@ class SelfAttentionConv(MessagePassing):
     ):
         super().__init__(aggr="add", node_dim=0)
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("heads", heads)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_int(value, name)
         if out_channels % heads:
             raise ValueError(f"heads ({heads}) must divide out_channels ({out_channels})")
         if score not in ops.dispatch.SCORES:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..checks import check_int
 from ..patterns import Pattern
 from .attention import SelfAttentionConv
 
@@ -54,8 +55,7 @@ class TransformerBlock(nn.Module):
         edge_dim: int | None = None,
     ):
         super().__init__()
-        if isinstance(ffn_ratio, bool) or not isinstance(ffn_ratio, int) or ffn_ratio < 1:
-            raise ValueError(f"ffn_ratio must be a positive int, got {ffn_ratio!r}")
+        check_int(ffn_ratio, "ffn_ratio")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.channels = channels

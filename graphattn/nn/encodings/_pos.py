@@ -5,13 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ...checks import check_int
+
 __all__ = ["check_coords", "check_heads", "check_positive_int"]
 
 
-def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
+check_positive_int = check_int  # the encodings' historical name for the shared check
 
 
 def check_coords(pos: object, owner: str, num_nodes: int | None = None) -> Tensor:
