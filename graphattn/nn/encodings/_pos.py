@@ -5,12 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...checks import check_int
 
-__all__ = ["check_coords", "check_heads", "check_positive_int"]
+__all__ = ["check_coords", "check_heads"]
 
 
-check_positive_int = check_int  # the encodings' historical name for the shared check
 
 
 def check_coords(pos: object, owner: str, num_nodes: int | None = None) -> Tensor:

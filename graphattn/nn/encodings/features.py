@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.transforms import AddLaplacianEigenvectorPE, AddRandomWalkPE
 
-from ._pos import check_coords, check_positive_int
+from ...checks import check_int
+from ._pos import check_coords
 
 __all__ = ["SinusoidalEncoding", "LearnedEncoding", "LaplacianEncoding", "RandomWalkEncoding"]
 
@@ -41,7 +42,7 @@ class SinusoidalEncoding(nn.Module):
 
     def __init__(self, d_model: int, base: float = 10000.0):
         super().__init__()
-        self.d_model = check_positive_int(d_model, "d_model")
+        self.d_model = check_int(d_model, "d_model")
         if not base > 0:
             raise ValueError(f"base must be > 0, got {base!r}")
         self.base = float(base)
@@ -80,8 +81,8 @@ class LearnedEncoding(nn.Module):
 
     def __init__(self, max_len: int, d_model: int):
         super().__init__()
-        self.max_len = check_positive_int(max_len, "max_len")
-        self.d_model = check_positive_int(d_model, "d_model")
+        self.max_len = check_int(max_len, "max_len")
+        self.d_model = check_int(d_model, "d_model")
         self.weight = nn.Parameter(torch.empty(max_len, d_model))
         self.reset_parameters()
 
@@ -152,8 +153,8 @@ class LaplacianEncoding(nn.Module):
 
     def __init__(self, k: int, d_model: int):
         super().__init__()
-        self.k = check_positive_int(k, "k")
-        self.d_model = check_positive_int(d_model, "d_model")
+        self.k = check_int(k, "k")
+        self.d_model = check_int(d_model, "d_model")
         self.lin = nn.Linear(k, d_model)
         self.reset_parameters()
 
@@ -210,8 +211,8 @@ class RandomWalkEncoding(nn.Module):
 
     def __init__(self, walk_length: int, d_model: int):
         super().__init__()
-        self.walk_length = check_positive_int(walk_length, "walk_length")
-        self.d_model = check_positive_int(d_model, "d_model")
+        self.walk_length = check_int(walk_length, "walk_length")
+        self.d_model = check_int(d_model, "d_model")
         self.lin = nn.Linear(walk_length, d_model)
         self.reset_parameters()
 

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from ...ops import BiasFn
 from ...patterns import check_edge_index
-from ._pos import check_heads, check_positive_int
+from ...checks import check_int
+from ._pos import check_heads
 
 __all__ = ["ShortestPathBias"]
 
@@ -44,8 +45,8 @@ class ShortestPathBias(nn.Module):
 
     def __init__(self, heads: int, max_distance: int = 8):
         super().__init__()
-        self.heads = check_positive_int(heads, "heads")
-        self.max_distance = check_positive_int(max_distance, "max_distance", 0)
+        self.heads = check_int(heads, "heads")
+        self.max_distance = check_int(max_distance, "max_distance", 0)
         self.weight = nn.Parameter(torch.empty(max_distance + 2, heads))  # 0 .. max_distance, unreachable
         self.reset_parameters()
 

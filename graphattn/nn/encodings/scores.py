@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from ...ops import BiasFn
-from ._pos import check_coords, check_heads, check_positive_int
+from ...checks import check_int
+from ._pos import check_coords, check_heads
 
 __all__ = ["RelativePositionBias", "ALiBi", "RotaryEncoding", "Compose", "t5_bucket", "alibi_slopes"]
 
@@ -67,12 +68,12 @@ class RelativePositionBias(nn.Module):
 
     def __init__(self, heads: int, num_buckets: int = 32, max_distance: int = 128, bidirectional: bool = True, dims: int = 1):
         super().__init__()
-        self.heads = check_positive_int(heads, "heads")
-        self.num_buckets = check_positive_int(num_buckets, "num_buckets", 4 if bidirectional else 2)
+        self.heads = check_int(heads, "heads")
+        self.num_buckets = check_int(num_buckets, "num_buckets", 4 if bidirectional else 2)
         exact = (num_buckets // 2 if bidirectional else num_buckets) // 2
-        self.max_distance = check_positive_int(max_distance, "max_distance", exact + 1)
+        self.max_distance = check_int(max_distance, "max_distance", exact + 1)
         self.bidirectional = bool(bidirectional)
-        self.dims = check_positive_int(dims, "dims")
+        self.dims = check_int(dims, "dims")
         self.weight = nn.Parameter(torch.empty(dims, num_buckets, heads))
         offsets = torch.arange(-max_distance, max_distance + 1)
         self.register_buffer("buckets", t5_bucket(offsets, bidirectional, num_buckets, max_distance), persistent=False)
@@ -132,7 +133,7 @@ class ALiBi(nn.Module):
 
     def __init__(self, heads: int):
         super().__init__()
-        self.heads = check_positive_int(heads, "heads")
+        self.heads = check_int(heads, "heads")
         self.register_buffer("slopes", torch.tensor(alibi_slopes(heads)), persistent=False)
 
     def forward(self, q: Tensor, k: Tensor, pos: Tensor) -> tuple[Tensor, Tensor, BiasFn]:
@@ -178,7 +179,7 @@ class RotaryEncoding(nn.Module):
 
     def __init__(self, head_dim: int, base: float = 10000.0):
         super().__init__()
-        self.head_dim = check_positive_int(head_dim, "head_dim")
+        self.head_dim = check_int(head_dim, "head_dim")
         if head_dim % 2:
             raise ValueError(f"head_dim must be even (channels rotate in pairs), got {head_dim}")
         if not base > 0:
