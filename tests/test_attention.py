@@ -228,7 +228,67 @@ def test_dropout_only_in_training():
     assert not torch.allclose(layer(x, Full()), layer.eval()(x, Full()))
 
 
-# 3. bad input: the right error, naming the argument ------------------------------------------
+# 3. projections: shared, none, no W_o; sparse inputs ----------------------------------------
+
+
+def test_shared_projection_equals_separate_projections_with_one_matrix():
+    torch.manual_seed(0)
+    shared = SelfAttentionConv(6, 8, heads=2, projection="shared").double()
+    separate = SelfAttentionConv(6, 8, heads=2).double()
+    with torch.no_grad():
+        for lin in (separate.lin_query, separate.lin_key, separate.lin_value):
+            lin.load_state_dict(shared.lin_query.state_dict())
+        separate.lin_out.load_state_dict(shared.lin_out.state_dict())
+    x = torch.randn(12, 6, dtype=torch.float64)
+    for edges in (Window(2), graph_edges(12)):
+        close(shared(x, edges), separate(x, edges), atol=1e-12, key="vs_reference_f64")
+    assert shared.lin_key is None and shared.lin_value is None
+    assert sum(p.numel() for p in shared.parameters()) == (6 * 8 + 8) + (8 * 8 + 8)  # W and W_o
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_projection_none_without_output_attends_with_the_input_itself(backend):
+    torch.manual_seed(0)
+    layer = SelfAttentionConv(8, 8, heads=2, projection="none", project_out=False, backend=backend).double()
+    assert not list(layer.parameters())
+    x = torch.randn(10, 8, dtype=torch.float64)
+    q = x.view(10, 2, 4)
+    mask = Window(1).dense_mask(10)
+    scores = torch.einsum("ihc,jhc->hij", q, q) / 2.0  # sqrt(C) = 2
+    alpha = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+    want = torch.einsum("hij,jhc->ihc", alpha, q).reshape(10, 8)
+    close(layer(x, Window(1)), want, atol=1e-12, key="vs_reference_f64")
+
+
+def test_project_out_false_returns_the_concatenated_heads():
+    torch.manual_seed(0)
+    with_out = SelfAttentionConv(6, 8, heads=2).double()
+    without = SelfAttentionConv(6, 8, heads=2, project_out=False).double()
+    without.load_state_dict({k: v for k, v in with_out.state_dict().items() if not k.startswith("lin_out")})
+    with torch.no_grad():
+        with_out.lin_out.weight.copy_(torch.eye(8))
+        with_out.lin_out.bias.zero_()
+    x = torch.randn(9, 6, dtype=torch.float64)
+    assert without.lin_out is None
+    close(without(x, Causal()), with_out(x, Causal()), atol=1e-12, key="vs_reference_f64")
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+@pytest.mark.parametrize("projection", ["separate", "shared"])
+def test_sparse_features_equal_dense_features_with_gradients(layout, projection):
+    torch.manual_seed(0)
+    layer = SelfAttentionConv(20, 8, heads=2, projection=projection).double()
+    x = torch.randn(11, 20, dtype=torch.float64) * (torch.rand(11, 20) < 0.2)  # bag-of-words-like
+    sparse = x.to_sparse() if layout == "coo" else x.to_sparse_csr()
+    got, want = layer(sparse, graph_edges(11)), layer(x, graph_edges(11))
+    close(got, want, atol=1e-12, key="vs_reference_f64")
+    w = torch.randn_like(want)
+    for g, o in zip(torch.autograd.grad((got * w).sum(), list(layer.parameters())),
+                    torch.autograd.grad((want * w).sum(), list(layer.parameters()))):
+        close(g, o, atol=1e-12, key="vs_reference_f64")
+
+
+# 4. bad input: the right error, naming the argument ------------------------------------------
 
 
 def layer_call(**overrides):
@@ -276,6 +336,11 @@ BAD = {
                         ValueError, "edge_attr must have shape"),
     "edge_attr_pattern": (layer_call(init={"edge_dim": 3}, edge_attr=torch.randn(13, 3)), ValueError, "edge_attr needs an explicit edge_index"),
     "edge_attr_unexpected": (layer_call(edges=torch.tensor([[0], [1]]), edge_attr=torch.randn(1, 3)), ValueError, "edge_dim"),
+    "projection": (lambda: SelfAttentionConv(4, 4, projection="tied"), ValueError, "projection must be one of"),
+    "projection_none_width": (lambda: SelfAttentionConv(4, 8, projection="none"), ValueError, "in_channels .4. must equal"),
+    "project_out_type": (lambda: SelfAttentionConv(4, 4, project_out=1), TypeError, "project_out must be a bool"),
+    "x_sparse_none": (layer_call(init={"projection": "none"}, x=torch.eye(5, 4).to_sparse()), ValueError, "sparse x needs"),
+    "x_sparse_nan": (layer_call(x=torch.eye(5, 4).mul(float("nan")).to_sparse_csr()), ValueError, "x contains NaN"),
 }
 
 
@@ -286,7 +351,7 @@ def test_bad_input_raises_naming_the_argument(case):
         call()
 
 
-# 4. torch.compile ----------------------------------------------------------------------------
+# 5. torch.compile ----------------------------------------------------------------------------
 
 
 @pytest.mark.slow  # 30-90 s of compilation on two CPU cores

@@ -12,7 +12,10 @@ from .. import ops
 from ..checks import check_int
 from ..patterns import Pattern, check_edge_index, check_sizes, positions, sizes_from_batch
 
-__all__ = ["SelfAttentionConv"]
+__all__ = ["SelfAttentionConv", "PROJECTIONS"]
+
+#: What ``projection=`` accepts: three matrices, one shared matrix, or none (the input itself).
+PROJECTIONS = ("separate", "shared", "none")
 
 
 class SelfAttentionConv(MessagePassing):
@@ -40,6 +43,18 @@ class SelfAttentionConv(MessagePassing):
     ``torch.nn.MultiheadAttention`` (see :meth:`from_torch`). The layer never adds or drops
     edges: self-loops belong to the pattern or ``edge_index``.
 
+    ``projection="shared"`` uses one matrix, ``q = k = v = W x``: the dot-product graph
+    attention of SuperGAT (Kim & Oh, 2021) and, for ``q = k``, Reformer's shared-QK attention;
+    a third of the parameters, which is what small labelled graphs need (Cora: 82-83% in
+    GAT form against 77% with three projections, see ``GraphAttentionNetwork``).
+    Shared scores are symmetric, ``s_ij = s_ji``, and favour the node itself
+    (``q_i . q_i`` is the largest score whenever all ``|q_j|`` are equal), so such a layer
+    smooths over similar neighbours rather than pointing past itself: use ``"separate"`` for
+    directional tasks (copy the left token). ``projection="none"`` attends with the input itself, ``q = k = v = x`` (the propagation
+    step of AGNN; needs ``in_channels == out_channels``), for models that project before the
+    layer. ``project_out=False`` drops ``W_o`` and returns the concatenated heads, as
+    ``GATConv`` and ``TransformerConv`` do.
+
     Args:
         in_channels: node feature width ``F``.
         out_channels: model width ``H * C`` (also the output width).
@@ -51,10 +66,15 @@ class SelfAttentionConv(MessagePassing):
         backend: ``"auto"`` or a kernel in ``graphattn.ops.KERNELS``. (default: ``"auto"``)
         position: optional score-side positional encoding, a module called as
             ``position(q, k, pos) -> (q, k, bias_fn | None)``. (default: ``None``)
+        projection: ``"separate"`` (``W_q``, ``W_k``, ``W_v``), ``"shared"`` (one ``W``) or
+            ``"none"`` (the input itself). (default: ``"separate"``)
+        project_out: apply the output projection ``W_o``. (default: ``True``)
 
     Shapes:
         - input: ``x`` ``(N, F)``; ``edges`` a pattern or ``edge_index`` ``(2, E)``;
-          ``batch`` ``(N)``; ``edge_attr`` ``(E, edge_dim)``; ``pos`` ``(N)`` or ``(N, D)``
+          ``batch`` ``(N)``; ``edge_attr`` ``(E, edge_dim)``; ``pos`` ``(N)`` or ``(N, D)``;
+          ``x`` may be a sparse (COO / CSR) matrix, e.g. bag-of-words features, unless
+          ``projection="none"``
         - output: ``(N, out_channels)``; with weights also ``((2, E), (E, H))``
     """
 
@@ -70,6 +90,8 @@ class SelfAttentionConv(MessagePassing):
         edge_dim: int | None = None,
         backend: str = "auto",
         position: nn.Module | None = None,
+        projection: str = "separate",
+        project_out: bool = True,
     ):
         super().__init__(aggr="add", node_dim=0)
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("heads", heads)):
@@ -82,6 +104,13 @@ class SelfAttentionConv(MessagePassing):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if backend not in ops.BACKENDS:
             raise ValueError(f"backend must be one of {ops.BACKENDS}, got {backend!r}")
+        if projection not in PROJECTIONS:
+            raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
+        if projection == "none" and in_channels != out_channels:
+            raise ValueError(f"projection='none' attends with the input itself, so in_channels ({in_channels}) "
+                             f"must equal out_channels ({out_channels})")
+        if not isinstance(project_out, bool):
+            raise TypeError(f"project_out must be a bool, got {type(project_out).__name__}")
         if edge_dim is not None and (isinstance(edge_dim, bool) or not isinstance(edge_dim, int) or edge_dim < 1):
             raise ValueError(f"edge_dim must be a positive int or None, got {edge_dim!r}")
         self.in_channels = in_channels
@@ -92,12 +121,16 @@ class SelfAttentionConv(MessagePassing):
         self.edge_dim = edge_dim
         self.backend = backend
         self.position = position
-        self.lin_query = nn.Linear(in_channels, out_channels, bias=bias)
-        self.lin_key = nn.Linear(in_channels, out_channels, bias=bias)
-        self.lin_value = nn.Linear(in_channels, out_channels, bias=bias)
+        self.projection = projection
+        self.project_out = project_out
+        separate = projection == "separate"
+        # "shared": lin_query is the one W; "none": no projection at all.
+        self.lin_query = nn.Linear(in_channels, out_channels, bias=bias) if projection != "none" else None
+        self.lin_key = nn.Linear(in_channels, out_channels, bias=bias) if separate else None
+        self.lin_value = nn.Linear(in_channels, out_channels, bias=bias) if separate else None
         self.lin_edge = nn.Linear(edge_dim, out_channels, bias=False) if edge_dim is not None else None
         self.att = nn.Parameter(torch.empty(heads, out_channels // heads)) if score == "additive" else None
-        self.lin_out = nn.Linear(out_channels, out_channels, bias=bias)
+        self.lin_out = nn.Linear(out_channels, out_channels, bias=bias) if project_out else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -156,19 +189,29 @@ class SelfAttentionConv(MessagePassing):
         if isinstance(edges, Tensor):
             edges = check_edge_index(edges, n)
         edge_kv = self._edge_kv(edges, edge_attr)
-        q = self.lin_query(x).view(n, heads, channels)  # (N, H, C)
-        k = self.lin_key(x).view(n, heads, channels)  # (N, H, C)
-        v = self.lin_value(x).view(n, heads, channels)  # (N, H, C)
+        q, k, v = self._project(x)  # (N, H, C) each
         bias = None
         if self.position is not None:
-            q, k, bias = self.position(q, k, self._positions(pos, n, sizes, batch))
+            q, k, bias = self.position(q, k, self._positions(pos, n, sizes, x.device))
         res = ops.attention(
             q, k, v, edges, sizes=sizes, score=self.score, att=self.att, bias=bias, edge_kv=edge_kv,
             dropout=self.dropout, training=self.training, backend=self.backend,
             return_weights=return_attention_weights,
         )
-        out = self.lin_out(res.out.reshape(n, heads * channels))  # (N, H * C)
+        out = res.out.reshape(n, heads * channels)  # (N, H * C)
+        if self.lin_out is not None:
+            out = self.lin_out(out)
         return (out, res.weights) if return_attention_weights else out
+
+    def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        shape = (x.size(0), self.heads, self.out_channels // self.heads)
+        if self.projection == "none":
+            q = x.reshape(shape)
+            return q, q, q
+        q = self.lin_query(x).view(shape)
+        if self.projection == "shared":
+            return q, q, q
+        return q, self.lin_key(x).view(shape), self.lin_value(x).view(shape)
 
     def _check_x(self, x: Tensor) -> None:
         if not isinstance(x, Tensor):
@@ -177,7 +220,12 @@ class SelfAttentionConv(MessagePassing):
             raise ValueError(f"x must have shape [N, {self.in_channels}], got {list(x.shape)}")
         if not x.is_floating_point():
             raise TypeError(f"x must be a floating-point tensor, got {x.dtype}")
-        if not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
+        sparse = x.layout != torch.strided
+        if sparse and self.projection == "none":
+            raise ValueError("a sparse x needs a projection; projection='none' attends with x itself")
+        # a sparse matrix's implicit zeros are finite: check the stored values only
+        values = x if not sparse else x.coalesce().values() if x.layout == torch.sparse_coo else x.values()
+        if not torch.compiler.is_compiling() and not bool(torch.isfinite(values).all()):
             raise ValueError("x contains NaN or infinite values")
 
     def _sizes(self, edges: Pattern | Tensor, n: int, batch: Tensor | None, lengths: Tensor | None) -> Tensor | None:
@@ -189,13 +237,13 @@ class SelfAttentionConv(MessagePassing):
             return sizes_from_batch(batch, n).cpu()
         return torch.tensor([n]) if isinstance(edges, Pattern) else None
 
-    def _positions(self, pos: Tensor | None, n: int, sizes: Tensor | None, batch: Tensor | None) -> Tensor:
+    def _positions(self, pos: Tensor | None, n: int, sizes: Tensor | None, device: torch.device) -> Tensor:
         if pos is not None:
             if not isinstance(pos, Tensor) or pos.dim() not in (1, 2) or pos.size(0) != n:
                 raise ValueError(f"pos must be a tensor of shape [N] or [N, D] with N={n}")
             return pos
         sizes = torch.tensor([n]) if sizes is None else sizes
-        return positions(sizes).to(self.lin_query.weight.device)
+        return positions(sizes).to(device)
 
     def _edge_kv(self, edges: Pattern | Tensor, edge_attr: Tensor | None) -> Tensor | None:
         if edge_attr is None:
