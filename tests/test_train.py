@@ -54,6 +54,34 @@ def test_missing_monitor_raises():
         fit(model, opt, lambda: 0.0, lambda: {"val_acc": 1.0}, TrainConfig(epochs=2, monitor="val_f1", progress=False))
 
 
+def test_tie_break_prefers_an_equal_monitor_with_a_smaller_second_metric():
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    acc = [0.5, 0.7, 0.7, 0.7, 0.6, 0.6]
+    loss = [1.0, 0.9, 0.8, 0.85, 0.1, 0.1]
+    epoch = {"n": 0}
+
+    def train_epoch():
+        epoch["n"] += 1
+        with torch.no_grad():
+            model.weight.fill_(epoch["n"])
+        return 0.0
+
+    def evaluate():
+        return {"val_acc": acc[epoch["n"] - 1], "val_loss": loss[epoch["n"] - 1]}
+
+    strict = fit(model, opt, train_epoch, evaluate, TrainConfig(epochs=6, patience=2, progress=False))
+    assert strict.best_epoch == 2 and strict.epochs_run == 4  # epochs 3, 4 tie: no improvement
+    epoch["n"] = 0
+    ties = fit(model, opt, train_epoch, evaluate,
+               TrainConfig(epochs=6, patience=2, tie_break="val_loss", progress=False))
+    # epoch 3 ties 0.7 with a lower loss (new best, patience reset); 4 ties with a higher one;
+    # a lower loss never outweighs a lower accuracy (epochs 5, 6)
+    assert ties.best_epoch == 3 and ties.epochs_run == 5 and torch.all(model.weight == 3)
+    with pytest.raises(ValueError, match="tie_break='val_f1'"):
+        fit(model, opt, train_epoch, evaluate, TrainConfig(epochs=1, tie_break="val_f1", progress=False))
+
+
 def make_run(seed):
     """A tiny MLP with dropout on random data, shuffled mini-batches and noise from python
     and numpy, so every RNG that a resume must restore is used."""
@@ -190,6 +218,7 @@ def test_experiment_must_be_json():
     ({"patience": 0}, "patience"),
     ({"monitor": ""}, "monitor"),
     ({"mode": "maximum"}, "mode"),
+    ({"tie_break": ""}, "tie_break"),
     ({"progress": "yes"}, "progress"),
     ({"checkpoint": 3}, "checkpoint"),
     ({"resume": True}, "resume"),
