@@ -1,5 +1,7 @@
-"""Models built from the attention layers: the GraphTransformer and its pooling heads."""
+"""Models built from the attention layers: the GraphTransformer, the GraphAttentionNetwork."""
 
-from .graph_transformer import POOLINGS, GraphTransformer
+from .attention_network import GraphAttentionNetwork
+from .base import POOLINGS, AttentionModel
+from .graph_transformer import GraphTransformer
 
-__all__ = ["GraphTransformer", "POOLINGS"]
+__all__ = ["AttentionModel", "GraphAttentionNetwork", "GraphTransformer", "POOLINGS"]

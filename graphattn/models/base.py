@@ -1,0 +1,220 @@
+"""What every graphattn model does around its attention layers: inputs, virtual nodes, pooling."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import global_mean_pool
+
+from ..checks import check_int
+from ..patterns import Pattern, check_edge_index, parse_pattern, positions, sizes_from_batch
+
+__all__ = ["AttentionModel", "POOLINGS"]
+
+#: What ``pooling=`` accepts: per-node outputs, the mean per graph, or the first node per graph.
+POOLINGS = (None, "mean", "cls")
+
+
+class AttentionModel(nn.Module):
+    """Base of :class:`GraphTransformer` and :class:`GraphAttentionNetwork`.
+
+    It owns the input side, ``h = W_in x`` (or a token embedding) plus an optional feature
+    encoding, the learned virtual nodes (appended after the real nodes of every sequence /
+    graph, dropped again before the readout), the pooling, and the checks of ``x`` and
+    ``edges``. Subclasses define ``_layers(h, edges, lengths, edge_attr, pos, weights)`` and
+    ``_readout(h)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int,
+        out_channels: int,
+        num_layers: int,
+        heads: int,
+        pattern: Pattern | str | None,
+        pooling: str | None,
+        *,
+        input_dropout: float,
+        feature_encoding: nn.Module | None,
+        position: nn.Module | None,
+        embedding: bool,
+        input_bias: bool = True,
+    ):
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
+                            ("out_channels", out_channels), ("num_layers", num_layers), ("heads", heads)):
+            check_int(value, name)
+        if hidden_channels % heads:
+            raise ValueError(f"heads ({heads}) must divide hidden_channels ({hidden_channels})")
+        if isinstance(pattern, str):
+            pattern = parse_pattern(pattern)
+        if pattern is not None and not isinstance(pattern, Pattern):
+            raise TypeError(f"pattern must be a Pattern, its text, or None, got {type(pattern).__name__}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if not 0.0 <= input_dropout < 1.0:
+            raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
+        for name, module in (("feature_encoding", feature_encoding), ("position", position)):
+            if module is not None and not isinstance(module, nn.Module):
+                raise TypeError(f"{name} must be an nn.Module or None, got {type(module).__name__}")
+        self.in_channels = in_channels
+        self.hidden_channels = hidden_channels
+        self.out_channels = out_channels
+        self.num_layers = num_layers
+        self.heads = heads
+        self.pattern = pattern
+        self.pooling = pooling
+        self.embedding = bool(embedding)
+        self.position = position
+        self.lin_in = (nn.Embedding(in_channels, hidden_channels) if embedding
+                       else nn.Linear(in_channels, hidden_channels, bias=input_bias))
+        self.input_drop = nn.Dropout(input_dropout)
+        self.input_norm: nn.Module | None = None
+        self.feature_encoding = feature_encoding
+        num_virtual = pattern.extra_nodes if pattern is not None else 0
+        self.virtual = nn.Parameter(torch.empty(num_virtual, hidden_channels)) if num_virtual else None
+
+    @property
+    def num_virtual_nodes(self) -> int:
+        return 0 if self.virtual is None else self.virtual.size(0)
+
+    def reset_parameters(self) -> None:
+        self.lin_in.reset_parameters()
+        if self.input_norm is not None:
+            self.input_norm.reset_parameters()
+        if self.feature_encoding is not None and hasattr(self.feature_encoding, "reset_parameters"):
+            self.feature_encoding.reset_parameters()
+        if self.virtual is not None:
+            nn.init.normal_(self.virtual, std=0.02)
+
+    def forward(
+        self,
+        x: Tensor,
+        edges: Pattern | Tensor | None = None,
+        *,
+        batch: Tensor | None = None,
+        pos: Tensor | None = None,
+        edge_attr: Tensor | None = None,
+        return_attention_weights: bool = False,
+    ) -> Tensor | tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """Run the model. ``edges`` (default: the model's ``pattern``) is a pattern laid on each
+        sequence / graph of ``batch`` (default: one), or an ``edge_index`` over all ``N`` nodes.
+        ``pos`` defaults to each node's index inside its own sequence. ``x`` may be a sparse
+        matrix (e.g. bag-of-words features). With ``return_attention_weights`` also returns
+        one ``(edge_index, alpha)`` pair per attention layer."""
+        n = self._check_x(x)
+        edges = self._check_edges(edges, n)
+        sizes = torch.tensor([n]) if batch is None else sizes_from_batch(batch, n).cpu()
+        num_virtual = edges.extra_nodes if isinstance(edges, Pattern) else 0
+        if num_virtual and pos is not None and self.position is not None:
+            raise ValueError("pos cannot be laid on virtual nodes; pass pos=None so the score-side encoding "
+                             "uses sequence positions (virtual nodes last)")
+
+        if self.embedding:
+            h = self.input_drop(self.lin_in(x))  # (N, hidden)
+        else:
+            h = self.lin_in(self._drop_input(x))  # (N, hidden)
+        if self.input_norm is not None:
+            h = self.input_norm(h)
+        if self.feature_encoding is not None:
+            h = h + self._encode(pos if pos is not None else positions(sizes).to(h.device), n)
+        lengths, real = sizes, None
+        if num_virtual:
+            h, lengths, real = self._append_virtual(h, sizes)  # (N + B * k, hidden)
+        weights: list[tuple[Tensor, Tensor]] | None = [] if return_attention_weights else None
+        h = self._layers(h, edges, lengths, edge_attr, pos, weights)
+        if real is not None:
+            h = h[real]  # (N, hidden): virtual nodes dropped
+        out = self._readout(h, batch, sizes)
+        return (out, weights) if return_attention_weights else out
+
+    def _drop_input(self, x: Tensor) -> Tensor:
+        """Input dropout; on a sparse matrix only the stored entries are dropped (a zero stays
+        zero under dropout anyway), which is ``F.dropout`` of the dense matrix."""
+        if x.layout == torch.strided or not self.training or self.input_drop.p == 0:
+            return self.input_drop(x)
+        if x.layout == torch.sparse_csr:
+            return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), self.input_drop(x.values()), x.shape)
+        if x.layout == torch.sparse_coo:
+            x = x.coalesce()
+            return torch.sparse_coo_tensor(x.indices(), self.input_drop(x.values()), x.shape, is_coalesced=True)
+        raise ValueError(f"x must be dense, sparse COO or sparse CSR, got layout {x.layout}")
+
+    def _layers(self, h: Tensor, edges: Pattern | Tensor, lengths: Tensor, edge_attr: Tensor | None,
+                pos: Tensor | None, weights: list | None) -> Tensor:
+        raise NotImplementedError
+
+    def _readout(self, h: Tensor, batch: Tensor | None, sizes: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _check_x(self, x: Tensor) -> int:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if self.embedding:
+            if x.dim() != 1 or x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+                raise ValueError(f"x must be a 1-D integer tensor of token ids [N] (embedding=True), "
+                                 f"got {x.dtype} {list(x.shape)}")
+            if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.in_channels):
+                raise ValueError(f"x holds token ids in [{int(x.min())}, {int(x.max())}] but the embedding "
+                                 f"has in_channels={self.in_channels} entries (ids must be in [0, {self.in_channels}))")
+        else:
+            if x.dim() != 2 or x.size(1) != self.in_channels:
+                raise ValueError(f"x must have shape [N, in_channels={self.in_channels}], got {list(x.shape)}")
+            if not x.is_floating_point():
+                raise TypeError(f"x must be a floating-point tensor (or use embedding=True for ids), got {x.dtype}")
+        return x.size(0)
+
+    def _check_edges(self, edges: Pattern | Tensor | None, n: int) -> Pattern | Tensor:
+        if edges is None:
+            if self.pattern is None:
+                raise ValueError("edges is required: pass a Pattern or an edge_index, "
+                                 "or build the model with a default pattern=")
+            edges = self.pattern
+        if isinstance(edges, Tensor):
+            return check_edge_index(edges, n, name="edges")
+        if not isinstance(edges, Pattern):
+            raise TypeError(f"edges must be a Pattern or an edge_index tensor [2, E], got {type(edges).__name__}")
+        if edges.extra_nodes != self.num_virtual_nodes:
+            raise ValueError(f"edges asks for {edges.extra_nodes} virtual nodes but the model learned "
+                             f"{self.num_virtual_nodes}; build the model with that pattern= so it learns them")
+        return edges
+
+    def _encode(self, pos: Tensor, n: int) -> Tensor:
+        enc = self.feature_encoding(pos)
+        if not isinstance(enc, Tensor) or enc.shape != (n, self.hidden_channels):
+            got = list(enc.shape) if isinstance(enc, Tensor) else type(enc).__name__
+            raise ValueError(f"feature_encoding must map pos to [N, hidden_channels] = [{n}, {self.hidden_channels}], got {got}")
+        return enc
+
+    def _append_virtual(self, h: Tensor, sizes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Put the learned virtual nodes after the real nodes of each sequence; returns the new
+        features, the new lengths and the rows of the real nodes in the new layout."""
+        k, num_seq = self.num_virtual_nodes, sizes.numel()
+        sizes = sizes.to(h.device)
+        new_sizes = sizes + k
+        new_start = torch.cumsum(new_sizes, 0) - new_sizes  # (B)
+        seq = torch.repeat_interleave(torch.arange(num_seq, device=h.device), sizes)  # (N)
+        real = torch.arange(h.size(0), device=h.device) + k * seq  # (N)
+        virt = ((new_start + sizes)[:, None] + torch.arange(k, device=h.device)).flatten()  # (B * k)
+        out = h.new_zeros(h.size(0) + num_seq * k, h.size(1))
+        out = out.index_copy(0, real, h).index_copy(0, virt, self.virtual.repeat(num_seq, 1))
+        return out, new_sizes.cpu(), real
+
+    def _pool(self, h: Tensor, batch: Tensor | None, sizes: Tensor) -> Tensor:
+        if self.pooling is None:
+            return h
+        if self.pooling == "mean":
+            if batch is None:
+                return h.mean(dim=0, keepdim=True)  # (1, C)
+            return global_mean_pool(h, batch, size=sizes.numel())  # (B, C)
+        if bool((sizes == 0).any()):
+            raise ValueError("pooling='cls' needs at least one node in every graph of batch; "
+                             f"got sizes {sizes.tolist()}")
+        first = (torch.cumsum(sizes, 0) - sizes).to(h.device)
+        return h[first]  # (B, C)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.in_channels}, {self.hidden_channels}, {self.out_channels}, "
+                f"num_layers={self.num_layers}, heads={self.heads}, pattern={self.pattern!r}, "
+                f"pooling={self.pooling!r})")
