@@ -236,17 +236,19 @@ def _add_node(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", default=keep, help="Cora, CiteSeer or PubMed (default Cora)")
     parser.add_argument("--models", nargs="+", type=_model_names, default=keep, metavar="MODEL",
                         help=f"models to compare, space- or comma-separated, from {', '.join(models)} (default all but full)")
+    parser.add_argument("--architecture", choices=("attention", "transformer"), default=keep,
+                        help="graphattn model: GraphAttentionNetwork (GAT form, default) or GraphTransformer")
     parser.add_argument("--seeds", type=_positive_int, default=keep, help="runs per model, seeds 0..N-1 (default 10)")
     parser.add_argument("--epochs", type=_positive_int, default=keep, help="most epochs per run (default 200)")
     parser.add_argument("--patience", type=_positive_int, default=keep,
-                        help="early stopping on validation accuracy (default 50)")
+                        help="early stopping on validation accuracy, ties broken by validation loss (default 50)")
     parser.add_argument("--lr", type=float, default=keep, help="graphattn models: Adam learning rate")
     parser.add_argument("--weight-decay", type=float, default=keep, help="graphattn models: weight decay")
     parser.add_argument("--hidden", type=_positive_int, default=keep, help="graphattn models: width")
     parser.add_argument("--heads", type=_positive_int, default=keep, help="graphattn models: attention heads")
-    parser.add_argument("--layers", type=_positive_int, default=keep, help="graphattn models: attention blocks")
+    parser.add_argument("--layers", type=_positive_int, default=keep, help="graphattn models: attention layers")
     parser.add_argument("--dropout", type=float, default=keep,
-                        help="graphattn models: dropout on inputs, residual branches and attention weights")
+                        help="graphattn models: dropout on inputs, hidden layers and attention weights")
     parser.add_argument("--encoding", choices=encodings, default=keep, help="positional features (default none)")
     parser.add_argument("--encoding-dim", type=_positive_int, default=keep,
                         help="eigenvectors or walk length (default 8)")

@@ -1,13 +1,16 @@
 """Node classification on Planetoid (Cora, CiteSeer, PubMed), graphattn against PyG's GCN and GAT.
 
 One protocol for every model: the public Planetoid split with ``NormalizeFeatures``, full-batch
-Adam, at most ``epochs`` epochs, early stopping on validation accuracy (``patience``), the
+Adam, at most ``epochs`` epochs, early stopping on validation accuracy (``patience``; an epoch
+that ties the best accuracy with a lower validation loss also counts, as in GAT's protocol), the
 weights of the best validation epoch kept, test accuracy read once at the end, ``seeds`` seeds.
 
-Models (``NodeConfig.models``):
+Models (``NodeConfig.models``), each a graphattn model of ``NodeConfig.architecture``
+(:class:`~graphattn.models.GraphAttentionNetwork` by default, or
+:class:`~graphattn.models.GraphTransformer`):
 
-* ``graph``: :class:`~graphattn.models.GraphTransformer` attending along the graph's edges
-  with self-loops, ``GraphEdges(edge_index) | SelfLoops()``;
+* ``graph``: attention along the graph's edges with self-loops,
+  ``GraphEdges(edge_index) | SelfLoops()``;
 * ``graph+virtual``: the same plus learned virtual global nodes, ``... | VirtualNodes(k)``;
 * ``graph+expander``: the same plus a random expander, ``... | Expander(d, seed)``;
 * ``full``: full attention over all nodes, ``Full()``;
@@ -48,7 +51,7 @@ from tqdm.auto import tqdm
 from ..checks import check_int
 from ..train import TrainConfig, fit, peak_memory_mb, reset_peak_memory, set_seed
 
-__all__ = ["NodeConfig", "run", "MODELS", "GRAPHATTN_MODELS", "DATASETS", "ENCODINGS"]
+__all__ = ["NodeConfig", "run", "MODELS", "GRAPHATTN_MODELS", "DATASETS", "ENCODINGS", "ARCHITECTURES"]
 
 GRAPHATTN_MODELS = ("graph", "graph+virtual", "graph+expander", "full")
 BASELINE_MODELS = ("gcn", "gat")  # recipes in .baselines, imported when used
@@ -57,6 +60,9 @@ MODELS = (*GRAPHATTN_MODELS, *BASELINE_MODELS)
 #: layer (7.3M scores on Cora), minutes per run on a laptop CPU; ask for it with ``models``.
 DEFAULT_MODELS = tuple(m for m in MODELS if m != "full")
 DATASETS = ("Cora", "CiteSeer", "PubMed")
+#: ``attention``: GraphAttentionNetwork (GAT form, shared projections); ``transformer``:
+#: GraphTransformer (pre-norm blocks with feed-forward layers, ``ffn_ratio=1``).
+ARCHITECTURES = ("attention", "transformer")
 ENCODINGS = ("none", "laplacian", "randomwalk")
 
 
@@ -67,15 +73,17 @@ class NodeConfig:
     Args:
         dataset: ``"Cora"``, ``"CiteSeer"`` or ``"PubMed"`` (case-insensitive). (default: ``"Cora"``)
         models: names from :data:`MODELS`. (default: all but ``full``, see :data:`DEFAULT_MODELS`)
+        architecture: the graphattn model, ``"attention"`` (:class:`GraphAttentionNetwork`) or
+            ``"transformer"`` (:class:`GraphTransformer`). (default: ``"attention"``)
         seeds: runs per model, with seeds ``0 .. seeds - 1``. (default: ``10``)
         epochs: most epochs per run. (default: ``200``)
         patience: stop after this many epochs without a better validation accuracy; ``None``
             runs all ``epochs``. (default: ``50``)
         lr, weight_decay: Adam settings of the graphattn models. (default: ``0.005``, ``5e-4``)
-        hidden, heads, layers: width ``H * C``, heads ``H`` and blocks ``L`` of the graphattn
-            models. (default: ``64``, ``8``, ``2``)
-        dropout: graphattn dropout on input features, residual branches and attention weights.
-            (default: ``0.6``)
+        hidden, heads, layers: width ``H * C``, heads ``H`` and layers / blocks ``L`` of the
+            graphattn models. (default: ``64``, ``8``, ``2``)
+        dropout: graphattn dropout on input features, hidden layers (residual branches of the
+            transformer) and attention weights. (default: ``0.6``)
         encoding: positional features added after the input projection: ``"none"``,
             ``"laplacian"`` (``encoding_dim`` Laplacian eigenvectors) or ``"randomwalk"``
             (``encoding_dim`` random-walk steps). (default: ``"none"``)
@@ -99,6 +107,7 @@ class NodeConfig:
 
     dataset: str = "Cora"
     models: tuple[str, ...] = DEFAULT_MODELS
+    architecture: str = "attention"
     seeds: int = 10
     epochs: int = 200
     patience: int | None = 50
@@ -155,6 +164,8 @@ class NodeConfig:
             raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
         if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {self.encoding!r}")
         for name in ("save", "resume", "progress"):
@@ -262,7 +273,7 @@ def _build(name: str, task: _Task, config: NodeConfig, seed: int) -> _Run:
         return _Run(model, lambda x: model(x, edge_index), recipe.dropout, recipe.lr, recipe.weight_decay,
                     pattern, {**identity, "pattern": pattern, **asdict(recipe)})
 
-    from ..models import GraphTransformer
+    from ..models import GraphAttentionNetwork, GraphTransformer
     from ..patterns import Full
 
     pattern = _pattern(name, task, config, seed)
@@ -270,19 +281,23 @@ def _build(name: str, task: _Task, config: NodeConfig, seed: int) -> _Run:
     # Full(): no dropout on the N^2 attention weights, so the fused SDPA kernel runs; drawing
     # N^2 H random numbers per layer would cost more than the rest of the epoch.
     attn_dropout = 0.0 if isinstance(pattern, Full) else config.dropout
-    # Full(): the shared attention output drowns the tiny normalised features unless the input
-    # projection is normalised (see GraphTransformer's input_norm); sparse graphs learn better without.
-    input_norm = isinstance(pattern, Full)
-    model = GraphTransformer(
-        task.num_features, config.hidden, task.num_classes, config.layers, config.heads, pattern,
-        dropout=config.dropout, attn_dropout=attn_dropout, ffn_ratio=1, feature_encoding=encoding,
-        input_norm=input_norm,
-    ).to(config.device)
+    common = dict(dropout=config.dropout, attn_dropout=attn_dropout, feature_encoding=encoding)
+    input_norm = False
+    if config.architecture == "attention":
+        model = GraphAttentionNetwork(task.num_features, config.hidden, task.num_classes, config.layers,
+                                      config.heads, pattern, **common)
+    else:
+        # Full(): the shared attention output drowns the tiny normalised features unless the input
+        # projection is normalised (see GraphTransformer's input_norm); sparse graphs learn better without.
+        input_norm = isinstance(pattern, Full)
+        model = GraphTransformer(task.num_features, config.hidden, task.num_classes, config.layers, config.heads,
+                                 pattern, ffn_ratio=1, input_norm=input_norm, **common)
+    model = model.to(config.device)
     # Sparse patterns without extra nodes go in as one precomputed edge_index (no rebuild per
     # forward); Full() and virtual nodes go in as patterns (dense kernel; appended nodes).
     edges = None if pattern.extra_nodes or isinstance(pattern, Full) else pattern.edge_index(task.num_nodes, task.edge_index.device)
     pos = task.pos
-    hyper = {k: getattr(config, k) for k in ("lr", "weight_decay", "hidden", "heads", "layers", "dropout",
+    hyper = {k: getattr(config, k) for k in ("architecture", "lr", "weight_decay", "hidden", "heads", "layers", "dropout",
                                               "encoding", "encoding_dim", "virtual_nodes", "expander_degree")}
     hyper["attn_dropout"] = attn_dropout
     hyper["input_norm"] = input_norm
@@ -349,6 +364,7 @@ def _train_one(name: str, seed: int, task: _Task, config: NodeConfig) -> dict[st
     path = _checkpoint(config, name, seed)
     saving = config.save or config.resume
     train_config = TrainConfig(epochs=config.epochs, patience=config.patience, monitor="val_acc", mode="max",
+                               tie_break="val_loss",
                                progress=config.progress, checkpoint=path if saving else None,
                                resume=config.resume and path.is_file())
     _reset_peak(config.device)

@@ -52,10 +52,12 @@ def write_outputs(config, runs: list[dict[str, Any]], summary: list[dict[str, An
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
     seeds = sorted({r["seed"] for r in runs})
-    title = f"{config.dataset}, public split, {len(seeds)} seed{'s' if len(seeds) != 1 else ''}"
+    title = (f"{config.dataset}, public split, {len(seeds)} seed{'s' if len(seeds) != 1 else ''}, "
+             f"graphattn {config.architecture}")
     table = markdown_table(summary)
     md = (f"# Node classification: {title}\n\n{table}\n\n"
-          f"Early stopping on validation accuracy (at most {config.epochs} epochs, patience {config.patience}); "
+          f"Early stopping on validation accuracy, ties broken by validation loss (at most {config.epochs} epochs, "
+          f"patience {config.patience}); "
           f"test accuracy of the best validation epoch. Total wall time {wall_time_s:.0f} s.\n")
     write_atomic(out / "results.json", lambda f: f.write((json.dumps(runs, indent=2) + "\n").encode()))
     write_atomic(out / "results.md", lambda f: f.write(md.encode()))
