@@ -109,6 +109,24 @@ def test_separate_projections_and_full_attention():
     torch.testing.assert_close(model(x[perm]), model(x)[perm])  # Full() is permutation-equivariant
 
 
+def test_residual_adds_a_linear_skip_to_every_layer():
+    torch.manual_seed(0)
+    plain = GraphAttentionNetwork(4, 8, 3, heads=2, pattern=Window(1)).double().eval()
+    skipped = GraphAttentionNetwork(4, 8, 3, heads=2, pattern=Window(1), residual=True).double().eval()
+    skipped.load_state_dict(plain.state_dict(), strict=False)
+    assert [s.weight.shape for s in skipped.skips] == [(8, 8), (3, 8)]
+    x = torch.randn(6, 4, dtype=torch.float64)
+    with torch.no_grad():
+        for skip in skipped.skips:
+            skip.weight.zero_()
+    torch.testing.assert_close(skipped(x), plain(x))
+    with torch.no_grad():
+        skipped.skips[1].weight.normal_()
+    h1 = F.elu(skipped.convs[0](skipped.lin_in(x), Window(1)))
+    want = plain(x) + skipped.skips[1](h1)  # the last layer's skip lands on the output
+    torch.testing.assert_close(skipped(x), want, atol=1e-12, rtol=0)
+
+
 def _left_neighbour(gen: torch.Generator, num_seq: int, length: int, classes: int = 4):
     cls = torch.randint(0, classes, (num_seq, length), generator=gen)
     x = F.one_hot(cls, classes).float() + 0.1 * torch.randn(num_seq, length, classes, generator=gen)
@@ -147,7 +165,8 @@ def test_learns_left_neighbour_copy_only_along_the_window(pattern, projection, l
     ({"input_dropout": 1.0}, ValueError, "input_dropout must be in"),
     ({"heads": 3}, ValueError, "hidden_channels"),
     ({"pooling": "max"}, ValueError, "pooling"),
-    ({"projection": "none"}, ValueError, "in_channels"),  # the last layer cannot reach 2 outputs
+    ({"projection": "none"}, ValueError, "in_channels"),
+    ({"residual": "yes"}, TypeError, "residual must be a bool"),  # the last layer cannot reach 2 outputs
 ])
 def test_bad_arguments_raise_naming_them(kwargs, error, words):
     with pytest.raises(error, match=words):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from graphattn.cli import main
-from graphattn.experiments.node_classification import ENCODINGS, MODELS, NodeConfig
+from graphattn.experiments.node_classification import ARCHITECTURES, ENCODINGS, MODELS, NodeConfig
 
 TINY = ["--seeds", "1", "--hidden", "8", "--heads", "2", "--no-progress", "--threads", "1", "--workers", "1"]
 SCHEMA = {"model": str, "pattern": str, "seed": int, "val_acc": float, "test_acc": float,
@@ -73,6 +73,7 @@ def test_refusals_leave_previous_results_byte_for_byte(offline_data, tmp_path, c
     cases = [
         (["--models", "graph", "--epochs", "3", "--resume", "--hidden", "16"], "another experiment"),  # other config
         (["--models", "graph", "--epochs", "3", "--resume", "--seeds", "2", "--dropout", "0.5"], "another experiment"),
+        (["--models", "graph", "--epochs", "3", "--resume", "--architecture", "transformer"], "architecture"),
         (["--models", "transformer"], "transformer"),  # unknown model
         (["--models", "gcn", "--dataset", "Pubmedd"], "dataset"),  # unknown dataset
     ]
@@ -98,7 +99,7 @@ def test_unwritable_output_and_missing_checkpoints_are_refused(offline_data, tmp
     ({"dataset": "MUTAG"}, "dataset"), ({"models": ("gcn", "gcn")}, "models"), ({"models": ()}, "models"),
     ({"seeds": 0}, "seeds"), ({"patience": 0}, "patience"), ({"hidden": 10, "heads": 4}, "heads"),
     ({"dropout": 1.0}, "dropout"), ({"encoding": "sinusoidal"}, "encoding"), ({"expander_degree": 3}, "expander_degree"),
-    ({"lr": -1.0}, "lr"), ({"save": "yes"}, "save"),
+    ({"lr": -1.0}, "lr"), ({"save": "yes"}, "save"), ({"architecture": "gat"}, "architecture"),
 ])
 def test_config_names_the_bad_argument(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -111,7 +112,7 @@ def test_config_canonicalises_and_cli_lists_the_same_names(capsys):
     assert str(config.out_dir) == "runs/node/CiteSeer"
     assert main(["node", "--help"]) == 0
     help_text = capsys.readouterr().out
-    for name in (*MODELS, *ENCODINGS):
+    for name in (*MODELS, *ENCODINGS, *ARCHITECTURES):
         assert name in help_text
 
 
@@ -119,3 +120,11 @@ def test_random_walk_encoding_runs(offline_data, tmp_path):
     assert node(tmp_path, "--models", "graph", "--epochs", "1", "--encoding", "randomwalk", "--encoding-dim", "4") == 0
     (run,) = json.loads((tmp_path / "results.json").read_text())
     assert run["encoding"] == "randomwalk" and math.isfinite(run["test_acc"])
+
+
+def test_transformer_architecture_runs_and_is_part_of_the_checkpoint_identity(offline_data, tmp_path):
+    assert node(tmp_path, "--models", "graph", "--epochs", "2", "--architecture", "transformer", "--save") == 0
+    ckpt = torch.load(tmp_path / "checkpoints" / "graph-seed0.pt", weights_only=True)
+    assert ckpt["experiment"]["architecture"] == "transformer"
+    assert any(k.startswith("blocks.") for k in ckpt["model"])  # a GraphTransformer's weights
+    assert "graphattn transformer" in (tmp_path / "results.md").read_text()

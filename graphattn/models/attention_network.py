@@ -25,6 +25,10 @@ class GraphAttentionNetwork(AttentionModel):
         \qquad y = \operatorname{Pool}\Big(\tfrac{1}{H_{out}} \sum_{h=1}^{H_{out}}
         \operatorname{Attn}_L(\operatorname{Drop}(h^{(L-1)}), E)^h\Big)
 
+    With ``residual=True`` every layer adds a linear skip, ``Attn_l(h) + W^{res}_l h``, before
+    the ELU (PyG's ``GATConv(residual=True)``): a node then keeps its own features even where
+    attention is spread over many keys, which ``Full()`` on a large graph needs.
+
     Each ``Attn_l`` is a :class:`~graphattn.nn.SelfAttentionConv` without ``W_o`` whose heads
     are concatenated (the last layer's ``H_out`` heads are averaged). With the default
     ``projection="shared"`` a layer projects once, ``q = k = v = W_l h``, and the first layer's
@@ -49,6 +53,7 @@ class GraphAttentionNetwork(AttentionModel):
         attn_dropout: dropout on the attention weights. (default: ``0.6``, as GAT)
         input_dropout: dropout on the input features (their stored entries if ``x`` is sparse;
             on the token embeddings with ``embedding=True``). (default: ``0.0``)
+        residual: add a linear skip to every layer. (default: ``False``)
         projection: ``"shared"``, ``"separate"`` (``W_q, W_k, W_v`` per layer) or ``"none"``
             (every layer attends with its input; ``hidden_channels == out_channels * out_heads``
             needed for the last layer), see :class:`~graphattn.nn.SelfAttentionConv`.
@@ -79,6 +84,7 @@ class GraphAttentionNetwork(AttentionModel):
         attn_dropout: float = 0.6,
         input_dropout: float = 0.0,
         projection: str = "shared",
+        residual: bool = False,
         feature_encoding: nn.Module | None = None,
         position: nn.Module | None = None,
         score: str = "dot",
@@ -95,9 +101,12 @@ class GraphAttentionNetwork(AttentionModel):
                 raise ValueError(f"{name} must be in [0, 1), got {p}")
         if projection not in PROJECTIONS:
             raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
+        if not isinstance(residual, bool):
+            raise TypeError(f"residual must be a bool, got {type(residual).__name__}")
         self.out_heads = out_heads
         self.dropout = dropout
         self.projection = projection
+        widths = [hidden_channels] * (num_layers - 1) + [out_channels * out_heads]
 
         def layer(i: int) -> SelfAttentionConv:
             last = i == num_layers - 1
@@ -109,12 +118,15 @@ class GraphAttentionNetwork(AttentionModel):
                                      projection=proj, project_out=False)
 
         self.convs = nn.ModuleList(layer(i) for i in range(num_layers))
+        self.skips = nn.ModuleList(nn.Linear(hidden_channels, w, bias=False) for w in widths) if residual else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
         for conv in self.convs:
             conv.reset_parameters()
+        for skip in self.skips or ():
+            skip.reset_parameters()
 
     def _layers(self, h: Tensor, edges: Pattern | Tensor, lengths: Tensor, edge_attr: Tensor | None,
                 pos: Tensor | None, weights: list | None) -> Tensor:
@@ -126,6 +138,8 @@ class GraphAttentionNetwork(AttentionModel):
             if weights is not None:
                 res, alpha = res
                 weights.append(alpha)
+            if self.skips is not None:
+                res = res + self.skips[i](h)
             h = F.elu(res) if i < len(self.convs) - 1 else res
         return h.view(h.size(0), self.out_heads, self.out_channels).mean(dim=1)  # (N', out)
 

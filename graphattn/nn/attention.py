@@ -45,8 +45,9 @@ class SelfAttentionConv(MessagePassing):
 
     ``projection="shared"`` uses one matrix, ``q = k = v = W x``: the dot-product graph
     attention of SuperGAT (Kim & Oh, 2021) and, for ``q = k``, Reformer's shared-QK attention;
-    a third of the parameters, which is what small labelled graphs need (Cora: 82-83% in
-    GAT form against 77% with three projections, see ``GraphAttentionNetwork``).
+    a third of the parameters, which is what small labelled graphs need (Cora, GAT form: 82.6%
+    over 10 seeds, against 76.7% over 3 with three projections and ``W_o``; see
+    ``GraphAttentionNetwork``).
     Shared scores are symmetric, ``s_ij = s_ji``, and favour the node itself
     (``q_i . q_i`` is the largest score whenever all ``|q_j|`` are equal), so such a layer
     smooths over similar neighbours rather than pointing past itself: use ``"separate"`` for
