@@ -13,13 +13,15 @@ Models (``NodeConfig.models``), each a graphattn model of ``NodeConfig.architect
   ``GraphEdges(edge_index) | SelfLoops()``;
 * ``graph+virtual``: the same plus learned virtual global nodes, ``... | VirtualNodes(k)``;
 * ``graph+expander``: the same plus a random expander, ``... | Expander(d, seed)``;
-* ``full``: full attention over all nodes, ``Full()``;
+* ``full``: full attention over all nodes, ``Full()``, without attention dropout (so the fused
+  kernel runs), with residual skips (attention network) or an input LayerNorm (transformer):
+  near-uniform attention over N nodes would otherwise hand every node the same global mean;
 * ``gcn``, ``gat``: PyG baselines with their published hyper-parameters
   (:mod:`graphattn.experiments.baselines`).
 
 The graphattn models share ``lr``, ``weight_decay``, ``hidden``, ``heads``, ``layers`` and
-``dropout`` (on the input features, the residual branches and the attention weights, as GAT
-uses one rate everywhere); the baselines keep their own recipes. Input dropout is applied to the
+``dropout`` (on the input features, the hidden layers or residual branches and the attention
+weights, as GAT uses one rate everywhere); the baselines keep their own recipes. Input dropout is applied to the
 non-zero entries of a sparse (CSR) feature matrix, for every model: zeros stay zero under
 dropout, so this is ``F.dropout`` on the dense matrix, at ~1% of the cost on bag-of-words
 features.
@@ -281,7 +283,7 @@ def _build(name: str, task: _Task, config: NodeConfig, seed: int) -> _Run:
     # Full(): no dropout on the N^2 attention weights, so the fused SDPA kernel runs; drawing
     # N^2 H random numbers per layer would cost more than the rest of the epoch.
     attn_dropout = 0.0 if isinstance(pattern, Full) else config.dropout
-    common = dict(dropout=config.dropout, attn_dropout=attn_dropout, feature_encoding=encoding)
+    common = {"dropout": config.dropout, "attn_dropout": attn_dropout, "feature_encoding": encoding}
     input_norm = residual = False
     if config.architecture == "attention":
         # Full(): attention over all N nodes is nearly uniform, so without a skip every node's
