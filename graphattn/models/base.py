@@ -135,10 +135,12 @@ class AttentionModel(nn.Module):
         if x.layout == torch.strided or not self.training or self.input_drop.p == 0:
             return self.input_drop(x)
         if x.layout == torch.sparse_csr:
-            return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), self.input_drop(x.values()), x.shape)
+            return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), self.input_drop(x.values()), x.shape,
+                                           check_invariants=False)  # x's own indices: valid already
         if x.layout == torch.sparse_coo:
             x = x.coalesce()
-            return torch.sparse_coo_tensor(x.indices(), self.input_drop(x.values()), x.shape, is_coalesced=True)
+            return torch.sparse_coo_tensor(x.indices(), self.input_drop(x.values()), x.shape, is_coalesced=True,
+                                           check_invariants=False)
         raise ValueError(f"x must be dense, sparse COO or sparse CSR, got layout {x.layout}")
 
     def _layers(self, h: Tensor, edges: Pattern | Tensor, lengths: Tensor, edge_attr: Tensor | None,
