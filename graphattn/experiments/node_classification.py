@@ -40,23 +40,22 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..checks import check_int
-from ..train import TrainConfig, fit, peak_memory_mb, reset_peak_memory, set_seed
+from ..train import TrainConfig, fit, peak_memory_mb, reset_peak_memory
+from .node_setup import Task, build
 
 __all__ = ["NodeConfig", "run", "MODELS", "GRAPHATTN_MODELS", "DATASETS", "ENCODINGS", "ARCHITECTURES"]
 
 GRAPHATTN_MODELS = ("graph", "graph+virtual", "graph+expander", "full")
-BASELINE_MODELS = ("gcn", "gat")  # recipes in .baselines, imported when used
+BASELINE_MODELS = ("gcn", "gat")  # recipes in .baselines
 MODELS = (*GRAPHATTN_MODELS, *BASELINE_MODELS)
 #: ``full`` is left out by default: dense attention over all N nodes costs N^2 per head and
 #: layer (7.3M scores on Cora), minutes per run on a laptop CPU; ask for it with ``models``.
@@ -181,136 +180,6 @@ class NodeConfig:
         return Path(self.out) if self.out is not None else Path("runs") / "node" / self.dataset
 
 
-# ------------------------------------------------------------------------------------- data
-
-
-class _Task:
-    """The dataset on the device: sparse features, labels, split masks, edges and positions."""
-
-    def __init__(self, config: NodeConfig):
-        import torch_geometric.transforms as T
-
-        from ..datasets import load_planetoid
-
-        dataset = load_planetoid(config.dataset, root=config.root, mirror=config.mirror,
-                                 transform=T.NormalizeFeatures(), progress=config.progress)
-        data = dataset[0]
-        if config.encoding != "none":
-            data = _encoding(config, 1).transform(**({"is_undirected": True} if config.encoding == "laplacian" else {}))(data)
-        device = torch.device(config.device)
-        self.num_nodes, self.num_features, self.num_classes = data.num_nodes, dataset.num_features, dataset.num_classes
-        self.y = data.y.to(device)
-        self.masks = {split: getattr(data, f"{split}_mask").to(device) for split in ("train", "val", "test")}
-        self.edge_index = data.edge_index.to(device)
-        self.pos = getattr(data, _encoding(config, 1).attr_name).to(device) if config.encoding != "none" else None
-        with warnings.catch_warnings():  # "sparse CSR support is in beta": matmul with it is stable
-            warnings.simplefilter("ignore", UserWarning)
-            self.x = data.x.to_sparse_csr().to(device)  # (N, F), ~1% non-zero
-        self._crow, self._col, self._values = self.x.crow_indices(), self.x.col_indices(), self.x.values()
-
-    def dropped_x(self, p: float) -> Tensor:
-        """``F.dropout(x, p)`` computed on the non-zero entries only (zeros stay zero either way)."""
-        if p == 0:
-            return self.x
-        keep = torch.rand(self._values.shape, device=self._values.device) >= p
-        values = self._values * keep / (1 - p)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.sparse_csr_tensor(self._crow, self._col, values, self.x.shape, check_invariants=False)
-
-    def accuracy(self, logits: Tensor, split: str) -> float:
-        mask = self.masks[split]
-        return float((logits[mask].argmax(dim=-1) == self.y[mask]).float().mean())
-
-
-def _encoding(config: NodeConfig, width: int) -> nn.Module:
-    from ..nn.encodings import LaplacianEncoding, RandomWalkEncoding
-
-    if config.encoding == "laplacian":
-        return LaplacianEncoding(config.encoding_dim, width)
-    return RandomWalkEncoding(config.encoding_dim, width)
-
-
-# ----------------------------------------------------------------------------------- models
-
-
-@dataclass
-class _Run:
-    """One model ready to train: the module, its forward on given features, optimizer settings
-    and the JSON-able identity that its checkpoint must match."""
-
-    model: nn.Module
-    forward: Callable[[Tensor], Tensor]
-    input_dropout: float
-    lr: float
-    weight_decay: float
-    pattern: str
-    experiment: dict[str, Any]
-
-
-def _pattern(name: str, task: _Task, config: NodeConfig, seed: int):
-    from ..patterns import Expander, Full, GraphEdges, SelfLoops, VirtualNodes
-
-    if name == "full":
-        return Full()
-    graph = GraphEdges(task.edge_index.cpu(), task.num_nodes) | SelfLoops()
-    if name == "graph+virtual":
-        return graph | VirtualNodes(config.virtual_nodes)
-    if name == "graph+expander":
-        return graph | Expander(config.expander_degree, seed=seed)
-    return graph
-
-
-def _build(name: str, task: _Task, config: NodeConfig, seed: int) -> _Run:
-    """The model ``name`` initialised with ``seed`` (the global RNG is seeded here)."""
-    set_seed(seed)
-    identity = {"task": "node", "dataset": config.dataset, "model": name, "seed": seed}
-    if name in BASELINE_MODELS:
-        from .baselines import BASELINES
-
-        recipe = BASELINES[name]
-        model = recipe.build(name, task.num_features, task.num_classes).to(config.device)
-        edge_index = task.edge_index
-        pattern = repr(_pattern("graph", task, config, seed))  # GCNConv / GATConv add self-loops
-        return _Run(model, lambda x: model(x, edge_index), recipe.dropout, recipe.lr, recipe.weight_decay,
-                    pattern, {**identity, "pattern": pattern, **asdict(recipe)})
-
-    from ..models import GraphAttentionNetwork, GraphTransformer
-    from ..patterns import Full
-
-    pattern = _pattern(name, task, config, seed)
-    encoding = _encoding(config, config.hidden) if config.encoding != "none" else None
-    # Full(): no dropout on the N^2 attention weights, so the fused SDPA kernel runs; drawing
-    # N^2 H random numbers per layer would cost more than the rest of the epoch.
-    attn_dropout = 0.0 if isinstance(pattern, Full) else config.dropout
-    common = {"dropout": config.dropout, "attn_dropout": attn_dropout, "feature_encoding": encoding}
-    input_norm = residual = False
-    if config.architecture == "attention":
-        # Full(): attention over all N nodes is nearly uniform, so without a skip every node's
-        # output is the same global mean (one class predicted for all); sparse graphs need none.
-        residual = isinstance(pattern, Full)
-        model = GraphAttentionNetwork(task.num_features, config.hidden, task.num_classes, config.layers,
-                                      config.heads, pattern, residual=residual, **common)
-    else:
-        # Full(): the shared attention output drowns the tiny normalised features unless the input
-        # projection is normalised (see GraphTransformer's input_norm); sparse graphs learn better without.
-        input_norm = isinstance(pattern, Full)
-        model = GraphTransformer(task.num_features, config.hidden, task.num_classes, config.layers, config.heads,
-                                 pattern, ffn_ratio=1, input_norm=input_norm, **common)
-    model = model.to(config.device)
-    # Sparse patterns without extra nodes go in as one precomputed edge_index (no rebuild per
-    # forward); Full() and virtual nodes go in as patterns (dense kernel; appended nodes).
-    edges = None if pattern.extra_nodes or isinstance(pattern, Full) else pattern.edge_index(task.num_nodes, task.edge_index.device)
-    pos = task.pos
-    hyper = {k: getattr(config, k) for k in ("architecture", "lr", "weight_decay", "hidden", "heads", "layers", "dropout",
-                                              "encoding", "encoding_dim", "virtual_nodes", "expander_degree")}
-    hyper["attn_dropout"] = attn_dropout
-    hyper["input_norm"] = input_norm
-    hyper["residual"] = residual
-    return _Run(model, lambda x: model(x, edges, pos=pos), config.dropout, config.lr, config.weight_decay,
-                repr(pattern), {**identity, "pattern": repr(pattern), **hyper})
-
-
 # ------------------------------------------------------------------------------------ running
 
 
@@ -318,7 +187,7 @@ def _checkpoint(config: NodeConfig, name: str, seed: int) -> Path:
     return config.out_dir / "checkpoints" / f"{name.replace('+', '_')}-seed{seed}.pt"
 
 
-def _preflight(config: NodeConfig, task: _Task) -> None:
+def _preflight(config: NodeConfig, task: Task) -> None:
     """Everything that can be refused is refused here, before any run writes anything: an
     unwritable output folder, and checkpoints that belong to another experiment."""
     out = config.out_dir
@@ -337,7 +206,7 @@ def _preflight(config: NodeConfig, task: _Task) -> None:
             if not path.is_file():
                 continue
             found += 1
-            expected = json.loads(json.dumps(_build(name, task, config, seed).experiment, sort_keys=True))
+            expected = json.loads(json.dumps(build(name, task, config, seed).experiment, sort_keys=True))
             stored = torch.load(path, map_location="cpu", weights_only=True).get("experiment")
             if stored != expected:
                 differ = sorted(k for k in set(expected) | set(stored or {}) if (stored or {}).get(k) != expected.get(k))
@@ -348,8 +217,8 @@ def _preflight(config: NodeConfig, task: _Task) -> None:
                          "run with save=True first")
 
 
-def _train_one(name: str, seed: int, task: _Task, config: NodeConfig) -> dict[str, Any]:
-    built = _build(name, task, config, seed)
+def _train_one(name: str, seed: int, task: Task, config: NodeConfig) -> dict[str, Any]:
+    built = build(name, task, config, seed)
     model = built.model
     optimizer = torch.optim.Adam(model.parameters(), lr=built.lr, weight_decay=built.weight_decay)
 
@@ -410,7 +279,7 @@ _WORKER: dict[str, Any] = {}
 def _worker_init(config: NodeConfig) -> None:
     torch.set_num_threads(1)
     _WORKER["config"] = config
-    _WORKER["task"] = _Task(config)
+    _WORKER["task"] = Task(config)
 
 
 def _worker_run(job: tuple[str, int]) -> dict[str, Any]:
@@ -453,7 +322,7 @@ def run(config: NodeConfig) -> dict[str, Any]:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     try:
-        task = _Task(config)
+        task = Task(config)
         _preflight(config, task)
         jobs = [(name, seed) for name in config.models for seed in range(config.seeds)]
         bar = tqdm(total=len(jobs), desc=f"{config.dataset} runs", disable=not config.progress, file=sys.stderr)
