@@ -143,8 +143,9 @@ def fit(
     Each epoch calls ``train_epoch()`` with the model in train mode (it runs the optimizer and
     returns the training loss), then ``evaluate()`` in eval mode under ``torch.no_grad()`` (it
     returns metrics that include ``config.monitor``, and ``config.tie_break`` if set). On a strict
-    improvement of the monitored metric (or an equal value with a smaller ``tie_break``) a deep copy of ``model.state_dict()`` is kept; after ``config.patience`` epochs without
-    one the run stops. At the end the best weights are loaded back into ``model`` (the optimizer
+    improvement of the monitored metric (or an equal value with a smaller ``tie_break``) a deep
+    copy of ``model.state_dict()`` is kept; after ``config.patience`` epochs without one the run
+    stops. At the end the best weights are loaded back into ``model`` (the optimizer
     keeps its last state). The loop never moves tensors: the closures and the model decide the
     device, and on CUDA epoch times are taken after a synchronize.
 

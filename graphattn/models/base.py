@@ -39,7 +39,6 @@ class AttentionModel(nn.Module):
         feature_encoding: nn.Module | None,
         position: nn.Module | None,
         embedding: bool,
-        input_bias: bool = True,
     ):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
@@ -67,8 +66,7 @@ class AttentionModel(nn.Module):
         self.pooling = pooling
         self.embedding = bool(embedding)
         self.position = position
-        self.lin_in = (nn.Embedding(in_channels, hidden_channels) if embedding
-                       else nn.Linear(in_channels, hidden_channels, bias=input_bias))
+        self.lin_in = nn.Embedding(in_channels, hidden_channels) if embedding else nn.Linear(in_channels, hidden_channels)
         self.input_drop = nn.Dropout(input_dropout)
         self.input_norm: nn.Module | None = None
         self.feature_encoding = feature_encoding

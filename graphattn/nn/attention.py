@@ -47,14 +47,14 @@ class SelfAttentionConv(MessagePassing):
     attention of SuperGAT (Kim & Oh, 2021) and, for ``q = k``, Reformer's shared-QK attention;
     a third of the parameters, which is what small labelled graphs need (Cora, GAT form: 82.6%
     over 10 seeds, against 76.7% over 3 with three projections and ``W_o``; see
-    ``GraphAttentionNetwork``).
-    Shared scores are symmetric, ``s_ij = s_ji``, and favour the node itself
-    (``q_i . q_i`` is the largest score whenever all ``|q_j|`` are equal), so such a layer
-    smooths over similar neighbours rather than pointing past itself: use ``"separate"`` for
-    directional tasks (copy the left token). ``projection="none"`` attends with the input itself, ``q = k = v = x`` (the propagation
-    step of AGNN; needs ``in_channels == out_channels``), for models that project before the
-    layer. ``project_out=False`` drops ``W_o`` and returns the concatenated heads, as
-    ``GATConv`` and ``TransformerConv`` do.
+    ``GraphAttentionNetwork``). Shared scores are symmetric, ``s_ij = s_ji``, and favour the
+    node itself (``q_i . q_i`` is the largest score whenever all ``|q_j|`` are equal), so such
+    a layer smooths over similar neighbours rather than pointing past itself: use
+    ``"separate"`` for directional tasks (copy the left token). ``projection="none"`` attends
+    with the input itself, ``q = k = v = x`` (the propagation step of AGNN; needs
+    ``in_channels == out_channels``), for models that project before the layer.
+    ``project_out=False`` drops ``W_o`` and returns the concatenated heads, as ``GATConv`` and
+    ``TransformerConv`` do.
 
     Args:
         in_channels: node feature width ``F``.
