@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import add_self_loops, to_dense_adj
 
@@ -102,9 +101,7 @@ def test_separate_projections_and_full_attention():
     torch.manual_seed(0)
     model = GraphAttentionNetwork(4, 8, 3, heads=2, pattern=Full(), projection="separate", attn_dropout=0.0).eval()
     assert all(c.lin_key is not None for c in model.convs)
-    out = model(torch.randn(7, 4))
     perm = torch.randperm(7)
-    torch.testing.assert_close(model(torch.randn(7, 4))[perm].shape, out.shape)
     x = torch.randn(7, 4)
     torch.testing.assert_close(model(x[perm]), model(x)[perm])  # Full() is permutation-equivariant
 
@@ -192,4 +189,3 @@ def test_reset_parameters_redraws_every_layer():
     before = [p.detach().clone() for p in model.parameters()]
     model.reset_parameters()
     assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
-    assert isinstance(model.convs, nn.ModuleList)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import check_int
-from ..nn.attention import PROJECTIONS, SelfAttentionConv
+from ..nn.attention import SelfAttentionConv
 from ..patterns import Pattern
 from .base import AttentionModel
 
@@ -99,8 +99,6 @@ class GraphAttentionNetwork(AttentionModel):
         for name, p in (("dropout", dropout), ("attn_dropout", attn_dropout)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {p}")
-        if projection not in PROJECTIONS:
-            raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
         if not isinstance(residual, bool):
             raise TypeError(f"residual must be a bool, got {type(residual).__name__}")
         self.out_heads = out_heads
