@@ -300,11 +300,11 @@ def layer_call(**overrides):
 
 
 BAD = {
-    "edge_index_shape": (layer_call(edges=torch.zeros(3, 4, dtype=torch.long)), ValueError, "edge_index must have shape"),
-    "edge_index_1d": (layer_call(edges=torch.zeros(4, dtype=torch.long)), ValueError, "edge_index must have shape"),
-    "edge_index_float": (layer_call(edges=torch.zeros(2, 4)), TypeError, "edge_index must be an integer"),
-    "edge_index_negative": (layer_call(edges=torch.tensor([[0, -1], [1, 1]])), ValueError, "edge_index has a negative"),
-    "edge_index_too_big": (layer_call(edges=torch.tensor([[0, 5], [1, 1]])), ValueError, "edge_index has node id 5"),
+    "edge_index_shape": (layer_call(edges=torch.zeros(3, 4, dtype=torch.long)), ValueError, "edges must have shape"),
+    "edge_index_1d": (layer_call(edges=torch.zeros(4, dtype=torch.long)), ValueError, "edges must have shape"),
+    "edge_index_float": (layer_call(edges=torch.zeros(2, 4)), TypeError, "edges must be an integer"),
+    "edge_index_negative": (layer_call(edges=torch.tensor([[0, -1], [1, 1]])), ValueError, "edges has a negative"),
+    "edge_index_too_big": (layer_call(edges=torch.tensor([[0, 5], [1, 1]])), ValueError, "edges has node id 5"),
     "edges_list": (layer_call(edges=[[0], [1]]), TypeError, "edges must be"),
     "x_1d": (layer_call(x=torch.randn(4)), ValueError, "x must have shape"),
     "x_3d": (layer_call(x=torch.randn(1, 5, 4)), ValueError, "x must have shape"),

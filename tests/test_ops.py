@@ -137,12 +137,12 @@ def test_reference_by_hand():
     k = torch.tensor([[[0.0]], [[1.0]], [[-1.0]]], dtype=torch.float64)
     v = torch.tensor([[[10.0]], [[20.0]], [[30.0]]], dtype=torch.float64)
     ei = torch.tensor([[0, 1, 1], [0, 0, 1]])  # query 0 <- keys 0, 1; query 1 <- key 1; query 2 isolated
-    out, alpha = reference_attention(q, k, v, AttentionGraph.from_edge_index(ei, 3), ScoreSpec(scale=1.0),
+    out, alpha = reference_attention(q, k, v, AttentionGraph.build(ei, 3), ScoreSpec(scale=1.0),
                                      return_weights=True)
     a = torch.softmax(torch.tensor([0.0, 1.0], dtype=torch.float64), 0)
     torch.testing.assert_close(alpha[:, 0], torch.cat([a, torch.ones(1, dtype=torch.float64)]))
     torch.testing.assert_close(out[:, 0, 0], torch.stack([10 * a[0] + 20 * a[1], torch.tensor(20.0).double(), torch.tensor(0.0).double()]))
-    counts = AttentionGraph.from_edge_index(torch.tensor([[1, 1, 0], [0, 0, 2]]), 3).dense_counts("cpu", torch.long)
+    counts = AttentionGraph.build(torch.tensor([[1, 1, 0], [0, 0, 2]]), 3).dense_counts(torch.long)
     assert counts.tolist() == [[0, 2, 0], [0, 0, 0], [1, 0, 0]]
 
 
@@ -291,7 +291,7 @@ def test_dropout_only_while_training_and_weights_before_dropout():
     (lambda q, k, v: ops.attention(q, k, v, Full(), edge_kv=torch.zeros(36, 2, 3)), ValueError, "edge_kv"),
     (lambda q, k, v: ops.attention(q, k, v, Full().edge_index(6), edge_kv=torch.zeros(5, 2, 3)), ValueError, "edge_kv must be"),
     (lambda q, k, v: ops.attention(q, k, v, [[0], [1]]), TypeError, "edges must be a Pattern"),
-    (lambda q, k, v: ops.attention(q, k, v, torch.tensor([[0], [6]])), ValueError, "edge_index has node id 6"),
+    (lambda q, k, v: ops.attention(q, k, v, torch.tensor([[0], [6]])), ValueError, "edges has node id 6"),
     (lambda q, k, v: ops.attention(q, k, v, Random(7)), ValueError, "per_query=7"),
 ])
 def test_bad_input(call, error, words):

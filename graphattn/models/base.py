@@ -7,7 +7,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import global_mean_pool
 
 from ..checks import check_int
-from ..patterns import Pattern, check_edge_index, parse_pattern, positions, sizes_from_batch
+from ..ops import AttentionGraph
+from ..patterns import Pattern, parse_pattern
 
 __all__ = ["AttentionModel", "POOLINGS"]
 
@@ -19,10 +20,11 @@ class AttentionModel(nn.Module):
     """Base of :class:`GraphTransformer` and :class:`GraphAttentionNetwork`.
 
     It owns the input side, ``h = W_in x`` (or a token embedding) plus an optional feature
-    encoding, the learned virtual nodes (appended after the real nodes of every sequence /
-    graph, dropped again before the readout), the pooling, and the checks of ``x`` and
-    ``edges``. Subclasses define ``_layers(h, edges, lengths, edge_attr, pos, weights)`` and
-    ``_readout(h)``.
+    encoding, the one :class:`~graphattn.AttentionGraph` of each forward (built once, handed
+    to every layer), the learned virtual nodes (inserted after the real nodes of every sequence /
+    graph where the graph's layout puts them, dropped again before the readout), the pooling,
+    and the checks of ``x`` and ``edges``. Subclasses define ``_layers(h, graph, weights)`` and
+    ``_readout(h, batch, sizes)``.
     """
 
     def __init__(
@@ -89,25 +91,23 @@ class AttentionModel(nn.Module):
     def forward(
         self,
         x: Tensor,
-        edges: Pattern | Tensor | None = None,
+        edges: AttentionGraph | Pattern | Tensor | None = None,
+        edge_attr: Tensor | None = None,
         *,
         batch: Tensor | None = None,
         pos: Tensor | None = None,
-        edge_attr: Tensor | None = None,
         return_attention_weights: bool = False,
     ) -> Tensor | tuple[Tensor, list[tuple[Tensor, Tensor]]]:
-        """Run the model. ``edges`` (default: the model's ``pattern``) is a pattern laid on each
-        sequence / graph of ``batch`` (default: one), or an ``edge_index`` over all ``N`` nodes.
-        ``pos`` defaults to each node's index inside its own sequence. ``x`` may be a sparse
-        matrix (e.g. bag-of-words features). With ``return_attention_weights`` also returns
-        one ``(edge_index, alpha)`` pair per attention layer."""
+        """Run the model. ``edges`` (default: the model's ``pattern``) is a prepared
+        :class:`~graphattn.AttentionGraph` of ``x``'s nodes, or anything
+        ``AttentionGraph.build`` accepts (a pattern laid on each sequence / graph of ``batch``,
+        default one; an ``edge_index``, ``EdgeIndex`` or sparse ``adj_t`` over all ``N`` nodes).
+        The graph is prepared once here and every layer reuses it. ``pos`` defaults to each
+        node's index inside its own sequence. ``x`` may be a sparse matrix (e.g. bag-of-words
+        features). With ``return_attention_weights`` also returns one ``(edge_index, alpha)``
+        pair per attention layer (indexing the nodes with the virtual ones)."""
         n = self._check_x(x)
-        edges = self._check_edges(edges, n)
-        sizes = torch.tensor([n]) if batch is None else sizes_from_batch(batch, n).cpu()
-        num_virtual = edges.extra_nodes if isinstance(edges, Pattern) else 0
-        if num_virtual and pos is not None and self.position is not None:
-            raise ValueError("pos cannot be laid on virtual nodes; pass pos=None so the score-side encoding "
-                             "uses sequence positions (virtual nodes last)")
+        graph = self._graph(edges, n, batch, pos, edge_attr, x.device)
 
         if self.embedding:
             h = self.input_drop(self.lin_in(x))  # (N, hidden)
@@ -116,16 +116,36 @@ class AttentionModel(nn.Module):
         if self.input_norm is not None:
             h = self.input_norm(h)
         if self.feature_encoding is not None:
-            h = h + self._encode(pos if pos is not None else positions(sizes).to(h.device), n)
-        lengths, real = sizes, None
-        if num_virtual:
-            h, lengths, real = self._append_virtual(h, sizes)  # (N + B * k, hidden)
+            h = h + self._encode(graph.real_positions(), n)
+        h = graph.with_virtual(h, self.virtual) if graph.num_virtual else h  # (N + B * k, hidden)
         weights: list[tuple[Tensor, Tensor]] | None = [] if return_attention_weights else None
-        h = self._layers(h, edges, lengths, edge_attr, pos, weights)
-        if real is not None:
-            h = h[real]  # (N, hidden): virtual nodes dropped
-        out = self._readout(h, batch, sizes)
+        h = graph.real(self._layers(h, graph, weights))  # (N, hidden): virtual nodes dropped
+        out = self._readout(h, batch, graph.real_sizes)
         return (out, weights) if return_attention_weights else out
+
+    def _graph(self, edges: AttentionGraph | Pattern | Tensor | None, n: int, batch: Tensor | None,
+               pos: Tensor | None, edge_attr: Tensor | None, device: torch.device) -> AttentionGraph:
+        if edges is None:
+            if self.pattern is None:
+                raise ValueError("edges is required: pass an AttentionGraph, a Pattern or an edge_index, "
+                                 "or build the model with a default pattern=")
+            edges = self.pattern
+        if isinstance(edges, Pattern) and edges.extra_nodes != self.num_virtual_nodes:
+            raise ValueError(f"edges asks for {edges.extra_nodes} virtual nodes but the model learned "
+                             f"{self.num_virtual_nodes}; build the model with that pattern= so it learns them")
+        if isinstance(edges, AttentionGraph):
+            if batch is not None or pos is not None or edge_attr is not None:
+                raise ValueError("edges is a prepared AttentionGraph: give batch, pos and edge_attr to "
+                                 "AttentionGraph.build, not to the model")
+            graph = edges
+        else:
+            graph = AttentionGraph.build(edges, n, batch=batch, pos=pos, edge_attr=edge_attr)
+        if graph.num_real_nodes != n:
+            raise ValueError(f"edges spans {graph.num_real_nodes} real nodes but x has {n} rows")
+        if graph.num_virtual not in (0, self.num_virtual_nodes):
+            raise ValueError(f"edges has {graph.num_virtual} virtual nodes per sequence but the model learned "
+                             f"{self.num_virtual_nodes}; build the model with that pattern= so it learns them")
+        return graph.to(device)
 
     def _drop_input(self, x: Tensor) -> Tensor:
         """Input dropout; on a sparse matrix only the stored entries are dropped (a zero stays
@@ -141,8 +161,7 @@ class AttentionModel(nn.Module):
                                            check_invariants=False)
         raise ValueError(f"x must be dense, sparse COO or sparse CSR, got layout {x.layout}")
 
-    def _layers(self, h: Tensor, edges: Pattern | Tensor, lengths: Tensor, edge_attr: Tensor | None,
-                pos: Tensor | None, weights: list | None) -> Tensor:
+    def _layers(self, h: Tensor, graph: AttentionGraph, weights: list | None) -> Tensor:
         raise NotImplementedError
 
     def _readout(self, h: Tensor, batch: Tensor | None, sizes: Tensor) -> Tensor:
@@ -165,41 +184,12 @@ class AttentionModel(nn.Module):
                 raise TypeError(f"x must be a floating-point tensor (or use embedding=True for ids), got {x.dtype}")
         return x.size(0)
 
-    def _check_edges(self, edges: Pattern | Tensor | None, n: int) -> Pattern | Tensor:
-        if edges is None:
-            if self.pattern is None:
-                raise ValueError("edges is required: pass a Pattern or an edge_index, "
-                                 "or build the model with a default pattern=")
-            edges = self.pattern
-        if isinstance(edges, Tensor):
-            return check_edge_index(edges, n, name="edges")
-        if not isinstance(edges, Pattern):
-            raise TypeError(f"edges must be a Pattern or an edge_index tensor [2, E], got {type(edges).__name__}")
-        if edges.extra_nodes != self.num_virtual_nodes:
-            raise ValueError(f"edges asks for {edges.extra_nodes} virtual nodes but the model learned "
-                             f"{self.num_virtual_nodes}; build the model with that pattern= so it learns them")
-        return edges
-
     def _encode(self, pos: Tensor, n: int) -> Tensor:
         enc = self.feature_encoding(pos)
         if not isinstance(enc, Tensor) or enc.shape != (n, self.hidden_channels):
             got = list(enc.shape) if isinstance(enc, Tensor) else type(enc).__name__
             raise ValueError(f"feature_encoding must map pos to [N, hidden_channels] = [{n}, {self.hidden_channels}], got {got}")
         return enc
-
-    def _append_virtual(self, h: Tensor, sizes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Put the learned virtual nodes after the real nodes of each sequence; returns the new
-        features, the new lengths and the rows of the real nodes in the new layout."""
-        k, num_seq = self.num_virtual_nodes, sizes.numel()
-        sizes = sizes.to(h.device)
-        new_sizes = sizes + k
-        new_start = torch.cumsum(new_sizes, 0) - new_sizes  # (B)
-        seq = torch.repeat_interleave(torch.arange(num_seq, device=h.device), sizes)  # (N)
-        real = torch.arange(h.size(0), device=h.device) + k * seq  # (N)
-        virt = ((new_start + sizes)[:, None] + torch.arange(k, device=h.device)).flatten()  # (B * k)
-        out = h.new_zeros(h.size(0) + num_seq * k, h.size(1))
-        out = out.index_copy(0, real, h).index_copy(0, virt, self.virtual.repeat(num_seq, 1))
-        return out, new_sizes.cpu(), real
 
     def _pool(self, h: Tensor, batch: Tensor | None, sizes: Tensor) -> Tensor:
         if self.pooling is None:

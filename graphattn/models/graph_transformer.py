@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..nn.block import TransformerBlock
+from ..ops import AttentionGraph
 from ..patterns import Pattern
 from .base import AttentionModel
 
@@ -121,11 +122,9 @@ class GraphTransformer(AttentionModel):
         self.norm.reset_parameters()
         self.head.reset_parameters()
 
-    def _layers(self, h: Tensor, edges: Pattern | Tensor, lengths: Tensor, edge_attr: Tensor | None,
-                pos: Tensor | None, weights: list | None) -> Tensor:
+    def _layers(self, h: Tensor, graph: AttentionGraph, weights: list | None) -> Tensor:
         for block in self.blocks:
-            res = block(h, edges, lengths=lengths, edge_attr=edge_attr, pos=pos,
-                        return_attention_weights=weights is not None)
+            res = block(h, graph, return_attention_weights=weights is not None)
             if weights is not None:
                 h = res[0]
                 weights.append(res[1])

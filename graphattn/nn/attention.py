@@ -10,7 +10,8 @@ from torch_geometric.nn import MessagePassing
 
 from .. import ops
 from ..checks import check_int
-from ..patterns import Pattern, check_edge_index, check_sizes, positions, sizes_from_batch
+from ..ops import AttentionGraph
+from ..patterns import Pattern
 
 __all__ = ["SelfAttentionConv", "PROJECTIONS"]
 
@@ -72,8 +73,9 @@ class SelfAttentionConv(MessagePassing):
         project_out: apply the output projection ``W_o``. (default: ``True``)
 
     Shapes:
-        - input: ``x`` ``(N, F)``; ``edges`` a pattern or ``edge_index`` ``(2, E)``;
-          ``batch`` ``(N)``; ``edge_attr`` ``(E, edge_dim)``; ``pos`` ``(N)`` or ``(N, D)``;
+        - input: ``x`` ``(N, F)``; ``edges`` an ``AttentionGraph``, a pattern, an ``edge_index``
+          ``(2, E)``, an ``EdgeIndex`` or a sparse ``adj_t`` ``(N, N)``; ``edge_attr``
+          ``(E, edge_dim)``; ``batch`` ``(N)``; ``pos`` ``(N)`` or ``(N, D)``;
           ``x`` may be a sparse (COO / CSR) matrix, e.g. bag-of-words features, unless
           ``projection="none"``
         - output: ``(N, out_channels)``; with weights also ``((2, E), (E, H))``
@@ -173,29 +175,29 @@ class SelfAttentionConv(MessagePassing):
     def forward(
         self,
         x: Tensor,
-        edges: Pattern | Tensor,
+        edges: AttentionGraph | Pattern | Tensor,
+        edge_attr: Tensor | None = None,
         *,
         batch: Tensor | None = None,
         lengths: Tensor | None = None,
-        edge_attr: Tensor | None = None,
         pos: Tensor | None = None,
         return_attention_weights: bool = False,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Attend along ``edges``: a pattern (laid on each sequence of ``batch`` / ``lengths``)
-        or an ``edge_index``. Returns ``(N, out_channels)``, and ``(edge_index, alpha)`` when
-        ``return_attention_weights``; ``alpha`` ``(E, H)`` is before dropout."""
+        """Attend along ``edges``: a prepared :class:`~graphattn.AttentionGraph` (which holds
+        the batch layout, positions and edge features), or anything ``AttentionGraph.build``
+        accepts (a pattern laid on each sequence of ``batch`` / ``lengths``, an ``edge_index``,
+        an ``EdgeIndex``, a sparse ``adj_t``), prepared on the fly. Returns ``(N, out_channels)``,
+        and ``(edge_index, alpha)`` when ``return_attention_weights``; ``alpha`` ``(E, H)`` is
+        before dropout."""
         self._check_x(x)
         n, heads, channels = x.size(0), self.heads, self.out_channels // self.heads
-        sizes = self._sizes(edges, n, batch, lengths)
-        if isinstance(edges, Tensor):
-            edges = check_edge_index(edges, n)
-        edge_kv = self._edge_kv(edges, edge_attr)
+        graph = AttentionGraph.for_rows(edges, n, batch=batch, lengths=lengths, pos=pos, edge_attr=edge_attr)
         q, k, v = self._project(x)  # (N, H, C) each
         bias = None
         if self.position is not None:
-            q, k, bias = self.position(q, k, self._positions(pos, n, sizes, x.device))
+            q, k, bias = self.position(q, k, graph.node_positions())
         res = ops.attention(
-            q, k, v, edges, sizes=sizes, score=self.score, att=self.att, bias=bias, edge_kv=edge_kv,
+            q, k, v, graph, score=self.score, att=self.att, bias=bias, edge_kv=self._edge_kv(graph),
             dropout=self.dropout, training=self.training, backend=self.backend,
             return_weights=return_attention_weights,
         )
@@ -229,35 +231,17 @@ class SelfAttentionConv(MessagePassing):
         if not torch.compiler.is_compiling() and not bool(torch.isfinite(values).all()):
             raise ValueError("x contains NaN or infinite values")
 
-    def _sizes(self, edges: Pattern | Tensor, n: int, batch: Tensor | None, lengths: Tensor | None) -> Tensor | None:
-        if batch is not None and lengths is not None:
-            raise ValueError("give either batch or lengths, not both")
-        if lengths is not None:
-            return check_sizes(lengths, n, name="lengths").cpu()
-        if batch is not None:
-            return sizes_from_batch(batch, n).cpu()
-        return torch.tensor([n]) if isinstance(edges, Pattern) else None
-
-    def _positions(self, pos: Tensor | None, n: int, sizes: Tensor | None, device: torch.device) -> Tensor:
-        if pos is not None:
-            if not isinstance(pos, Tensor) or pos.dim() not in (1, 2) or pos.size(0) != n:
-                raise ValueError(f"pos must be a tensor of shape [N] or [N, D] with N={n}")
-            return pos
-        sizes = torch.tensor([n]) if sizes is None else sizes
-        return positions(sizes).to(device)
-
-    def _edge_kv(self, edges: Pattern | Tensor, edge_attr: Tensor | None) -> Tensor | None:
-        if edge_attr is None:
+    def _edge_kv(self, graph: AttentionGraph) -> Tensor | None:
+        if graph.edge_attr is None:
             if self.lin_edge is not None:
                 raise ValueError(f"edge_attr of shape [E, {self.edge_dim}] is required (edge_dim={self.edge_dim})")
             return None
         if self.lin_edge is None:
             raise ValueError("edge_attr was given but the layer has no edge_dim")
-        if isinstance(edges, Pattern):
-            raise ValueError("edge_attr needs an explicit edge_index, not a pattern")
-        if edge_attr.dim() != 2 or edge_attr.shape != (edges.size(1), self.edge_dim):
-            raise ValueError(f"edge_attr must have shape [E, edge_dim] = [{edges.size(1)}, {self.edge_dim}], got {list(edge_attr.shape)}")
-        return self.lin_edge(edge_attr).view(-1, self.heads, self.out_channels // self.heads)  # (E, H, C)
+        if graph.edge_attr.size(1) != self.edge_dim:
+            raise ValueError(f"edge_attr must have shape [E, edge_dim] = [{graph.num_edges}, {self.edge_dim}], "
+                             f"got {list(graph.edge_attr.shape)}")
+        return self.lin_edge(graph.edge_attr).view(-1, self.heads, self.out_channels // self.heads)  # (E, H, C)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, heads={self.heads}, "

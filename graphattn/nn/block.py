@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..checks import check_int
+from ..ops import AttentionGraph
 from ..patterns import Pattern
 from .attention import SelfAttentionConv
 
@@ -37,7 +38,8 @@ class TransformerBlock(nn.Module):
         edge_dim: edge feature width for the attention, or ``None``. (default: ``None``)
 
     Shapes:
-        - input: ``x`` ``(N, channels)``; ``edges`` a pattern or ``(2, E)``; ``batch`` ``(N)``
+        - input: ``x`` ``(N, channels)``; ``edges`` an ``AttentionGraph``, a pattern or ``(2, E)``;
+          ``batch`` ``(N)``
         - output: ``(N, channels)``; with weights also ``((2, E), (E, H))``
     """
 
@@ -85,16 +87,18 @@ class TransformerBlock(nn.Module):
     def forward(
         self,
         x: Tensor,
-        edges: Pattern | Tensor,
+        edges: AttentionGraph | Pattern | Tensor,
+        edge_attr: Tensor | None = None,
         *,
         batch: Tensor | None = None,
         lengths: Tensor | None = None,
-        edge_attr: Tensor | None = None,
         pos: Tensor | None = None,
         return_attention_weights: bool = False,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Returns ``(N, channels)``, and ``(edge_index, alpha)`` when ``return_attention_weights``."""
-        res = self.attn(self.norm1(x), edges, batch=batch, lengths=lengths, edge_attr=edge_attr, pos=pos,
+        """Attend along ``edges`` (as :meth:`SelfAttentionConv.forward` takes them) and apply the
+        feed-forward block. Returns ``(N, channels)``, and ``(edge_index, alpha)`` when
+        ``return_attention_weights``."""
+        res = self.attn(self.norm1(x), edges, edge_attr, batch=batch, lengths=lengths, pos=pos,
                         return_attention_weights=return_attention_weights)
         h, weights = res if return_attention_weights else (res, None)
         x = x + self.drop(h)

@@ -2,7 +2,7 @@
 
 The ``N`` queries (all sequences of the batch, back to back) are cut into blocks of ``b``.
 Each query block gets one row of key columns, built from the pattern's pieces
-(:func:`~graphattn.ops.plan.plan_blocks`):
+(:meth:`~graphattn.patterns.Pattern.pieces`):
 
 * the **band**: the contiguous span ``[start - left, start + b + right)`` of keys, a
   strided view of the padded keys (``unfold``, no copy), masked inside by the band's own
@@ -18,7 +18,12 @@ softmax over the query's in-neighbours: one ``scaled_dot_product_attention`` cal
 (CPU keeps its fused kernel with this mask; the same mask as 3-D is several times slower).
 Global queries attend to their whole sequence: dense rows written over their block rows.
 A lone ``Stride(s)`` is instead permuted into ``s`` interleaved sub-sequences, on which it is
-``Full()`` (dense kernel) or, with ``reach``, ``Window(reach // s)``.
+``Full()`` (dense kernel) or, with ``reach``, ``Window(reach // s)``. A pattern without pieces
+(one that defines only ``mask``) takes the generic tile path of :mod:`graphattn.ops.tiles`.
+
+Everything that depends only on the graph (key ids, tile masks, permutations) is derived
+once per :class:`~graphattn.ops.graph.AttentionGraph` and cached there, so the layers of a
+model and the backward pass reuse it.
 
 Memory: O(N x keys per block row) for the mask, O(N H C x (b + left + right) / b) for
 the unfolded keys in backward; never O(N^2) or O(E H C). Bias, dropout and weights use the
@@ -29,20 +34,22 @@ explicit matmul + log-sum-exp path on the same tiles. Slow twin:
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..patterns import Full, Stride, Window
+from ..patterns import Full, Window
+from ..patterns.pieces import Pieces
 from .dense import dense_core
 from .graph import AttentionGraph
 from .masked import edge_weights, explicit, needs_explicit, sdpa
-from .plan import BlockPlan, plan_blocks
 from .scatter import scatter_attention
 from .scores import ScoreSpec
+from .tiles import tiled_core
 
-__all__ = ["blocked_attention", "blocked_unsupported", "BLOCK"]
+__all__ = ["blocked_attention", "blocked_core", "blocked_unsupported", "BLOCK"]
 
 #: Queries per block: 64 keeps the band's wasted corners small for radii around 128.
 BLOCK = 64
@@ -56,8 +63,6 @@ def blocked_unsupported(graph: AttentionGraph, spec: ScoreSpec) -> str | None:
         return "edge features (edge_kv)"
     if graph.pattern is None:
         return "an explicit edge_index (no pattern)"
-    if plan_blocks(graph.pattern) is None:
-        return f"pattern {graph.pattern!r} (pieces other than band, Global and Random)"
     return None
 
 
@@ -76,48 +81,102 @@ def blocked_attention(
 def blocked_core(
     q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *, with_lse: bool, block: int
 ) -> tuple[Tensor, Tensor | None]:
-    """``(out [N, H, C], lse [N, H] | None)`` for a pattern with a plan."""
-    if isinstance(graph.pattern, Stride):
-        return _strided(q, k, v, graph, spec, with_lse=with_lse, block=block)
-    plan = plan_blocks(graph.pattern)
+    """``(out [N, H, C], lse [N, H] | None)`` for a pattern graph."""
+    pieces = graph.cached("pieces", graph.pattern.pieces)
+    if pieces is None:
+        return tiled_core(q, k, v, graph, spec, with_lse=with_lse, block=block)
+    if pieces.stride is not None and pieces.stride > 1:
+        return _strided(q, k, v, graph, spec, pieces, with_lse=with_lse, block=block)
     n, heads, channels = q.shape
-    device = q.device
+    plan: BandPlan = graph.cached(("band", block), lambda: plan_band(graph, pieces, block))
+    explicit_path = needs_explicit(spec, with_lse)
+    if plan.mask.size(2) == 0:  # no piece has a key: every query attends to nothing
+        return v.new_zeros(v.shape), (q.new_full((n, heads), float("-inf")) if explicit_path else None)
+    keys, values = [], []
+    if plan.span:
+        pad = (0, 0, 0, 0, plan.left, plan.npad - n + plan.right)
+        # unfold: (nb, H, C, S) views of the padded keys, one per block, overlapping in memory.
+        keys.append(F.pad(k, pad).unfold(0, plan.span, block).permute(1, 0, 3, 2))  # (H, nb, S, C)
+        values.append(F.pad(v, pad).unfold(0, plan.span, block).permute(1, 0, 3, 2))  # (H, nb, S, C)
+    if plan.gathered.size(1):  # global and random key columns
+        keys.append(k[plan.gathered].permute(2, 0, 1, 3))  # (H, nb, S', C)
+        values.append(v[plan.gathered].permute(2, 0, 1, 3))
+    kb = keys[0] if len(keys) == 1 else torch.cat(keys, dim=2)  # (H, nb, S, C)
+    vb = values[0] if len(values) == 1 else torch.cat(values, dim=2)
+    nb = plan.mask.size(0)
+    qb = F.pad(q, (0, 0, 0, 0, 0, plan.npad - n)).view(nb, block, heads, channels).permute(2, 0, 1, 3)  # (H, nb, b, C)
+    lse = None
+    if not explicit_path:
+        out = sdpa(qb, kb, vb, plan.mask[None], spec.scale)  # (H, nb, b, C)
+    else:
+        bias = None
+        if spec.bias is not None:
+            bias = spec.bias(plan.query_ids[:, :, None], plan.key_ids[:, None, :]).permute(3, 0, 1, 2)  # (H, nb, b, S)
+        out, lse = explicit(qb, kb, vb, plan.mask[None], spec, bias)  # (H, nb, b, C), (H, nb, b)
+        lse = lse.permute(1, 2, 0).reshape(plan.npad, heads)[:n]  # (N, H)
+    out = out.permute(1, 2, 0, 3).reshape(plan.npad, heads, -1)[:n]  # (N, H, C)
+    if plan.global_rows.numel():
+        out, lse = _global_rows(q, k, v, spec, plan, out, lse, explicit_path)
+    return out, lse
+
+
+class BandPlan(NamedTuple):
+    """What the band / global / random path derives from the graph alone (cached per graph).
+
+    The key row of query block ``i`` is the band span (``span`` keys from ``i * b - left``,
+    when there is a band) followed by the ``gathered`` key ids; ``mask [nb, b, S]`` says which
+    of them each query counts; ``query_ids [nb, b]`` / ``key_ids [nb, S]`` are node ids (for
+    score biases); global queries get dense rows ``global_rows`` with ``global_mask``.
+    """
+
+    npad: int
+    left: int
+    right: int
+    span: int
+    gathered: Tensor
+    mask: Tensor
+    query_ids: Tensor
+    key_ids: Tensor
+    global_rows: Tensor
+    global_mask: Tensor | None
+
+
+def plan_band(graph: AttentionGraph, pieces: Pieces, block: int) -> BandPlan:
+    """Key columns and masks of every query block from the pattern's pieces."""
+    n, device = graph.num_nodes, graph.device
     sizes = graph.sizes.to(device)
     starts = torch.cumsum(sizes, 0) - sizes
-    seq = torch.repeat_interleave(torch.arange(sizes.numel(), device=device), sizes)  # (N,)
+    seq = graph.batch  # (N,)
     pos = torch.arange(n, device=device) - starts[seq]  # (N,) position in own sequence
     nb = -(-n // block)
     npad = nb * block
     seq_q = F.pad(seq, (0, npad - n), value=-1).view(nb, block)  # (nb, b); padding queries: -1
-    glob = _global_ids(plan, graph.sizes, starts.cpu()).to(device)  # (B, G), -1 = none
+    glob = _global_ids(pieces, graph.sizes, starts.cpu()).to(device)  # (B, G), -1 = none
     is_global = torch.zeros(n + 1, dtype=torch.bool, device=device)
     is_global[glob.flatten()] = True  # slot n absorbs the -1 fillers
     is_global = is_global[:n]
-    explicit_path = needs_explicit(spec, with_lse)
 
-    key_ids, masks, keys, values = [], [], [], []
+    key_ids, masks = [], []
     length = int(sizes.max())
-    if plan.band is not None:
-        left, right = int(min(plan.left, length - 1)), int(min(plan.right, length - 1))
+    left = right = span = 0
+    if pieces.band is not None:
+        left, right = int(min(pieces.left, length - 1)), int(min(pieces.right, length - 1))
         span = block + left + right
         kid = (torch.arange(nb, device=device) * block - left)[:, None] + torch.arange(span, device=device)  # (nb, S)
         offset = torch.arange(span, device=device)[None, :] - left - torch.arange(block, device=device)[:, None]
-        inside = plan.band.mask(torch.zeros_like(offset), offset, length)  # (b, S): offsets allowed
+        inside = pieces.band.mask(torch.zeros_like(offset), offset, length)  # (b, S): offsets allowed
         seq_k = torch.where((kid >= 0) & (kid < n), seq[kid.clamp(0, n - 1)], -2)
         masks.append(inside[None] & (seq_q[:, :, None] == seq_k[:, None, :]))  # (nb, b, S)
-        pad = (0, 0, 0, 0, left, npad - n + right)
-        # unfold: (nb, H, C, S) views of the padded keys, one per block, overlapping in memory.
-        keys.append(F.pad(k, pad).unfold(0, span, block).permute(1, 0, 3, 2))  # (H, nb, S, C)
-        values.append(F.pad(v, pad).unfold(0, span, block).permute(1, 0, 3, 2))  # (H, nb, S, C)
-        key_ids.append(kid)
+        key_ids.append(kid.clamp(0, n - 1))
 
     def in_band(qi: Tensor, ki: Tensor) -> Tensor:
         """Whether query ``qi`` already counts key ``ki`` (same sequence) through the band."""
-        if plan.band is None:
+        if pieces.band is None:
             return torch.zeros_like(qi, dtype=torch.bool)
-        return plan.band.mask(torch.zeros_like(qi), pos[ki] - pos[qi], length)
+        return pieces.band.mask(torch.zeros_like(qi), pos[ki] - pos[qi], length)
 
     qid = torch.arange(npad, device=device).view(nb, block).clamp(max=n - 1)  # (nb, b)
+    gathered = []
     if glob.size(1):  # global key columns of every sequence a block touches
         first, last = seq_q[:, 0], seq_q.max(dim=1).values  # (nb,)
         reach = int((last - first).max()) + 1
@@ -127,9 +186,9 @@ def blocked_core(
         safe = gid.clamp(min=0)
         ok = (gid[:, None, :] >= 0) & (seq[safe][:, None, :] == seq_q[:, :, None])
         masks.append(ok & ~in_band(qid[:, :, None], safe[:, None, :]))  # (nb, b, m * G)
-        key_ids.append(safe)
-    if plan.randoms:  # each query's own random keys, as b * t columns per block
-        table = _random_ids(plan, graph.sizes, starts.cpu()).to(device)  # (N, t)
+        gathered.append(safe)
+    if pieces.randoms:  # each query's own random keys, as b * t columns per block
+        table = _random_ids(pieces, graph.sizes, starts.cpu()).to(device)  # (N, t)
         t = table.size(1)
         dup = torch.zeros_like(table, dtype=torch.bool)
         for j in range(1, t):
@@ -138,41 +197,28 @@ def blocked_core(
         ok = F.pad(ok, (0, 0, 0, npad - n), value=False).view(nb, block * t)
         owner = torch.arange(block, device=device).repeat_interleave(t)  # (b * t,)
         masks.append(ok[:, None, :] & (owner[None, None, :] == torch.arange(block, device=device)[None, :, None]))
-        key_ids.append(F.pad(table, (0, 0, 0, npad - n)).view(nb, block * t))
-    for ids in key_ids[len(keys):]:  # gathered (non-band) columns
-        keys.append(k[ids].permute(2, 0, 1, 3))  # (H, nb, S', C)
-        values.append(v[ids].permute(2, 0, 1, 3))
-    mask = masks[0] if len(masks) == 1 else torch.cat(masks, dim=2)  # (nb, b, S)
-    kb = keys[0] if len(keys) == 1 else torch.cat(keys, dim=2)  # (H, nb, S, C)
-    vb = values[0] if len(values) == 1 else torch.cat(values, dim=2)
-    qb = F.pad(q, (0, 0, 0, 0, 0, npad - n)).view(nb, block, heads, channels).permute(2, 0, 1, 3)  # (H, nb, b, C)
-    lse = None
-    if not explicit_path:
-        out = sdpa(qb, kb, vb, mask[None], spec.scale)  # (H, nb, b, C)
-    else:
-        bias = None
-        if spec.bias is not None:
-            kid_all = torch.cat(key_ids, dim=1).clamp(0, n - 1)  # (nb, S)
-            bias = spec.bias(qid[:, :, None], kid_all[:, None, :]).permute(3, 0, 1, 2)  # (H, nb, b, S)
-        out, lse = explicit(qb, kb, vb, mask[None], spec, bias)  # (H, nb, b, C), (H, nb, b)
-        lse = lse.permute(1, 2, 0).reshape(npad, heads)[:n]  # (N, H)
-    out = out.permute(1, 2, 0, 3).reshape(npad, heads, -1)[:n]  # (N, H, C)
-    if glob.size(1):
-        out, lse = _global_rows(q, k, v, spec, seq, glob, out, lse, explicit_path)
-    return out, lse
+        gathered.append(F.pad(table, (0, 0, 0, npad - n)).view(nb, block * t))
+    empty = torch.zeros(nb, 0, dtype=torch.long, device=device)
+    gathered_ids = torch.cat(gathered, dim=1) if gathered else empty
+    key_ids.extend(gathered)
+    mask = torch.cat(masks, dim=2) if masks else torch.zeros(nb, block, 0, dtype=torch.bool, device=device)
+    rows = glob[glob >= 0]  # (Gq,)
+    global_mask = None if glob.size(0) == 1 else (seq[rows][:, None] == seq[None, :])[None]  # (1, Gq, N)
+    return BandPlan(npad, left, right, span, gathered_ids, mask, qid,
+                    torch.cat(key_ids, dim=1) if key_ids else empty, rows, global_mask)
 
 
-def _global_ids(plan: BlockPlan, sizes: Tensor, starts: Tensor) -> Tensor:
+def _global_ids(pieces: Pieces, sizes: Tensor, starts: Tensor) -> Tensor:
     """``[B, G]`` node ids of each sequence's global tokens (padded with -1)."""
-    if not plan.global_nodes:
+    if not pieces.global_nodes:
         return torch.empty(len(sizes), 0, dtype=torch.long)
-    rows = [sorted({g % s + int(o) for g in plan.global_nodes if -s <= g < s}) if s else []
+    rows = [sorted({g % s + int(o) for g in pieces.global_nodes if -s <= g < s}) if s else []
             for s, o in zip(sizes.tolist(), starts)]
     width = max(len(r) for r in rows)
     return torch.tensor([r + [-1] * (width - len(r)) for r in rows], dtype=torch.long).view(len(rows), width)
 
 
-def _random_ids(plan: BlockPlan, sizes: Tensor, starts: Tensor) -> Tensor:
+def _random_ids(pieces: Pieces, sizes: Tensor, starts: Tensor) -> Tensor:
     """``[N, t]`` node ids of each query's random keys, all random pieces side by side."""
     per_size: dict[int, Tensor] = {}
     rows = []
@@ -180,51 +226,55 @@ def _random_ids(plan: BlockPlan, sizes: Tensor, starts: Tensor) -> Tensor:
         if s == 0:
             continue
         if s not in per_size:
-            per_size[s] = torch.cat([r.table(s) for r in plan.randoms], dim=1)
+            per_size[s] = torch.cat([r.table(s) for r in pieces.randoms], dim=1)
         rows.append(per_size[s] + o)
     return torch.cat(rows)
 
 
 def _global_rows(
-    q: Tensor, k: Tensor, v: Tensor, spec: ScoreSpec, seq: Tensor, glob: Tensor,
-    out: Tensor, lse: Tensor | None, explicit_path: bool,
+    q: Tensor, k: Tensor, v: Tensor, spec: ScoreSpec, plan: BandPlan, out: Tensor, lse: Tensor | None,
+    explicit_path: bool,
 ) -> tuple[Tensor, Tensor | None]:
     """Global queries attend to their whole sequence: dense rows over the block rows."""
-    rows = glob[glob >= 0]  # (Gq,)
-    n = q.size(0)
-    mask = None if glob.size(0) == 1 else (seq[rows][:, None] == seq[None, :])[None]  # (1, Gq, N)
+    rows, mask = plan.global_rows, plan.global_mask
     qg, kg, vg = q[rows].transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # (H, Gq|N, C)
     if not explicit_path:
         return out.index_copy(0, rows, sdpa(qg, kg, vg, mask, spec.scale).transpose(0, 1)), lse
     bias = None
     if spec.bias is not None:
-        bias = spec.bias(rows[:, None], torch.arange(n, device=q.device)[None, :]).permute(2, 0, 1)  # (H, Gq, N)
+        bias = spec.bias(rows[:, None], torch.arange(q.size(0), device=q.device)[None, :]).permute(2, 0, 1)  # (H, Gq, N)
     og, lg = explicit(qg, kg, vg, mask, spec, bias)  # (H, Gq, C), (H, Gq)
     return out.index_copy(0, rows, og.transpose(0, 1)), lse.index_copy(0, rows, lg.T)
 
 
 def _strided(
-    q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *, with_lse: bool, block: int
+    q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, pieces: Pieces, *,
+    with_lse: bool, block: int,
 ) -> tuple[Tensor, Tensor | None]:
-    """``Stride(s)``: keys share the query's residue mod ``s``; permute into ``s`` sub-sequences
-    per sequence, on which the pattern is ``Full()`` (or ``Window(reach // s)``)."""
-    stride, reach = graph.pattern.stride, graph.pattern.reach
-    sizes = graph.sizes.to(q.device)
-    n = q.size(0)
-    seq = torch.repeat_interleave(torch.arange(sizes.numel(), device=q.device), sizes)
-    pos = torch.arange(n, device=q.device) - (torch.cumsum(sizes, 0) - sizes)[seq]
-    sub_sizes = (sizes[:, None] - torch.arange(stride, device=q.device) + stride - 1).clamp(min=0) // stride
-    order = torch.argsort((seq * stride + pos % stride) * (n + 1) + pos // stride)  # new slot -> node
-    sub = Full() if reach is None else Window(reach // stride)
-    sub_graph = AttentionGraph.from_pattern(sub, sub_sizes.flatten().cpu())
+    """A lone ``Stride(s)``: keys share the query's residue mod ``s``; permute into ``s``
+    sub-sequences per sequence, on which the pattern is ``Full()`` (or ``Window(reach // s)``)."""
+    order, inverse, sub_graph = graph.cached("strided", lambda: _stride_layout(graph, pieces))
     sub_spec = spec
     if spec.bias is not None:
         sub_spec = replace(spec, bias=lambda qi, ki: spec.bias(order[qi], order[ki]))
     qs, ks, vs = q[order], k[order], v[order]
-    if reach is None:
+    if pieces.reach is None:
         out, lse = dense_core(qs, ks, vs, sub_graph, sub_spec, with_lse=with_lse)
     else:
         out, lse = blocked_core(qs, ks, vs, sub_graph, sub_spec, with_lse=with_lse, block=block)
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(n, device=q.device)
     return out[inverse], (lse[inverse] if lse is not None else None)
+
+
+def _stride_layout(graph: AttentionGraph, pieces: Pieces) -> tuple[Tensor, Tensor, AttentionGraph]:
+    """``(order, inverse, sub_graph)``: new slot -> node, node -> new slot, the sub-sequences."""
+    stride, reach, device = pieces.stride, pieces.reach, graph.device
+    sizes, n = graph.sizes.to(device), graph.num_nodes
+    seq = graph.batch
+    pos = torch.arange(n, device=device) - (torch.cumsum(sizes, 0) - sizes)[seq]
+    sub_sizes = (sizes[:, None] - torch.arange(stride, device=device) + stride - 1).clamp(min=0) // stride
+    order = torch.argsort((seq * stride + pos % stride) * (n + 1) + pos // stride)  # new slot -> node
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(n, device=device)
+    sub = Full() if reach is None else Window(reach // stride)
+    sub_graph = AttentionGraph(n, pattern=sub, sizes=sub_sizes.flatten().cpu(), device=device)
+    return order, inverse, sub_graph

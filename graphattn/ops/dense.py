@@ -15,7 +15,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..patterns import Full
 from .graph import AttentionGraph
 from .masked import edge_weights, explicit, needs_explicit, sdpa
 from .scatter import scatter_attention
@@ -33,34 +32,41 @@ def dense_unsupported(graph: AttentionGraph, spec: ScoreSpec) -> str | None:
     return None
 
 
-def _layout(graph: AttentionGraph, device: torch.device) -> tuple[Tensor, int, int]:
+def _layout(graph: AttentionGraph) -> tuple[Tensor, int, int]:
     """``slot [N]``: where each node sits in the padded ``[B * L]`` layout; ``B``; ``L``."""
-    sizes = graph.sizes if graph.pattern is not None else torch.tensor([graph.num_nodes])
-    sizes = sizes.to(device)
-    length = int(sizes.max()) if sizes.numel() else 0
-    seq = torch.repeat_interleave(torch.arange(sizes.numel(), device=device), sizes)
-    pos = torch.arange(graph.num_nodes, device=device) - (torch.cumsum(sizes, 0) - sizes)[seq]
-    return seq * length + pos, sizes.numel(), length
+    def compute() -> tuple[Tensor, int, int]:
+        sizes = graph.sizes if graph.pattern is not None else torch.tensor([graph.num_nodes])
+        length = int(sizes.max()) if sizes.numel() else 0
+        seq = torch.repeat_interleave(torch.arange(sizes.numel()), sizes)
+        pos = torch.arange(graph.num_nodes) - (torch.cumsum(sizes, 0) - sizes)[seq]
+        return (seq * length + pos).to(graph.device), sizes.numel(), length
+    return graph.cached("dense_layout", compute)
 
 
-def _mask(graph: AttentionGraph, batch: int, length: int, device: torch.device, dtype: torch.dtype) -> Tensor | None:
+def _mask(graph: AttentionGraph, dtype: torch.dtype) -> Tensor | None:
     """Boolean ``[B, 1, L|1, L]`` (or float with log multiplicities), True = may attend."""
     if graph.pattern is None:
-        counts = graph.dense_counts(device, dtype)
-        if bool((counts > 1).any()):
+        counts = graph.dense_counts(dtype)
+        if graph.cached("has_duplicates", lambda: bool((counts > 1).any())):
             return torch.where(counts > 0, counts.log(), float("-inf"))[None, None]
-        return (counts > 0)[None, None]
-    sizes = graph.sizes.tolist()
-    if isinstance(graph.pattern, Full):
+        return graph.cached("dense_bool_mask", lambda: (counts > 0)[None, None])
+    return graph.cached("dense_mask", lambda: _pattern_mask(graph))
+
+
+def _pattern_mask(graph: AttentionGraph) -> Tensor | None:
+    _, batch, length = _layout(graph)
+    device = graph.device
+    pieces = graph.cached("pieces", graph.pattern.pieces)
+    if pieces is not None and pieces.full:
         if batch == 1:
             return None
         return (torch.arange(length, device=device) < graph.sizes.to(device)[:, None])[:, None, None, :]
     mask = torch.zeros(batch, 1, length, length, dtype=torch.bool, device=device)
-    cache: dict[int, Tensor] = {}
-    for b, size in enumerate(sizes):
-        if size not in cache:
-            cache[size] = graph.pattern.dense_mask(size, device=device)
-        mask[b, 0, :size, :size] = cache[size]
+    per_size: dict[int, Tensor] = {}
+    for b, size in enumerate(graph.sizes.tolist()):
+        if size not in per_size:
+            per_size[size] = graph.pattern.dense_mask(size, device=device)
+        mask[b, 0, :size, :size] = per_size[size]
     return mask
 
 
@@ -70,7 +76,7 @@ def dense_core(
     """``(out [N, H, C], lse [N, H] | None)``; the explicit path (and ``lse``) when ``with_lse``,
     a bias or dropout asks for it."""
     n, heads, channels = q.shape
-    slot, batch, length = _layout(graph, q.device)
+    slot, batch, length = _layout(graph)
     padded = batch * length != n
 
     def pad(t: Tensor) -> Tensor:  # (N, H, C) -> (B, H, L, C)
@@ -78,7 +84,7 @@ def dense_core(
             t = t.new_zeros(batch * length, *t.shape[1:]).index_copy(0, slot, t)
         return t.view(batch, length, heads, -1).transpose(1, 2)
 
-    mask = _mask(graph, batch, length, q.device, q.dtype)
+    mask = _mask(graph, q.dtype)
     bias = None
     if mask is not None and mask.dtype != torch.bool:  # duplicate edges: log-counts in the scores
         bias, mask = mask, mask > float("-inf")

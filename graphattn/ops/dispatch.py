@@ -2,27 +2,28 @@
 
 All kernels share one signature ``kernel(q, k, v, graph, spec, *, return_weights)`` and
 return ``(out [N, H, C], alpha [E, H] | None)`` with ``alpha`` aligned with
-``graph.edge_index``. They must agree with ``reference`` to float tolerance (contract 5).
+``graph.edge_index``. They must agree with ``reference`` to float tolerance (the contract
+"same weights, same answer" of ``docs/architecture.md``).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import NamedTuple
-
-import logging
 
 import torch
 from torch import Tensor
 
-from ..patterns import Pattern, Stride, check_edge_index, check_sizes
+from ..checks import check_choice, check_probability
+from ..patterns import Pattern
 from .blocked import BLOCK, blocked_attention, blocked_unsupported
 from .dense import dense_attention, dense_unsupported
 from .graph import AttentionGraph
-from .plan import plan_blocks
 from .reference import reference_attention
 from .scatter import scatter_attention
 from .scores import BiasFn, ScoreSpec
+from .tiles import plan_tiles
 
 logger = logging.getLogger(__name__)
 
@@ -67,57 +68,55 @@ def choose_backend(
     num_nodes: int | None = None,
     sizes: Tensor | None = None,
 ) -> str:
-    """The kernel ``attention(backend="auto")`` runs (see DESIGN.md, "Speed").
+    """The kernel ``attention(backend="auto")`` runs (see ``docs/architecture.md``, "Speed").
 
     Callable directly to see what a layer would pick: ``choose_backend(Window(128),
     num_nodes=16384)`` or ``choose_backend(edge_index, num_nodes=n)``; ``spec`` defaults to
-    plain dot-product scores, ``device`` to the CPU.
+    plain dot-product scores, ``device`` to the CPU. The choice is cached on the graph.
 
     * additive scores and edge features: ``scatter`` (the only kernel computing them);
-    * a pattern the blocked kernel can split (band, global, random pieces; a lone stride)
-      whose key columns per query are at most half a sequence: ``blocked``;
+    * a pattern with pieces (band, global, random; a lone stride) whose key columns per query
+      are at most half a sequence: ``blocked``;
+    * a pattern known only by its ``mask``: ``blocked`` (its tile path) when its non-empty
+      tiles are at most half of the dense work or the dense mask does not fit, else ``dense``;
+      never ``scatter``, which would have to scan the predicate for its edges;
     * otherwise a graph dense enough (``max_edges`` vs ``B L^2``) whose padded mask fits:
       ``dense`` (``Full()`` always when it fits);
     * everything else: ``scatter``.
     """
-    graph = _as_graph(graph, num_nodes, sizes)
+    if not isinstance(graph, AttentionGraph):
+        graph = AttentionGraph.build(graph, num_nodes, lengths=sizes)
     spec = ScoreSpec(scale=1.0) if spec is None else spec
+    key = ("backend", spec.score, spec.edge_kv is not None, torch.device(device or "cpu").type)
+    return graph.cached(key, lambda: _choose(graph, spec))
+
+
+def _choose(graph: AttentionGraph, spec: ScoreSpec) -> str:
     if dense_unsupported(graph, spec) is not None:  # the same features as blocked
         return "scatter"
     if graph.pattern is None:
         n = graph.num_nodes
         fits = n * n <= DENSE_MAX_MASK
-        return "dense" if fits and graph.edge_index.size(1) >= DENSE_MIN_DENSITY * n * n else "scatter"
+        return "dense" if fits and graph.num_edges >= DENSE_MIN_DENSITY * n * n else "scatter"
     sizes = graph.sizes
     batch, length = sizes.numel(), int(sizes.max()) if sizes.numel() else 0
     if length == 0:
         return "scatter"
-    if isinstance(graph.pattern, Stride) and graph.pattern.stride > 1:
-        return "blocked"  # permuted into sub-sequences: 1 / stride of dense's work
-    plan = plan_blocks(graph.pattern)
     dense_fits = batch * length * length <= DENSE_MAX_MASK
-    if plan is not None and not plan.is_full:
-        if plan.keys_per_query(length, BLOCK) <= BLOCKED_WORK_RATIO * length or not dense_fits:
+    pieces = graph.cached("pieces", graph.pattern.pieces)
+    if pieces is None and not graph.pattern.has_generator:
+        plan = graph.cached(("tiles", BLOCK), lambda: plan_tiles(graph, BLOCK))
+        work = plan.key_blocks.size(1) * BLOCK
+        return "blocked" if work <= BLOCKED_WORK_RATIO * length or not dense_fits else "dense"
+    if pieces is not None and pieces.stride is not None and pieces.stride > 1:
+        return "blocked"  # permuted into sub-sequences: 1 / stride of dense's work
+    if pieces is not None and not pieces.full:
+        if pieces.keys_per_query(length, BLOCK) <= BLOCKED_WORK_RATIO * length or not dense_fits:
             return "blocked"
     if not dense_fits:
         return "scatter"
     edges = graph.pattern.max_edges(length)
     return "dense" if edges >= DENSE_MIN_DENSITY * length * length else "scatter"
-
-
-def _as_graph(edges: AttentionGraph | Pattern | Tensor, num_nodes: int | None, sizes: Tensor | None) -> AttentionGraph:
-    if isinstance(edges, AttentionGraph):
-        return edges
-    if isinstance(edges, Pattern):
-        if sizes is None and num_nodes is None:
-            raise ValueError("choose_backend(pattern) needs num_nodes or sizes")
-        sizes = torch.tensor([num_nodes]) if sizes is None else check_sizes(sizes, num_nodes)
-        return AttentionGraph.from_pattern(edges, sizes.cpu())
-    if isinstance(edges, Tensor):
-        if num_nodes is None:
-            raise ValueError("choose_backend(edge_index) needs num_nodes")
-        return AttentionGraph.from_edge_index(check_edge_index(edges, num_nodes), num_nodes)
-    raise TypeError(f"edges must be an AttentionGraph, a Pattern or an edge_index tensor, got {type(edges).__name__}")
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
@@ -136,7 +135,7 @@ def attention(
     q: Tensor,
     k: Tensor,
     v: Tensor,
-    edges: Pattern | Tensor,
+    edges: AttentionGraph | Pattern | Tensor,
     *,
     sizes: Tensor | None = None,
     score: str = "dot",
@@ -153,41 +152,44 @@ def attention(
 
     Args:
         q, k, v: ``[N, H, C]`` queries, keys, values (``v`` may have its own ``C``).
-        edges: a :class:`~graphattn.patterns.Pattern` laid on each sequence of ``sizes``, or
-            an ``edge_index`` ``[2, E]`` (row 0 key ``j``, row 1 query ``i``).
-        sizes: sequence lengths summing to ``N`` (patterns only; default one sequence).
+        edges: a prepared :class:`~graphattn.ops.AttentionGraph` on ``N`` nodes, or anything
+            :meth:`AttentionGraph.build` accepts (a pattern laid on each sequence of ``sizes``,
+            its virtual nodes being the last rows of each; an ``edge_index`` ``[2, E]`` with
+            row 0 key ``j`` and row 1 query ``i``; an ``EdgeIndex``; a sparse ``adj_t``), built
+            on the fly with :meth:`AttentionGraph.for_rows`.
+        sizes: sequence lengths summing to ``N`` (default one sequence; not with a graph).
         score: ``"dot"`` (scaled dot product) or ``"additive"`` (``att . tanh(q_i + k_j)``).
         att: ``[H, C]`` additive score vectors (``score="additive"`` only).
         scale: dot-product scale, default ``1 / sqrt(C)``.
         bias: optional ``bias(q_idx, k_idx) -> [..., H]`` added to the scores.
-        edge_kv: optional ``[E, H, C]`` edge features added to keys and values (``edge_index`` only).
+        edge_kv: optional ``[E, H, C]`` edge features added to keys and values (explicit edges only).
         dropout, training: dropout on the attention weights while training.
         backend: ``"auto"`` or a name in ``KERNELS``.
         return_weights: also return ``(edge_index, alpha)``; ``alpha`` is before dropout.
     """
     _check_qkv(q, k, v)
     n, heads, channels = q.shape
-    if score not in SCORES:
-        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+    check_choice(score, "score", SCORES)
     if score == "additive" and (att is None or att.shape != (heads, channels)):
         raise ValueError(f"att must be a [H, C] = [{heads}, {channels}] tensor for additive scores")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    if isinstance(edges, Pattern):
-        sizes = torch.tensor([n]) if sizes is None else check_sizes(sizes, n)
-        if edge_kv is not None:
-            raise ValueError("edge_kv (edge features) needs an explicit edge_index, not a pattern")
-        for size in set(sizes.tolist()):  # kernels that never build edge_index must not see bad patterns
-            edges.validate(size)
-        graph = AttentionGraph.from_pattern(edges, sizes.cpu())
-    elif isinstance(edges, Tensor):
-        graph = AttentionGraph.from_edge_index(check_edge_index(edges, n).to(q.device), n)
-        if edge_kv is not None and (edge_kv.dim() != 3 or edge_kv.shape != (edges.size(1), heads, channels)):
-            raise ValueError(f"edge_kv must be [E, H, C] = [{edges.size(1)}, {heads}, {channels}], got {list(edge_kv.shape)}")
+    check_choice(backend, "backend", BACKENDS)
+    check_probability(dropout, "dropout")
+    if isinstance(edges, AttentionGraph):
+        if sizes is not None:
+            raise ValueError("sizes belongs to AttentionGraph.build; the prepared graph already has its sizes")
+        graph = edges
     else:
-        raise TypeError(f"edges must be a Pattern or an edge_index tensor, got {type(edges).__name__}")
+        graph = AttentionGraph.for_rows(edges, n, lengths=sizes).to(q.device)
+    if graph.num_nodes != n:
+        raise ValueError(f"the graph has {graph.num_nodes} nodes but q, k, v have N={n}")
+    if graph.device != q.device:
+        raise ValueError(f"the graph is on {graph.device} but q, k, v are on {q.device}; use graph.to(q.device)")
+    if edge_kv is not None:
+        if graph.pattern is not None:
+            raise ValueError("edge_kv (edge features) needs an explicit edge_index, not a pattern")
+        if edge_kv.dim() != 3 or edge_kv.shape != (graph.num_edges, heads, channels):
+            raise ValueError(f"edge_kv must be [E, H, C] = [{graph.num_edges}, {heads}, {channels}], "
+                             f"got {list(edge_kv.shape)}")
     spec = ScoreSpec(score, channels**-0.5 if scale is None else scale, att, bias, edge_kv, dropout, training)
     name = choose_backend(graph, spec, q.device) if backend == "auto" else backend
     reason = UNSUPPORTED[name](graph, spec) if name in UNSUPPORTED else None
@@ -195,8 +197,7 @@ def attention(
         logger.warning("backend %r cannot compute %s; using 'scatter'", name, reason)
         name = "scatter"
     if logger.isEnabledFor(logging.DEBUG):
-        logger.debug("attention over %d nodes, %r: backend %r (asked %r)", n,
-                     graph.pattern if graph.pattern is not None else "edge_index", name, backend)
+        logger.debug("attention over %d nodes, %r: backend %r (asked %r)", n, graph, name, backend)
     out, alpha = KERNELS[name](q, k, v, graph, spec, return_weights=return_weights)
-    weights = (graph.edge_index.to(q.device), alpha) if return_weights else None
+    weights = (graph.edge_index, alpha) if return_weights else None
     return AttentionOutput(out, weights, name)

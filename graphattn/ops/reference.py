@@ -28,7 +28,7 @@ def reference_attention(
     n = q.size(0)
     if n == 0:  # amax below cannot reduce an empty row dimension
         return v.new_zeros(v.shape), (q.new_zeros(0, q.size(1)) if return_weights else None)
-    counts = graph.dense_counts(q.device, q.dtype)  # (N_q, N_k)
+    counts = graph.dense_counts(q.dtype)  # (N_q, N_k)
     idx = torch.arange(n, device=q.device)
     edge_kv = None
     if spec.edge_kv is not None:

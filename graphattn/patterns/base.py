@@ -9,27 +9,44 @@ faces that tests pin together:
   row 1 = query / target ``i``), sorted by query then key, without duplicates, built in
   O(E) time and memory.
 
-Patterns compose with ``|`` (union) and ``&`` (intersection).
+Patterns compose with ``|`` (union) and ``&`` (intersection). A pattern that defines only
+``mask`` is complete: ``edge_index`` then evaluates the predicate one chunk of query rows at
+a time (memory O(E + chunk), never ``n x n``), and kernels evaluate it tile by tile. Built-in
+patterns also state their structure through :meth:`Pattern.pieces`, which structured kernels
+read instead of testing classes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["Pattern", "Union", "Intersection", "check_num_nodes"]
+from ..checks import MAX_INDEX, check_int
+from .pieces import Pieces
+
+__all__ = ["Pattern", "Union", "Intersection", "check_num_nodes", "scan_mask"]
 
 TEXT_VIEW_MAX = 128
+#: Predicate evaluations per chunk when a mask is scanned (a few MB of booleans at a time).
+SCAN_CHUNK = 1 << 22
 
 
 def check_num_nodes(n: int, name: str = "n") -> int:
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"{name} must be an int number of nodes, got {type(n).__name__}")
-    if n < 0:
-        raise ValueError(f"{name} must be >= 0, got {n}")
-    return n
+    """``n`` if it is an int number of nodes in ``[0, MAX_INDEX]``."""
+    return check_int(n, name, 0, MAX_INDEX)
+
+
+def scan_mask(pattern: Pattern, n: int, rows: int = 1) -> Iterator[tuple[int, Tensor]]:
+    """``(start, mask [r, n])`` for consecutive chunks of query rows (a multiple of ``rows``),
+    from ``pattern.mask``: the generic path for patterns known only by their predicate."""
+    step = max(rows, (SCAN_CHUNK // max(n, 1)) // rows * rows)
+    keys = torch.arange(n)[None, :]
+    for start in range(0, n, step):
+        q = torch.arange(start, min(start + step, n))[:, None]
+        yield start, pattern.mask(q, keys, n).expand(q.size(0), n)
 
 
 def sort_edges(k: Tensor, q: Tensor, n: int, *, unique: bool = False) -> Tensor:
@@ -40,15 +57,27 @@ def sort_edges(k: Tensor, q: Tensor, n: int, *, unique: bool = False) -> Tensor:
 
 
 class Pattern:
-    """Base class of attention patterns. Subclasses define ``mask`` and ``_edges``."""
+    """Base class of attention patterns. Subclasses define ``mask``; built-ins also define
+    ``_edges`` (an O(E) generator) and ``pieces`` (their structure, for the tile kernels)."""
 
     def mask(self, q_idx: Tensor, k_idx: Tensor, n: int) -> Tensor:
         """Broadcasting predicate: True where query ``q_idx`` may attend to key ``k_idx``."""
         raise NotImplementedError
 
     def _edges(self, n: int) -> Tensor:
-        """The ``edge_index`` for ``n`` nodes, sorted by query then key, no duplicates."""
-        raise NotImplementedError
+        """The ``edge_index`` for ``n >= 1`` nodes, sorted by query then key, no duplicates.
+        Without an override: ``mask`` evaluated chunk by chunk of query rows."""
+        parts = [torch.nonzero(m).T.flip(0) + torch.tensor([[0], [start]]) for start, m in scan_mask(self, n)]
+        return torch.cat(parts, dim=1)
+
+    @property
+    def has_generator(self) -> bool:
+        """Whether ``edge_index`` has an O(E) generator (else it scans ``mask``, O(n^2) time)."""
+        return type(self)._edges is not Pattern._edges
+
+    def pieces(self) -> Pieces | None:
+        """The band / global / random decomposition of the pattern, or ``None`` if it has none."""
+        return None
 
     def max_edges(self, n: int) -> int:
         """An upper bound on the number of edges for ``n`` nodes (used to pick kernels)."""
@@ -121,6 +150,19 @@ class Union(Pattern):
         return min(n * n, sum(p.max_edges(n) for p in self.parts))
 
     @property
+    def has_generator(self) -> bool:
+        return all(p.has_generator for p in self.parts)
+
+    def pieces(self) -> Pieces | None:
+        out = None
+        for p in self.parts:
+            piece = p.pieces()
+            if piece is None:
+                return None
+            out = piece if out is None else out.union(piece)
+        return out
+
+    @property
     def extra_nodes(self) -> int:
         return max(p.extra_nodes for p in self.parts)
 
@@ -146,7 +188,7 @@ class Intersection(Pattern):
 
     def _edges(self, n: int) -> Tensor:
         # Generate the sparsest part, then keep the edges every other part allows: O(E_min).
-        sparsest = min(self.parts, key=lambda p: p.max_edges(n))
+        sparsest = min(self.parts, key=lambda p: (not p.has_generator, p.max_edges(n)))
         k, q = sparsest._edges(n)
         keep = torch.ones_like(k, dtype=torch.bool)
         for p in self.parts:
@@ -156,6 +198,17 @@ class Intersection(Pattern):
 
     def max_edges(self, n: int) -> int:
         return min(p.max_edges(n) for p in self.parts)
+
+    @property
+    def has_generator(self) -> bool:
+        return any(p.has_generator for p in self.parts)
+
+    def pieces(self) -> Pieces | None:
+        """Only an intersection of bands has pieces: a band reaching as far as its shortest part."""
+        pieces = [p.pieces() for p in self.parts]
+        if any(p is None or p.band is None or p.global_nodes or p.randoms for p in pieces):
+            return None
+        return Pieces(self, min(p.left for p in pieces), min(p.right for p in pieces), full=all(p.full for p in pieces))
 
     @property
     def extra_nodes(self) -> int:

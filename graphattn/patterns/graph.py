@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .base import Pattern, check_num_nodes
+from .pieces import Pieces
 from .sequence import _check_int
 
 __all__ = ["GraphEdges", "SelfLoops", "VirtualNodes", "Expander", "check_edge_index"]
@@ -102,6 +103,9 @@ class SelfLoops(Pattern):
     def max_edges(self, n: int) -> int:
         return n
 
+    def pieces(self) -> Pieces:
+        return Pieces(self, 0, 0)
+
     def __repr__(self) -> str:
         return "SelfLoops()"
 
@@ -140,6 +144,9 @@ class VirtualNodes(Pattern):
 
     def max_edges(self, n: int) -> int:
         return min(n * n, 2 * self.count * n)
+
+    def pieces(self) -> Pieces:
+        return Pieces(global_nodes=tuple(range(-self.count, 0)))  # the last count nodes
 
     def __repr__(self) -> str:
         return f"VirtualNodes(count={self.count})"

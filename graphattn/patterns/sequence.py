@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .base import Pattern, check_num_nodes, sort_edges
+from .pieces import INF, Pieces
 
 __all__ = ["Full", "Window", "Causal", "Stride", "Global", "Random"]
 
@@ -42,6 +43,9 @@ class Full(Pattern):
     def _edges(self, n: int) -> Tensor:
         idx = torch.arange(n)
         return torch.stack([idx.repeat(n), idx.repeat_interleave(n)])
+
+    def pieces(self) -> Pieces:
+        return Pieces(self, INF, INF, full=True)
 
     def __repr__(self) -> str:
         return "Full()"
@@ -78,6 +82,9 @@ class Window(Pattern):
     def max_edges(self, n: int) -> int:
         return n * min(n, self.left + self.right + 1)
 
+    def pieces(self) -> Pieces:
+        return Pieces(self, self.left, self.right)
+
     def __repr__(self) -> str:
         if self.left == self.right:
             return f"Window(radius={self.left})"
@@ -97,6 +104,9 @@ class Causal(Pattern):
 
     def max_edges(self, n: int) -> int:
         return n * (n + 1) // 2
+
+    def pieces(self) -> Pieces:
+        return Pieces(self, INF, 0)
 
     def __repr__(self) -> str:
         return "Causal()"
@@ -135,6 +145,10 @@ class Stride(Pattern):
 
     def max_edges(self, n: int) -> int:
         return n * min(n, 2 * (self._reach(n) // self.stride) + 1) if n else 0
+
+    def pieces(self) -> Pieces:
+        reach = INF if self.reach is None else self.reach
+        return Pieces(self, reach, reach, stride=self.stride, reach=self.reach)
 
     def __repr__(self) -> str:
         if self.reach is None:
@@ -182,6 +196,9 @@ class Global(Pattern):
 
     def max_edges(self, n: int) -> int:
         return min(n * n, 2 * len(self.nodes) * n)
+
+    def pieces(self) -> Pieces:
+        return Pieces(global_nodes=self.nodes)
 
     def __repr__(self) -> str:
         return f"Global(nodes={self.nodes})"
@@ -239,6 +256,9 @@ class Random(Pattern):
 
     def max_edges(self, n: int) -> int:
         return n * min(n, self.per_query)
+
+    def pieces(self) -> Pieces:
+        return Pieces(randoms=(self,) if self.per_query else ())
 
     def __repr__(self) -> str:
         return f"Random(per_query={self.per_query}, seed={self.seed})"
