@@ -97,10 +97,7 @@ class AttentionGraph:
             edge_attr: ``[E, D]`` edge features aligned with an explicit ``edge_index``.
         """
         if isinstance(edges, AttentionGraph):
-            if any(a is not None for a in (num_nodes, batch, lengths, pos, edge_attr)):
-                raise ValueError("edges is a prepared AttentionGraph: give batch, lengths, pos and edge_attr "
-                                 "to AttentionGraph.build, not again")
-            return edges
+            return _prepared(edges, num_nodes, batch, lengths, pos, edge_attr)
         if batch is not None and lengths is not None:
             raise ValueError("give either batch or lengths, not both")
         device = next((t.device for t in (batch, edges, pos) if isinstance(t, Tensor)), None)
@@ -127,7 +124,7 @@ class AttentionGraph:
         nodes are the last ``k`` of the ``num_rows`` rows of each sequence (of ``batch`` /
         ``lengths``, which count them too). What a layer or ``ops.attention`` does with a pattern."""
         if isinstance(edges, AttentionGraph):
-            return cls.build(edges, batch=batch, lengths=lengths, pos=pos, edge_attr=edge_attr)
+            return _prepared(edges, None, batch, lengths, pos, edge_attr)
         k = edges.extra_nodes if isinstance(edges, Pattern) else 0
         if k == 0:
             return cls.build(edges, num_rows, batch=batch, lengths=lengths, pos=pos, edge_attr=edge_attr)
@@ -303,6 +300,13 @@ class AttentionGraph:
         what = repr(self.pattern) if self.pattern is not None else f"edge_index with {self.num_edges} edges"
         virtual = f", num_virtual={self.num_virtual}" if self.num_virtual else ""
         return f"AttentionGraph({what}, num_nodes={self.num_nodes}, sequences={self.sizes.numel()}{virtual})"
+
+
+def _prepared(graph: AttentionGraph, *given: object) -> AttentionGraph:
+    if any(a is not None for a in given):
+        raise ValueError("edges is a prepared AttentionGraph: give batch, lengths, pos and edge_attr "
+                         "to AttentionGraph.build, not again")
+    return graph
 
 
 def _is_pattern_list(edges: object) -> bool:
