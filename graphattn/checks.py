@@ -8,9 +8,14 @@ internal calls trust their inputs.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
-__all__ = ["check_int", "check_probability", "check_choice", "check_bool", "MAX_INDEX"]
+import torch
+from torch import Tensor
+
+__all__ = ["check_int", "check_float", "check_probability", "check_choice", "check_bool", "check_path", "all_finite",
+           "MAX_INDEX"]
 
 #: The largest size, reach or index a pattern accepts: positions are int64 and ``q * n + k``
 #: codes must not overflow, so sizes stay below 2**31.
@@ -27,6 +32,20 @@ def check_int(value: object, name: str, minimum: int = 1, maximum: int | None = 
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return value
+
+
+def check_float(value: object, name: str, *, above: float | None = None, minimum: float | None = None,
+                below: float | None = None) -> float:
+    """``value`` as a float if it is a real number (not a bool) that is ``> above``, ``>= minimum``
+    and ``< below`` (each bound only where given)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__} {value!r}")
+    wanted = [text for text, bound in ((f"> {above}", above), (f">= {minimum}", minimum), (f"< {below}", below))
+              if bound is not None]
+    if ((above is not None and not value > above) or (minimum is not None and not value >= minimum)
+            or (below is not None and not value < below)):  # written so that NaN fails every bound
+        raise ValueError(f"{name} must be a float {' and '.join(wanted)}, got {value}")
+    return float(value)
 
 
 def check_probability(value: object, name: str) -> float:
@@ -50,3 +69,24 @@ def check_bool(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
     return value
+
+
+def check_path(value: object, name: str, *, optional: bool = False) -> str | None:
+    """``value`` as a ``str`` if it is a non-empty str or ``os.PathLike`` (or ``None`` when ``optional``)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        expected = "a path (str or os.PathLike) or None" if optional else "a path (str or os.PathLike)"
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    if not os.fspath(value):
+        raise ValueError(f"{name} must be a non-empty path, got {value!r}")
+    return str(os.fspath(value))
+
+
+def all_finite(t: Tensor) -> bool:
+    """Whether every entry of the float tensor ``t`` is finite. The sum is finite unless an entry
+    is NaN / inf or the sum overflows, so the elementwise check (about 1000x slower on CPU)
+    runs only then."""
+    if t.numel() == 0 or bool(torch.isfinite(t.sum())):
+        return True
+    return bool(torch.isfinite(t).all())

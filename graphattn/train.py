@@ -11,19 +11,20 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checks import check_bool, check_choice, check_int, check_path
 from .files import write_atomic
 
 __all__ = ["TrainConfig", "EpochRow", "History", "fit", "set_seed", "peak_memory_mb", "reset_peak_memory"]
@@ -31,8 +32,7 @@ __all__ = ["TrainConfig", "EpochRow", "History", "fit", "set_seed", "peak_memory
 
 def set_seed(seed: int) -> None:
     """Seed python ``random``, numpy's global generator and torch (CPU and every CUDA device)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    check_int(seed, "seed", 0)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device (lazily when CUDA is not yet initialised)
@@ -70,28 +70,26 @@ class TrainConfig:
     resume: bool = False
 
     def __post_init__(self) -> None:
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        if not is_int(self.epochs) or self.epochs < 1:
-            raise ValueError(f"epochs must be an int >= 1, got {self.epochs!r}")
-        if self.patience is not None and (not is_int(self.patience) or self.patience < 1):
-            raise ValueError(f"patience must be None or an int >= 1, got {self.patience!r}")
-        if not isinstance(self.monitor, str) or not self.monitor:
-            raise ValueError(f"monitor must be a non-empty metric name, got {self.monitor!r}")
-        if self.tie_break is not None and (not isinstance(self.tie_break, str) or not self.tie_break):
-            raise ValueError(f"tie_break must be None or a metric name, got {self.tie_break!r}")
-        if self.mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {self.mode!r}")
-        for name in ("progress", "resume"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        check_int(self.epochs, "epochs")
+        if self.patience is not None:
+            check_int(self.patience, "patience")
+        _check_metric(self.monitor, "monitor")
+        if self.tie_break is not None:
+            _check_metric(self.tie_break, "tie_break")
+        check_choice(self.mode, "mode", ("max", "min"))
+        check_bool(self.progress, "progress")
+        check_bool(self.resume, "resume")
         if self.checkpoint is not None:
-            if not isinstance(self.checkpoint, (str, os.PathLike)) or not str(self.checkpoint):
-                raise ValueError(f"checkpoint must be None or a file path, got {self.checkpoint!r}")
-            object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+            object.__setattr__(self, "checkpoint", Path(check_path(self.checkpoint, "checkpoint")))
         if self.resume and self.checkpoint is None:
             raise ValueError("resume=True needs a checkpoint path, got checkpoint=None")
+
+
+def _check_metric(value: object, name: str) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a metric name (str), got {type(value).__name__} {value!r}")
+    if not value:
+        raise ValueError(f"{name} must be a non-empty metric name, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -186,7 +184,8 @@ def fit(
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     epochs = range(start, config.epochs + 1) if not history.stopped_early else range(0)
-    bar = tqdm(epochs, total=config.epochs, initial=start - 1, desc="epoch", disable=not config.progress, file=sys.stderr)
+    bar = tqdm(epochs, total=config.epochs, initial=start - 1, desc="epoch", disable=not config.progress,
+               file=sys.stderr)
     for epoch in bar:
         tic = time.perf_counter()
         model.train()

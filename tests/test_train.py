@@ -211,20 +211,21 @@ def test_experiment_must_be_json():
             experiment={"device": torch.device("cpu")})
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"epochs": 0}, "epochs"),
-    ({"epochs": 2.5}, "epochs"),
-    ({"epochs": True}, "epochs"),
-    ({"patience": 0}, "patience"),
-    ({"monitor": ""}, "monitor"),
-    ({"mode": "maximum"}, "mode"),
-    ({"tie_break": ""}, "tie_break"),
-    ({"progress": "yes"}, "progress"),
-    ({"checkpoint": 3}, "checkpoint"),
-    ({"resume": True}, "resume"),
+@pytest.mark.parametrize("kwargs, field, error", [
+    ({"epochs": 0}, "epochs", ValueError),
+    ({"epochs": 2.5}, "epochs", TypeError),
+    ({"epochs": True}, "epochs", TypeError),
+    ({"patience": 0}, "patience", ValueError),
+    ({"monitor": ""}, "monitor", ValueError),
+    ({"mode": "maximum"}, "mode", ValueError),
+    ({"tie_break": ""}, "tie_break", ValueError),
+    ({"progress": "yes"}, "progress", TypeError),
+    ({"checkpoint": 3}, "checkpoint", TypeError),
+    ({"resume": True}, "resume", ValueError),
 ])
-def test_invalid_config_raises_naming_the_field(kwargs, field):
-    with pytest.raises(ValueError, match=f"^{field}"):
+def test_invalid_config_raises_naming_the_field(kwargs, field, error):
+    # graphattn.checks' rule: a wrong type is a TypeError, a bad value of the right type a ValueError
+    with pytest.raises(error, match=f"^{field}"):
         TrainConfig(**kwargs)
 
 
