@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from graphattn import datasets as D
+from graphattn.datasets import loaders
 
 
 class _Response(io.BytesIO):
@@ -129,7 +130,7 @@ def test_fsdd_official_split(offline_data):
 
 def test_mnist_offline_uses_fixed_split_of_t10k(offline_data, monkeypatch, caplog):
     _offline(monkeypatch)
-    monkeypatch.setattr(D, "_NO_FULL_MNIST", set())
+    monkeypatch.setattr(loaders, "_NO_FULL_MNIST", set())
     with caplog.at_level(logging.WARNING, logger="graphattn.datasets"):
         train, test = D.load_mnist("train"), D.load_mnist("test")
     assert train.source == test.source == "t10k" and "8000/2000" in caplog.text
@@ -204,7 +205,7 @@ def test_env_vars_choose_root_and_mirror(mirror, tmp_path, monkeypatch):
 
 def test_default_root_is_repo_datasets_or_user_cache(no_env):
     root = D.data_root()
-    repo_datasets = Path(D.__file__).resolve().parent.parent / "datasets"
+    repo_datasets = Path(D.__file__).resolve().parents[2] / "datasets"  # graphattn/datasets/__init__.py
     assert root in (repo_datasets, Path.home() / ".cache" / "graphattn")
 
 

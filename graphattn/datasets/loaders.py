@@ -1,0 +1,160 @@
+"""The loaders: each makes its files present (:func:`~graphattn.datasets.fetch.fetch`) and reads them.
+
+Graph datasets are read by PyG's own ``Planetoid`` / ``TUDataset``, which find their raw files
+in place and do not download; TREC, FSDD and MNIST are parsed here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .catalogue import PLANETOID_NAMES, get
+from .fetch import DatasetUnavailableError, data_root, ensure, fetch, resolve_mirror
+
+__all__ = ["load_planetoid", "load_tudataset", "load_trec", "load_fsdd", "load_mnist",
+           "TRECSplit", "FSDDSplit", "MNISTSplit", "TREC_CLASSES"]
+
+log = logging.getLogger(__name__)
+
+
+def load_planetoid(name: str, root=None, mirror=None, transform=None, *, progress: bool = True):
+    """Cora, CiteSeer or PubMed (name case-insensitive) with the public Planetoid split, as
+    ``torch_geometric.datasets.Planetoid(<root>/planetoid, name, split="public")``."""
+    from torch_geometric.datasets import Planetoid
+
+    canonical = PLANETOID_NAMES.get(str(name).lower())
+    if canonical is None:
+        raise ValueError(f"name={name!r} is not a Planetoid dataset; expected one of "
+                         f"{sorted(PLANETOID_NAMES.values())}")
+    path = fetch(canonical, root, mirror, progress)
+    return Planetoid(str(path / "planetoid"), canonical, split="public", transform=transform)
+
+
+def load_tudataset(name: str = "MUTAG", root=None, mirror=None, transform=None, *,
+                   progress: bool = True):
+    """A TUDataset graph-classification set (only ``"MUTAG"`` is catalogued), as
+    ``torch_geometric.datasets.TUDataset(<root>/TUDataset, name)``."""
+    from torch_geometric.datasets import TUDataset
+
+    if str(name).upper() != "MUTAG":
+        raise ValueError(f"name={name!r} is not a catalogued TUDataset; expected 'MUTAG'")
+    path = fetch("MUTAG", root, mirror, progress)
+    return TUDataset(str(path / "TUDataset"), "MUTAG", transform=transform)
+
+
+TREC_CLASSES = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
+
+
+class TRECSplit(NamedTuple):
+    """TREC questions: ``examples[i] = (text, coarse_label)``, label indexing ``classes``."""
+
+    examples: list[tuple[str, int]]
+    classes: tuple[str, ...]
+
+
+def load_trec(split: str = "train", root=None, mirror=None, *, progress: bool = True) -> TRECSplit:
+    """TREC question classification (Li & Roth), 5452 train / 500 test questions, 6 coarse classes.
+
+    The files hold one stray non-UTF-8 byte, so they are decoded as latin-1 (every byte kept).
+    """
+    files = {"train": "train_5500.label", "test": "TREC_10.label"}
+    if split not in files:
+        raise ValueError(f"split={split!r}; expected 'train' or 'test'")
+    path = fetch("trec", root, mirror, progress) / "text" / "trec" / files[split]
+    examples = []
+    for line in path.read_bytes().decode("latin-1").splitlines():
+        label, _, text = line.partition(" ")
+        examples.append((text, TREC_CLASSES.index(label.split(":")[0])))
+    return TRECSplit(examples, TREC_CLASSES)
+
+
+class FSDDSplit(NamedTuple):
+    """Free Spoken Digit recordings: float waveforms in [-1, 1], digit labels, sample rate (Hz)."""
+
+    waveforms: list[torch.Tensor]
+    labels: torch.Tensor
+    sample_rate: int
+
+
+def load_fsdd(split: str = "train", root=None, mirror=None, *, progress: bool = True) -> FSDDSplit:
+    """Free Spoken Digit Dataset with the official split: recording index 0-4 is ``"test"``
+    (300 files), 5-49 is ``"train"`` (2700). Ordered by (digit, speaker, index)."""
+    from scipy.io import wavfile
+
+    if split not in ("train", "test"):
+        raise ValueError(f"split={split!r}; expected 'train' or 'test'")
+    info, root = get("fsdd"), data_root(root)
+    keyed = {}  # only this split's files are verified: a test-set load reads 300, not 3000
+    for spec in info.files:
+        digit, speaker, index = Path(spec.path).stem.split("_")
+        if (int(index) < 5) == (split == "test"):
+            keyed[(int(digit), speaker, int(index))] = spec
+    ensure(info, keyed.values(), root, resolve_mirror(mirror), progress)
+    waveforms, labels, rates = [], [], set()
+    for (digit, _, _), spec in sorted(keyed.items()):
+        rate, audio = wavfile.read(root / spec.path)
+        rates.add(rate)
+        waveforms.append(torch.from_numpy(audio.astype(np.float32) / 32768.0))  # int16 -> [-1, 1)
+        labels.append(digit)
+    if len(rates) != 1:
+        raise RuntimeError(f"FSDD recordings have mixed sample rates {sorted(rates)}")
+    return FSDDSplit(waveforms, torch.tensor(labels), rates.pop())
+
+
+class MNISTSplit(NamedTuple):
+    """MNIST images ``uint8 [N, 28, 28]``, labels ``int64 [N]``, and which files they came from:
+    ``"full"`` (60k train / 10k test) or ``"t10k"`` (the 8000 / 2000 split of the test set)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    source: str
+
+
+def _read_idx(path: Path) -> torch.Tensor:
+    data = gzip.decompress(path.read_bytes())
+    ndim = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    return torch.from_numpy(array.copy())
+
+
+_NO_FULL_MNIST: set[tuple[Path, Path | None]] = set()  # asked once per process, not per call
+
+
+def load_mnist(split: str = "train", root=None, mirror=None, *, progress: bool = True) -> MNISTSplit:
+    """MNIST digits. With the full distribution available: 60000 train / 10000 test.
+
+    When the training files cannot be obtained (the offline mirror holds only t10k), the 10000
+    test images are split deterministically: index ``i % 5 == 4`` is ``"test"`` (2000), the rest
+    ``"train"`` (8000), which keeps both writer populations of t10k in each half. The result's
+    ``source`` says which was used, and a warning is logged. The training files are looked for
+    once per process for a given data root and mirror.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split={split!r}; expected 'train' or 'test'")
+    info, root_path, mirror_path = get("mnist"), data_root(root), resolve_mirror(mirror)
+    t10k = [s for s in info.files if "t10k" in s.path]
+    ensure(info, t10k, root_path, mirror_path, progress)
+    full = (root_path, mirror_path) not in _NO_FULL_MNIST
+    if full:
+        try:
+            ensure(info, [s for s in info.files if s not in t10k], root_path, mirror_path, progress)
+        except DatasetUnavailableError as e:
+            log.warning("MNIST training files unavailable, using the 8000/2000 split of t10k:\n%s", e)
+            _NO_FULL_MNIST.add((root_path, mirror_path))
+            full = False
+    prefix = "train" if full and split == "train" else "t10k"
+    raw = root_path / "mnist" / "raw"
+    images = _read_idx(raw / f"{prefix}-images-idx3-ubyte.gz")  # (N, 28, 28) uint8
+    labels = _read_idx(raw / f"{prefix}-labels-idx1-ubyte.gz")
+    if full:
+        return MNISTSplit(images, labels.long(), "full")
+    keep = (torch.arange(len(labels)) % 5 == 4) == (split == "test")
+    return MNISTSplit(images[keep], labels[keep].long(), "t10k")
+
