@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ..checks import check_int
+from ..checks import all_finite, check_int
 from ..patterns import Pattern, Window
 from .sequence import build_data, check_pattern
 
@@ -80,7 +80,7 @@ def _mono(waveform: object) -> Tensor:
         raise ValueError(f"waveform must have shape [T] or [C, T], got {list(waveform.shape)}")
     if waveform.size(-1) == 0 or waveform.numel() == 0:
         raise ValueError(f"waveform is empty (shape {list(waveform.shape)}); expected at least one sample")
-    if not bool(torch.isfinite(waveform).all()):
+    if not all_finite(waveform):
         raise ValueError("waveform contains NaN or infinite samples; expected finite values")
     return waveform.mean(dim=0) if waveform.dim() == 2 else waveform  # channels averaged to mono
 

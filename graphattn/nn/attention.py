@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from .. import ops
-from ..checks import check_int
+from ..checks import all_finite, check_int
 from ..ops import AttentionGraph
 from ..patterns import Pattern
 
@@ -228,7 +228,7 @@ class SelfAttentionConv(MessagePassing):
             raise ValueError("a sparse x needs a projection; projection='none' attends with x itself")
         # a sparse matrix's implicit zeros are finite: check the stored values only
         values = x if not sparse else x.coalesce().values() if x.layout == torch.sparse_coo else x.values()
-        if not torch.compiler.is_compiling() and not bool(torch.isfinite(values).all()):
+        if not torch.compiler.is_compiling() and not all_finite(values):
             raise ValueError("x contains NaN or infinite values")
 
     def _edge_kv(self, graph: AttentionGraph) -> Tensor | None:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..checks import all_finite
 from ..patterns import Pattern, batch_edge_index, check_edge_index, check_sizes, positions, sizes_from_batch
 
 __all__ = ["AttentionGraph"]
@@ -387,7 +388,7 @@ def _check_pos(pos: object, n: int) -> Tensor:
         raise TypeError(f"pos must be a tensor of shape [N] or [N, D], got {type(pos).__name__}")
     if pos.dim() not in (1, 2) or pos.size(0) != n:
         raise ValueError(f"pos must be a tensor of shape [N] or [N, D] with N={n} (real nodes), got {list(pos.shape)}")
-    if pos.is_floating_point() and not bool(torch.isfinite(pos).all()):
+    if pos.is_floating_point() and not all_finite(pos):
         raise ValueError("pos contains NaN or infinite values")
     return pos
 
@@ -401,6 +402,6 @@ def _check_edge_attr(edge_attr: object, graph: AttentionGraph) -> Tensor:
         raise TypeError(f"edge_attr must be a floating-point tensor [E, D], got {edge_attr.dtype}")
     if edge_attr.dim() != 2 or edge_attr.size(0) != graph.num_edges:
         raise ValueError(f"edge_attr must have shape [E, D] with E={graph.num_edges}, got {list(edge_attr.shape)}")
-    if not bool(torch.isfinite(edge_attr).all()):
+    if not all_finite(edge_attr):
         raise ValueError("edge_attr contains NaN or infinite values")
     return edge_attr
