@@ -99,41 +99,64 @@ def _add_patterns(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--n", type=_positive_int, default=32, help="number of nodes (default 32)")
     show.add_argument("--png", metavar="FILE", help="also write the adjacency picture to FILE")
     show.set_defaults(func=_patterns_show)
-    gallery = sub.add_parser("gallery", help="draw full, local, stride, global, random, Longformer and BigBird side by side")
+    gallery = sub.add_parser("gallery",
+                             help="draw full, local, stride, global, random, Longformer and BigBird side by side")
     gallery.add_argument("--n", type=_positive_int, default=32, help="number of nodes (default 32)")
     gallery.add_argument("--png", metavar="FILE", required=True, help="where to write the picture")
     gallery.set_defaults(func=_patterns_gallery)
 
 
-# experiments: text, speech, image, graph ----------------------------------------------------
+# experiments: generated from the config dataclasses -------------------------------------------
 
-def _experiment_arguments(parser: argparse.ArgumentParser, model: str, training: str) -> None:
-    # Unset options keep the config dataclass's defaults (argparse.SUPPRESS leaves them out).
-    keep = argparse.SUPPRESS
-    parser.add_argument("--hidden", type=_positive_int, default=keep, help=f"model width; {model}")
-    parser.add_argument("--heads", type=_positive_int, default=keep, help="attention heads")
-    parser.add_argument("--layers", type=_positive_int, default=keep, help="attention blocks")
-    parser.add_argument("--dropout", type=float, default=keep, help="dropout on the residual branches")
-    parser.add_argument("--epochs", type=_positive_int, default=keep, help=f"most epochs; {training}")
-    parser.add_argument("--patience", type=_positive_int, default=keep, help="early-stopping patience (epochs)")
-    parser.add_argument("--batch-size", type=_positive_int, default=keep)
-    parser.add_argument("--lr", type=float, default=keep, help="AdamW learning rate")
-    parser.add_argument("--weight-decay", type=float, default=keep)
-    parser.add_argument("--seed", type=int, default=keep, help="seeds weights, splits and batch order (default 0)")
-    parser.add_argument("--out", metavar="DIR", default=keep, help="write results.json and history.png here")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=keep, help="(default cpu)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", default=keep,
-                        help="no progress bars")
+class _Names(argparse.Action):
+    """``--models a b,c`` -> ``("a", "b", "c")``."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, tuple(name for text in values for name in text.split(",") if name))
+
+
+def _add_options(parser: argparse.ArgumentParser, config_cls: type) -> None:
+    """One ``--flag-name`` per option of ``config_cls`` (see :mod:`graphattn.experiments.options`),
+    grouped by piece. Type, choices, help and the default shown in the help all come from the
+    field; ranges are left to the config, which checks them once. Unset options stay out of the
+    namespace (``argparse.SUPPRESS``), so the config's own defaults apply."""
+    from dataclasses import fields, is_dataclass
+
+    from .experiments.options import option_fields
+
+    titles = {f.name: f.metadata["title"] for f in fields(config_cls) if is_dataclass(f.default)}
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for setting in option_fields(config_cls):
+        if setting.piece is not None and setting.piece not in groups:
+            groups[setting.piece] = parser.add_argument_group(titles[setting.piece])
+        _add_option(groups.get(setting.piece, parser), setting)
+
+
+def _add_option(group: argparse._ActionsContainer, s) -> None:
+    from typing import get_args, get_origin, get_type_hints
+
+    kind = get_type_hints(s.owner)[s.name]  # int, int | None, tuple[str, ...], ...
+    if get_origin(kind) is not tuple:
+        kind = next((k for k in get_args(kind) if k is not type(None)), kind)  # X | None -> X
+    flag, keep = "--" + s.name.replace("_", "-"), argparse.SUPPRESS
+    if kind is bool:  # a switch that flips the default: --save, --no-progress
+        group.add_argument(f"--no-{flag[2:]}" if s.default else flag, dest=s.name, default=keep,
+                           action="store_false" if s.default else "store_true",
+                           help=f"no {s.help}" if s.default else s.help)
+        return
+    shown = ", ".join(s.default) if isinstance(s.default, tuple) else s.default
+    text = s.help if s.default is None else f"{s.help} (default {shown})"
+    parse = {"nargs": "+", "action": _Names} if get_origin(kind) is tuple else {"type": kind}
+    group.add_argument(flag, default=keep, choices=s.choices, metavar=s.metavar, help=text, **parse)
 
 
 def _run_experiment(args: argparse.Namespace, config_cls: type, run: Callable, **fixed: object) -> dict:
-    from dataclasses import fields
-
     from .datasets import DatasetUnavailableError
+    from .experiments.options import option_fields
 
-    names = {f.name for f in fields(config_cls)}
+    given = {s.name: getattr(args, s.name) for s in option_fields(config_cls) if s.name in args}
     try:
-        config = config_cls(**fixed, **{k: v for k, v in vars(args).items() if k in names})
+        config = config_cls.from_options(**fixed, **given)
     except (TypeError, ValueError) as e:
         raise CommandError(str(e)) from None
     try:
@@ -149,9 +172,9 @@ def _print_table(rows: list[tuple[str, object]]) -> None:
 
 
 def _sequence(args: argparse.Namespace) -> int:
-    from .experiments.sequence_classification import SequenceConfig, run
+    from .experiments.sequence_classification import run
 
-    m = _run_experiment(args, SequenceConfig, run, task=args.command)
+    m = _run_experiment(args, _config("SequenceConfig"), run, task=args.command)
     _print_table([("task", f"{m['task']} ({m['dataset']})"), ("pattern", m["pattern"]),
                   ("pooling / position", f"{m['pooling']} / {m['position']}"),
                   ("train / val / test", f"{m['num_train']} / {m['num_val']} / {m['num_test']}"),
@@ -163,9 +186,9 @@ def _sequence(args: argparse.Namespace) -> int:
 
 
 def _graph(args: argparse.Namespace) -> int:
-    from .experiments.graph_classification import GraphConfig, run
+    from .experiments.graph_classification import run
 
-    m = _run_experiment(args, GraphConfig, run)
+    m = _run_experiment(args, _config("GraphConfig"), run)
     _print_table([("task", f"graph ({m['dataset']})"), ("pattern", m["pattern"]), ("encoding", m["encoding"]),
                   ("test_acc", f"{m['test_acc_mean']:.4f} +- {m['test_acc_std']:.4f} over {len(m['folds'])} folds"),
                   ("majority class", m["majority_baseline"]), ("epochs (mean)", m["epochs_run_mean"]),
@@ -174,96 +197,50 @@ def _graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(name: str) -> type:
+    from .experiments import config  # no torch: building the parser stays cheap
+
+    return getattr(config, name)
+
+
 def _add_experiments(subparsers: argparse._SubParsersAction) -> None:
-    tasks = {"text": "TREC question type (6 classes); default pattern Window(2) | Global([0]), <cls> pooling",
-             "speech": "FSDD spoken digit (10 classes) over log-mel frames; default Window(left=8, right=0)",
-             "image": "MNIST digit (10 classes) over 4x4 patches (7x7 grid); default Full(), try Grid2D(2, 7)"}
+    from .experiments.config import DEFAULT_PATTERNS, DEFAULT_POOLING
+
+    tasks = {"text": "TREC question type (6 classes)", "speech": "FSDD spoken digit (10 classes) over log-mel frames",
+             "image": "MNIST digit (10 classes) over 4x4 patches (7x7 grid; try Grid2D(2, 7))"}
     for task, what in tasks.items():
+        what = f"{what}; default pattern {DEFAULT_PATTERNS[task]}, {DEFAULT_POOLING[task]} pooling"
         parser = subparsers.add_parser(task, help=f"train and test: {what}", description=f"Classify: {what}.")
-        parser.add_argument("--pattern", default=argparse.SUPPRESS, help='attention pattern, e.g. "Window(4)"')
-        parser.add_argument("--pooling", choices=("cls", "mean"), default=argparse.SUPPRESS,
-                            help="cls (text only; its default) or mean")
-        parser.add_argument("--position", choices=("sinusoidal", "rope", "none"), default=argparse.SUPPRESS,
-                            help="positional encoding (default sinusoidal; 2-D for images)")
-        parser.add_argument("--limit", type=_positive_int, default=argparse.SUPPRESS,
-                            help="use at most N training examples (validation is carved from them)")
-        parser.add_argument("--val-fraction", type=float, default=argparse.SUPPRESS, help="(default 0.1)")
-        _experiment_arguments(parser, "defaults 64 wide, 4 heads, 2 layers", "defaults 20, patience 5, batch 64")
+        _add_options(parser, _config("SequenceConfig"))
         parser.set_defaults(func=_sequence)
     graph = subparsers.add_parser("graph", help="graph classification (MUTAG), k-fold cross-validated",
                                   description="Classify molecules; attention runs along bonds plus self-loops.")
-    graph.add_argument("--dataset", default=argparse.SUPPRESS, help="TUDataset name (only MUTAG)")
-    graph.add_argument("--add", default=argparse.SUPPRESS, help='pattern joined to the bonds, e.g. "VirtualNodes(1)"')
-    graph.add_argument("--encoding", choices=("none", "laplacian", "random_walk"), default=argparse.SUPPRESS,
-                       help="positional features (default none)")
-    graph.add_argument("--encoding-dim", type=_positive_int, default=argparse.SUPPRESS,
-                       help="eigenvectors or walk length (default 8)")
-    graph.add_argument("--folds", type=int, default=argparse.SUPPRESS, help="cross-validation folds (default 10)")
-    _experiment_arguments(graph, "defaults 64 wide, 4 heads, 3 layers", "defaults 100, patience 30, batch 32")
+    _add_options(graph, _config("GraphConfig"))
     graph.set_defaults(func=_graph)
 
 
 # node classification -------------------------------------------------------------------------
 
 def _node(args: argparse.Namespace) -> int:
-    from .experiments.node_classification import NodeConfig, run
+    from .experiments.node_classification import run
     from .experiments.node_report import markdown_table
 
-    if "models" in args:  # --models a b,c -> ("a", "b", "c")
-        args.models = tuple(name for names in args.models for name in names)
     try:
-        m = _run_experiment(args, NodeConfig, run)
+        m = _run_experiment(args, _config("NodeConfig"), run)
     except ValueError as e:  # refused before anything was written: output folder, checkpoints
         raise CommandError(str(e)) from None
     print(markdown_table(m["summary"]))
-    print(f"{len(m['runs'])} runs in {m['wall_time_s']:.0f} s; wrote results.json, results.md, accuracy.png to {m['out']}")
+    print(f"{len(m['runs'])} runs in {m['wall_time_s']:.0f} s; "
+          f"wrote results.json, results.md, accuracy.png to {m['out']}")
     return 0
 
 
-def _model_names(text: str) -> list[str]:
-    return [name for name in text.split(",") if name]
-
-
 def _add_node(subparsers: argparse._SubParsersAction) -> None:
-    # Names spelled out (not imported) so that building the parser does not import torch;
-    # NodeConfig validates them and tests pin the two lists together.
-    models, encodings = ("graph", "graph+virtual", "graph+expander", "full", "gcn", "gat"), ("none", "laplacian", "randomwalk")
-    keep = argparse.SUPPRESS  # unset options keep NodeConfig's defaults
     parser = subparsers.add_parser(
         "node", help="node classification on Planetoid (Cora, CiteSeer, PubMed): graphattn vs GCN and GAT",
         description="Train every model with every seed on the public split (early stopping on validation "
                     "accuracy) and report mean +- std test accuracy, epochs, time per epoch and peak memory.")
-    parser.add_argument("--dataset", default=keep, help="Cora, CiteSeer or PubMed (default Cora)")
-    parser.add_argument("--models", nargs="+", type=_model_names, default=keep, metavar="MODEL",
-                        help=f"models to compare, space- or comma-separated, from {', '.join(models)} (default all but full)")
-    parser.add_argument("--architecture", choices=("attention", "transformer"), default=keep,
-                        help="graphattn model: GraphAttentionNetwork (GAT form, default) or GraphTransformer")
-    parser.add_argument("--seeds", type=_positive_int, default=keep, help="runs per model, seeds 0..N-1 (default 10)")
-    parser.add_argument("--epochs", type=_positive_int, default=keep, help="most epochs per run (default 200)")
-    parser.add_argument("--patience", type=_positive_int, default=keep,
-                        help="early stopping on validation accuracy, ties broken by validation loss (default 50)")
-    parser.add_argument("--lr", type=float, default=keep, help="graphattn models: Adam learning rate")
-    parser.add_argument("--weight-decay", type=float, default=keep, help="graphattn models: weight decay")
-    parser.add_argument("--hidden", type=_positive_int, default=keep, help="graphattn models: width")
-    parser.add_argument("--heads", type=_positive_int, default=keep, help="graphattn models: attention heads")
-    parser.add_argument("--layers", type=_positive_int, default=keep, help="graphattn models: attention layers")
-    parser.add_argument("--dropout", type=float, default=keep,
-                        help="graphattn models: dropout on inputs, hidden layers and attention weights")
-    parser.add_argument("--encoding", choices=encodings, default=keep, help="positional features (default none)")
-    parser.add_argument("--encoding-dim", type=_positive_int, default=keep,
-                        help="eigenvectors or walk length (default 8)")
-    parser.add_argument("--out", metavar="DIR", default=keep, help="output folder (default runs/node/<dataset>)")
-    parser.add_argument("--save", action="store_true", default=keep,
-                        help="checkpoint every (model, seed) under DIR/checkpoints after each epoch")
-    parser.add_argument("--resume", action="store_true", default=keep,
-                        help="continue the runs saved with --save (same settings; more --epochs allowed)")
-    parser.add_argument("--root", metavar="DIR", default=keep, help="data root (default $GRAPHATTN_DATA or datasets/)")
-    parser.add_argument("--mirror", metavar="DIR", default=keep, help="offline mirror (default $GRAPHATTN_MIRROR)")
-    parser.add_argument("--threads", type=_positive_int, default=keep, help="torch CPU threads")
-    parser.add_argument("--workers", type=_positive_int, default=keep,
-                        help="runs trained at once in separate one-thread processes (default: CPU cores, at most 2)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=keep, help="(default cpu)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", default=keep, help="no progress bars")
+    _add_options(parser, _config("NodeConfig"))
     parser.set_defaults(func=_node)
 
 

@@ -37,11 +37,11 @@ def plot_accuracy(summary: list[dict[str, Any]], title: str):
     fig = Figure(figsize=(1.2 * len(names) + 2, 3.5), dpi=100, layout="tight")
     ax = fig.add_subplot()
     ax.bar(range(len(names)), means, yerr=stds, capsize=4, color="tab:blue", alpha=0.8)
-    for i, (m, s) in enumerate(zip(means, stds)):
+    for i, (m, s) in enumerate(zip(means, stds, strict=True)):
         ax.text(i, m + s + 0.5, f"{m:.1f}", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(names)), names, rotation=20)
-    low = min(m - s for m, s in zip(means, stds))
-    ax.set_ylim(max(0.0, low - 10), min(100.0, max(m + s for m, s in zip(means, stds)) + 5))
+    low = min(m - s for m, s in zip(means, stds, strict=True))
+    ax.set_ylim(max(0.0, low - 10), min(100.0, max(m + s for m, s in zip(means, stds, strict=True)) + 5))
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     return fig
@@ -56,8 +56,8 @@ def write_outputs(config, runs: list[dict[str, Any]], summary: list[dict[str, An
              f"graphattn {config.architecture}")
     table = markdown_table(summary)
     md = (f"# Node classification: {title}\n\n{table}\n\n"
-          f"Early stopping on validation accuracy, ties broken by validation loss (at most {config.epochs} epochs, "
-          f"patience {config.patience}); "
+          f"Early stopping on validation accuracy, ties broken by validation loss "
+          f"(at most {config.training.epochs} epochs, patience {config.training.patience}); "
           f"test accuracy of the best validation epoch. Total wall time {wall_time_s:.0f} s.\n")
     write_atomic(out / "results.json", lambda f: f.write((json.dumps(runs, indent=2) + "\n").encode()))
     write_atomic(out / "results.md", lambda f: f.write(md.encode()))

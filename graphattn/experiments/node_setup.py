@@ -1,21 +1,19 @@
 """What a node-classification run trains on and with: the dataset on the device (:class:`Task`)
-and the model each name of :data:`~graphattn.experiments.node_classification.MODELS` builds
-(:func:`build`)."""
+and the model each name of :data:`~graphattn.experiments.config.MODELS` builds (:func:`build`)."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ..train import set_seed
 from .baselines import BASELINES
-
-if TYPE_CHECKING:
-    from .node_classification import NodeConfig
+from .config import NodeConfig
 
 __all__ = ["Task", "Run", "build", "pattern_for", "encoding_module"]
 
@@ -32,16 +30,18 @@ class Task:
         from ..datasets import load_planetoid
 
         dataset = load_planetoid(config.dataset, root=config.root, mirror=config.mirror,
-                                 transform=T.NormalizeFeatures(), progress=config.progress)
+                                 transform=T.NormalizeFeatures(), progress=config.run.progress)
         data = dataset[0]
-        if config.encoding != "none":
-            data = encoding_module(config, 1).transform(**({"is_undirected": True} if config.encoding == "laplacian" else {}))(data)
-        device = torch.device(config.device)
+        encoding = config.positional.encoding
+        if encoding != "none":
+            options = {"is_undirected": True} if encoding == "laplacian" else {}
+            data = encoding_module(config, 1).transform(**options)(data)
+        device = torch.device(config.run.device)
         self.num_nodes, self.num_features, self.num_classes = data.num_nodes, dataset.num_features, dataset.num_classes
         self.y = data.y.to(device)
         self.masks = {split: getattr(data, f"{split}_mask").to(device) for split in ("train", "val", "test")}
         self.edge_index = data.edge_index.to(device)
-        self.pos = getattr(data, encoding_module(config, 1).attr_name).to(device) if config.encoding != "none" else None
+        self.pos = getattr(data, encoding_module(config, 1).attr_name).to(device) if encoding != "none" else None
         with warnings.catch_warnings():  # "sparse CSR support is in beta": matmul with it is stable
             warnings.simplefilter("ignore", UserWarning)
             self.x = data.x.to_sparse_csr().to(device)  # (N, F), ~1% non-zero
@@ -65,9 +65,9 @@ class Task:
 def encoding_module(config: NodeConfig, width: int) -> nn.Module:
     from ..nn.encodings import LaplacianEncoding, RandomWalkEncoding
 
-    if config.encoding == "laplacian":
-        return LaplacianEncoding(config.encoding_dim, width)
-    return RandomWalkEncoding(config.encoding_dim, width)
+    if config.positional.encoding == "laplacian":
+        return LaplacianEncoding(config.positional.encoding_dim, width)
+    return RandomWalkEncoding(config.positional.encoding_dim, width)
 
 
 # ----------------------------------------------------------------------------------- models
@@ -106,7 +106,7 @@ def build(name: str, task: Task, config: NodeConfig, seed: int) -> Run:
     identity = {"task": "node", "dataset": config.dataset, "model": name, "seed": seed}
     if name in BASELINES:
         recipe = BASELINES[name]
-        model = recipe.build(name, task.num_features, task.num_classes).to(config.device)
+        model = recipe.build(name, task.num_features, task.num_classes).to(config.run.device)
         edge_index = task.edge_index
         pattern = repr(pattern_for("graph", task, config, seed))  # GCNConv / GATConv add self-loops
         return Run(model, lambda x: model(x, edge_index), recipe.dropout, recipe.lr, recipe.weight_decay,
@@ -116,33 +116,35 @@ def build(name: str, task: Task, config: NodeConfig, seed: int) -> Run:
     from ..patterns import Full
 
     pattern = pattern_for(name, task, config, seed)
-    encoding = encoding_module(config, config.hidden) if config.encoding != "none" else None
+    m = config.model
+    encoding = encoding_module(config, m.hidden) if config.positional.encoding != "none" else None
     # Full(): no dropout on the N^2 attention weights, so the fused SDPA kernel runs; drawing
     # N^2 H random numbers per layer would cost more than the rest of the epoch.
-    attn_dropout = 0.0 if isinstance(pattern, Full) else config.dropout
-    common = {"dropout": config.dropout, "attn_dropout": attn_dropout, "feature_encoding": encoding}
+    attn_dropout = 0.0 if isinstance(pattern, Full) else m.dropout
+    common = {"dropout": m.dropout, "attn_dropout": attn_dropout, "feature_encoding": encoding}
     input_norm = residual = False
     if config.architecture == "attention":
         # Full(): attention over all N nodes is nearly uniform, so without a skip every node's
         # output is the same global mean (one class predicted for all); sparse graphs need none.
         residual = isinstance(pattern, Full)
-        model = GraphAttentionNetwork(task.num_features, config.hidden, task.num_classes, config.layers,
-                                      config.heads, pattern, residual=residual, **common)
+        model = GraphAttentionNetwork(task.num_features, m.hidden, task.num_classes, m.layers,
+                                      m.heads, pattern, residual=residual, **common)
     else:
         # Full(): the shared attention output drowns the tiny normalised features unless the input
         # projection is normalised (see GraphTransformer's input_norm); sparse graphs learn better without.
         input_norm = isinstance(pattern, Full)
-        model = GraphTransformer(task.num_features, config.hidden, task.num_classes, config.layers, config.heads,
+        model = GraphTransformer(task.num_features, m.hidden, task.num_classes, m.layers, m.heads,
                                  pattern, ffn_ratio=1, input_norm=input_norm, **common)
-    model = model.to(config.device)
+    model = model.to(config.run.device)
     # Sparse patterns without extra nodes go in as one precomputed edge_index (no rebuild per
     # forward); Full() and virtual nodes go in as patterns (dense kernel; appended nodes).
     edges = None if pattern.extra_nodes or isinstance(pattern, Full) else pattern.edge_index(task.num_nodes, task.edge_index.device)
     pos = task.pos
-    hyper = {k: getattr(config, k) for k in ("architecture", "lr", "weight_decay", "hidden", "heads", "layers", "dropout",
-                                              "encoding", "encoding_dim", "virtual_nodes", "expander_degree")}
+    options = config.options()  # the checkpoint's identity: what the weights depend on
+    hyper = {k: options[k] for k in ("architecture", "lr", "weight_decay", "hidden", "heads", "layers", "dropout",
+                                     "encoding", "encoding_dim", "virtual_nodes", "expander_degree")}
     hyper["attn_dropout"] = attn_dropout
     hyper["input_norm"] = input_norm
     hyper["residual"] = residual
-    return Run(model, lambda x: model(x, edges, pos=pos), config.dropout, config.lr, config.weight_decay,
+    return Run(model, lambda x: model(x, edges, pos=pos), m.dropout, config.training.lr, config.training.weight_decay,
                 repr(pattern), {**identity, "pattern": repr(pattern), **hyper})

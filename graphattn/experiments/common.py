@@ -1,0 +1,78 @@
+"""What the experiments share: one pass of training, scoring a loader, writing the results."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch_geometric.loader import DataLoader
+
+from ..files import write_atomic
+from ..train import History, TrainConfig, fit
+from .config import BatchTrainingConfig
+
+__all__ = ["evaluate", "train_epoch_fn", "fit_minibatches", "write_results", "EVAL_BATCH"]
+
+EVAL_BATCH = 256  # examples per batch when scoring: no gradients, so larger than in training
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader: DataLoader, forward: Callable) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of ``forward(model, batch)`` over ``loader``."""
+    model.eval()
+    correct, loss, count = 0, 0.0, 0
+    for batch in loader:
+        out = forward(model, batch)
+        correct += int((out.argmax(-1) == batch.y).sum())
+        loss += float(F.cross_entropy(out, batch.y, reduction="sum"))
+        count += batch.y.numel()
+    return correct / max(count, 1), loss / max(count, 1)
+
+
+def train_epoch_fn(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
+                   forward: Callable) -> Callable[[], float]:
+    """A ``train_epoch()`` closure for :func:`graphattn.train.fit`: one pass, mean loss per example."""
+    def train_epoch() -> float:
+        total, count = 0.0, 0
+        for batch in loader:
+            optimizer.zero_grad()
+            loss = F.cross_entropy(forward(model, batch), batch.y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            total, count = total + loss.item() * batch.y.numel(), count + batch.y.numel()
+        return total / max(count, 1)
+    return train_epoch
+
+
+def fit_minibatches(model: torch.nn.Module, forward: Callable, train: list, val: list,
+                    training: BatchTrainingConfig, *, seed: int, progress: bool) -> History:
+    """Train ``model`` with AdamW on shuffled mini-batches of ``train`` (the order seeded by
+    ``seed``), stop early on the validation accuracy over ``val``; the best weights are kept."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=training.lr, weight_decay=training.weight_decay)
+    shuffled = DataLoader(train, batch_size=training.batch_size, shuffle=True,
+                          generator=torch.Generator().manual_seed(seed))
+    val_loader = DataLoader(val, batch_size=EVAL_BATCH)
+
+    def validate() -> dict[str, float]:
+        acc, loss = evaluate(model, val_loader, forward)
+        return {"val_acc": acc, "val_loss": loss}
+
+    return fit(model, optimizer, train_epoch_fn(model, optimizer, shuffled, forward), validate,
+               TrainConfig(epochs=training.epochs, patience=training.patience, progress=progress))
+
+
+def write_results(out: str | os.PathLike, metrics: dict, rows: list[dict]) -> None:
+    """Write ``results.json`` (atomically: temporary file, then rename) and ``history.png`` to ``out``."""
+    from ..viz import plot_history
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(metrics, indent=2, allow_nan=False) + "\n"
+    write_atomic(out / "results.json", lambda f: f.write(text.encode()))
+    if rows:
+        plot_history(rows, out / "history.png")

@@ -1,0 +1,335 @@
+"""Every setting of every experiment, declared once: small frozen pieces composed into one config
+per experiment.
+
+A setting is a dataclass field made with :func:`option`: its default, its help text and its
+choices live in the field, and ``graphattn <command> --help`` is generated from them
+(:mod:`graphattn.cli`), so nothing is typed twice. The pieces (:class:`ModelConfig`,
+:class:`TrainingConfig`, :class:`BatchTrainingConfig`, :class:`SplitConfig`,
+:class:`EncodingConfig`, :class:`RunConfig`) validate their own fields once, in
+``__post_init__``, with :mod:`graphattn.checks` (``TypeError`` for a wrong type, ``ValueError``
+for a bad value); an experiment's config (:class:`NodeConfig`, :class:`SequenceConfig`,
+:class:`GraphConfig`) adds its own fields and the checks that span pieces. Each experiment sets
+its defaults by giving each piece a default instance.
+
+Option names are flat and unique within a config (``hidden``, ``lr``, ``out``: the command
+line's ``--hidden``, ``--lr``, ``--out``), so a config is also made from flat names::
+
+    NodeConfig.from_options(dataset="Cora", models=("graph", "gat"), seeds=3, epochs=50)
+
+This module imports neither torch nor the experiments, so building the command line is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..checks import check_bool, check_choice, check_float, check_int, check_path, check_probability
+from .options import Options, document, option, piece
+
+__all__ = [
+    "ModelConfig", "TrainingConfig", "BatchTrainingConfig",
+    "SplitConfig", "EncodingConfig", "RunConfig", "NodeConfig", "SequenceConfig", "GraphConfig",
+    "DEVICES", "ENCODINGS", "MODELS", "GRAPHATTN_MODELS", "BASELINE_MODELS", "DEFAULT_MODELS",
+    "NODE_DATASETS", "ARCHITECTURES", "TASKS", "DEFAULT_PATTERNS", "DEFAULT_POOLING", "POOLINGS", "POSITIONS",
+    "GRAPH_DATASETS",
+]
+
+DEVICES = ("cpu", "cuda")
+ENCODINGS = ("none", "laplacian", "random_walk")
+
+
+# ------------------------------------------------------------------------------- the pieces
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The attention model: width, heads, layers and dropout."""
+
+    hidden: int = option(64, "model width H * C")
+    heads: int = option(4, "attention heads H (must divide the width)")
+    layers: int = option(2, "attention layers / blocks L")
+    dropout: float = option(0.1, "dropout on the residual branches")
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "heads", "layers"):
+            check_int(getattr(self, name), name)
+        check_probability(self.dropout, "dropout")
+        if self.hidden % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide hidden ({self.hidden})")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation and early stopping (on validation accuracy)."""
+
+    epochs: int = option(20, "most epochs")
+    patience: int | None = option(5, "early-stopping patience: epochs without a better validation accuracy")
+    lr: float = option(1e-3, "AdamW learning rate")
+    weight_decay: float = option(0.01, "AdamW weight decay")
+
+    def __post_init__(self) -> None:
+        check_int(self.epochs, "epochs")
+        if self.patience is not None:
+            check_int(self.patience, "patience")
+        check_float(self.lr, "lr", above=0)
+        check_float(self.weight_decay, "weight_decay", minimum=0)
+
+
+@dataclass(frozen=True)
+class BatchTrainingConfig(TrainingConfig):
+    """Training on shuffled mini-batches."""
+
+    batch_size: int = option(64, "examples per batch")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int(self.batch_size, "batch_size")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """The seed and the validation split carved from the training data."""
+
+    seed: int = option(0, "seeds weights, splits and batch order")
+    val_fraction: float = option(0.1, "share of the training data held out for validation")
+
+    def __post_init__(self) -> None:
+        check_int(self.seed, "seed", 0)
+        check_float(self.val_fraction, "val_fraction", above=0, below=1)
+
+
+@dataclass(frozen=True)
+class EncodingConfig:
+    """Positional features of graph nodes (PyG's ``AddLaplacianEigenvectorPE`` / ``AddRandomWalkPE``)."""
+
+    encoding: str = option("none", "positional features", choices=ENCODINGS)
+    encoding_dim: int = option(8, "Laplacian eigenvectors or random-walk steps")
+
+    def __post_init__(self) -> None:
+        check_choice(self.encoding, "encoding", ENCODINGS)
+        check_int(self.encoding_dim, "encoding_dim")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where results go, progress bars, the device."""
+
+    out: str | None = option(None, "write results.json and pictures to this folder; unset: nothing is written",
+                             metavar="DIR")
+    progress: bool = option(True, "progress bars")
+    device: str = option("cpu", "where to train", choices=DEVICES)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", check_path(self.out, "out", optional=True))
+        check_bool(self.progress, "progress")
+        check_choice(self.device, "device", DEVICES)
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError("device='cuda' but CUDA is not available; use device='cpu'")
+
+
+
+# ------------------------------------------------------------------------------- node classification
+
+GRAPHATTN_MODELS = ("graph", "graph+virtual", "graph+expander", "full")
+BASELINE_MODELS = ("gcn", "gat")  # recipes in .baselines
+MODELS = (*GRAPHATTN_MODELS, *BASELINE_MODELS)
+#: ``full`` is left out by default: dense attention over all N nodes costs N^2 per head and
+#: layer (7.3M scores on Cora), minutes per run on a laptop CPU; ask for it with ``models``.
+DEFAULT_MODELS = tuple(m for m in MODELS if m != "full")
+NODE_DATASETS = ("Cora", "CiteSeer", "PubMed")
+#: ``attention``: GraphAttentionNetwork (GAT form, shared projections); ``transformer``:
+#: GraphTransformer (pre-norm blocks with feed-forward layers, ``ffn_ratio=1``).
+ARCHITECTURES = ("attention", "transformer")
+
+
+@document
+@dataclass(frozen=True)
+class NodeConfig(Options):
+    """A node-classification run: which data, which models, how they train, where results go
+    (:mod:`graphattn.experiments.node_classification`).
+
+    ``model`` and ``training`` set the graphattn models only; GCN and GAT keep their published
+    recipes (:mod:`~graphattn.experiments.baselines`). ``dropout`` acts on the input features,
+    the hidden layers (residual branches of the transformer) and the attention weights, as GAT
+    uses one rate everywhere. ``resume`` continues every run whose checkpoint exists (implies
+    ``save``; the others start from scratch) and is refused, before anything runs, if a
+    checkpoint holds another experiment. ``workers > 1`` trains runs at once, each in its own
+    one-thread process (CPU only; results do not depend on it).
+    """
+
+    dataset: str = option("Cora", f"{', '.join(NODE_DATASETS)} (case-insensitive)")
+    models: tuple[str, ...] = option(DEFAULT_MODELS, f"models to compare, space- or comma-separated, from "
+                                                     f"{', '.join(MODELS)}", metavar="MODEL")
+    architecture: str = option("attention", "graphattn model: GraphAttentionNetwork (GAT form) or GraphTransformer",
+                               choices=ARCHITECTURES)
+    seeds: int = option(10, "runs per model, seeds 0..N-1")
+    virtual_nodes: int = option(1, "virtual nodes of graph+virtual")
+    expander_degree: int = option(4, "in-degree of the expander of graph+expander (even; drawn with the run's seed)")
+    model: ModelConfig = piece(ModelConfig(heads=8, dropout=0.6), "graphattn models",
+                               dropout="dropout on inputs, hidden layers and attention weights")
+    positional: EncodingConfig = piece(EncodingConfig(), "positional features (after the input projection)")
+    training: TrainingConfig = piece(
+        TrainingConfig(epochs=200, patience=50, lr=0.005, weight_decay=5e-4), "training of the graphattn models",
+        patience="early stopping on validation accuracy, ties broken by validation loss",
+        lr="Adam learning rate", weight_decay="Adam weight decay")
+    run: RunConfig = piece(RunConfig(), "output and device", out="output folder; unset: runs/node/<dataset>")
+    save: bool = option(False, "checkpoint every (model, seed) under DIR/checkpoints after each epoch")
+    resume: bool = option(False, "continue the runs saved with --save (same settings; more --epochs allowed)")
+    root: str | None = option(None, "data root; unset: $GRAPHATTN_DATA or datasets/", metavar="DIR")
+    mirror: str | None = option(None, "offline mirror; unset: $GRAPHATTN_MIRROR", metavar="DIR")
+    threads: int | None = option(None, "torch CPU threads; unset: leave torch's setting")
+    workers: int | None = option(None, "runs trained at once in separate one-thread processes; "
+                                       "unset: CPU cores, at most 2 (1 on CUDA)")
+
+    def __post_init__(self) -> None:
+        canonical = {d.lower(): d for d in NODE_DATASETS}.get(str(self.dataset).lower())
+        if canonical is None:
+            raise ValueError(f"dataset must be one of {NODE_DATASETS}, got {self.dataset!r}")
+        object.__setattr__(self, "dataset", canonical)
+        models = (self.models,) if isinstance(self.models, str) else tuple(self.models)
+        unknown = [m for m in models if m not in MODELS]
+        if not models or unknown or len(set(models)) != len(models):
+            raise ValueError(f"models must be distinct names from {MODELS}, got {self.models!r}"
+                             + (f" (unknown: {unknown})" if unknown else ""))
+        object.__setattr__(self, "models", models)
+        check_choice(self.architecture, "architecture", ARCHITECTURES)
+        check_int(self.seeds, "seeds")
+        check_int(self.virtual_nodes, "virtual_nodes")
+        check_int(self.expander_degree, "expander_degree", 2)
+        if self.expander_degree % 2:
+            raise ValueError(f"expander_degree must be even, got {self.expander_degree}")
+        check_bool(self.save, "save")
+        check_bool(self.resume, "resume")
+        for name in ("root", "mirror"):
+            object.__setattr__(self, name, check_path(getattr(self, name), name, optional=True))
+        if self.threads is not None:
+            check_int(self.threads, "threads")
+        cuda = self.run.device == "cuda"
+        if self.workers is None:
+            object.__setattr__(self, "workers", 1 if cuda else max(1, min(2, os.cpu_count() or 1)))
+        check_int(self.workers, "workers")
+        if self.workers > 1 and cuda:
+            raise ValueError(f"workers > 1 needs device='cpu', got device={self.run.device!r}")
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.run.out) if self.run.out is not None else Path("runs") / "node" / self.dataset
+
+
+# ------------------------------------------------------------------------------- sequence classification
+
+TASKS = ("text", "speech", "image")
+DEFAULT_PATTERNS = {"text": "Window(2) | Global([0])", "speech": "Window(left=8, right=0)", "image": "Full()"}
+DEFAULT_POOLING = {"text": "cls", "speech": "mean", "image": "mean"}
+POOLINGS = ("cls", "mean")
+POSITIONS = ("sinusoidal", "rope", "none")
+IMAGE_NODES = 49  # MNIST: 28 x 28 -> a 7 x 7 grid of 4 x 4 patches
+
+
+@document
+@dataclass(frozen=True)
+class SequenceConfig(Options):
+    """One sequence-classification run (:mod:`graphattn.experiments.sequence_classification`).
+
+    ``task`` is ``"text"`` (TREC), ``"speech"`` (FSDD) or ``"image"`` (MNIST); the command line
+    takes it from the command. ``pattern`` is stored canonically (its ``repr``) after
+    validation; ``pooling`` unset is ``"cls"`` for text (the ``<cls>`` token), ``"mean"``
+    otherwise. The test split is always scored in full.
+    """
+
+    task: str = "text"
+    pattern: str | None = option(None, 'attention pattern, e.g. "Window(4)"; unset: the task\'s default')
+    pooling: str | None = option(None, "cls (text only; its default) or mean", choices=POOLINGS)
+    position: str = option("sinusoidal", "positional encoding (2-D for images)", choices=POSITIONS)
+    limit: int | None = option(None, "use at most N training examples (validation is carved from them)")
+    model: ModelConfig = piece(ModelConfig(), "model")
+    training: BatchTrainingConfig = piece(BatchTrainingConfig(), "training")
+    split: SplitConfig = piece(SplitConfig(), "seed and validation split")
+    run: RunConfig = piece(RunConfig(), "output and device")
+
+    def __post_init__(self) -> None:
+        check_choice(self.task, "task", TASKS)
+        object.__setattr__(self, "pattern", repr(self.parsed_pattern()))
+        if self.pooling is None:
+            object.__setattr__(self, "pooling", DEFAULT_POOLING[self.task])
+        check_choice(self.pooling, "pooling", POOLINGS)
+        if self.pooling == "cls" and self.task != "text":
+            raise ValueError(f"pooling='cls' needs a <cls> token, which only the text task has; "
+                             f"use pooling='mean' for task={self.task!r}")
+        check_choice(self.position, "position", POSITIONS)
+        if self.limit is not None:
+            check_int(self.limit, "limit")
+        hidden, heads = self.model.hidden, self.model.heads
+        if self.position == "rope" and (hidden // heads) % (4 if self.task == "image" else 2):
+            raise ValueError(f"position='rope' needs hidden / heads divisible by {4 if self.task == 'image' else 2}")
+        if self.position == "sinusoidal" and self.task == "image" and hidden % 2:
+            raise ValueError("2-D sinusoidal positions need an even hidden")
+
+    def parsed_pattern(self):
+        """The pattern object (raises ``ValueError`` naming the problem)."""
+        from ..patterns import parse_pattern
+
+        text = DEFAULT_PATTERNS[self.task] if self.pattern is None else self.pattern
+        try:
+            pattern = parse_pattern(text)
+            if self.task == "image":
+                pattern.validate(IMAGE_NODES)  # a Grid2D must have the patch grid's width (7)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"pattern: {e}") from None
+        return pattern
+
+
+# ------------------------------------------------------------------------------- graph classification
+
+GRAPH_DATASETS = ("MUTAG",)
+
+
+@document
+@dataclass(frozen=True)
+class GraphConfig(Options):
+    """One cross-validated graph-classification run (:mod:`graphattn.experiments.graph_classification`).
+
+    ``add`` is stored canonically (its ``repr``). MUTAG's smallest graph has 10 nodes, so
+    Laplacian encodings take ``encoding_dim <= 9``; ``val_fraction`` is the stratified share of
+    each fold's training part held out for validation (below 0.5).
+    """
+
+    dataset: str = option("MUTAG", "TUDataset name (only MUTAG)")
+    add: str | None = option(None, 'pattern joined to the bonds and self-loops, e.g. "VirtualNodes(1)"')
+    folds: int = option(10, "cross-validation folds (>= 2)")
+    positional: EncodingConfig = piece(EncodingConfig(), "positional features")
+    model: ModelConfig = piece(ModelConfig(layers=3), "model")
+    training: BatchTrainingConfig = piece(BatchTrainingConfig(epochs=100, patience=30, batch_size=32),
+                                          "training, per fold")
+    split: SplitConfig = piece(SplitConfig(), "seed and validation split",
+                               seed="seeds the folds, the validation splits, the weights and the batch order")
+    run: RunConfig = piece(RunConfig(), "output and device")
+
+    def __post_init__(self) -> None:
+        if str(self.dataset).upper() not in GRAPH_DATASETS:
+            check_choice(self.dataset, "dataset", GRAPH_DATASETS)
+        object.__setattr__(self, "dataset", str(self.dataset).upper())
+        if self.add is not None:
+            object.__setattr__(self, "add", repr(self.parsed_add()))
+        check_int(self.folds, "folds", 2)
+        if self.positional.encoding == "laplacian" and self.positional.encoding_dim > 9:
+            raise ValueError(f"encoding_dim={self.positional.encoding_dim}: Laplacian eigenvectors need k < 10 "
+                             f"(MUTAG's smallest graph has 10 nodes)")
+        if not self.split.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be in (0, 0.5), got {self.split.val_fraction!r}")
+
+    def parsed_add(self):
+        """The pattern joined to each molecule's edges, or ``None``."""
+        from ..patterns import parse_pattern
+
+        if self.add is None:
+            return None
+        try:
+            return parse_pattern(self.add)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"add: {e}") from None
