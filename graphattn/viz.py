@@ -6,7 +6,8 @@ leaves nothing open in pyplot's registry and renders with Agg), and writes a PNG
 either as ``size=(width_px, height_px)`` (the PNG has exactly that many pixels) or as
 matplotlib's ``figsize`` in inches at :data:`DPI` dots per inch.
 
-In the adjacency pictures rows are queries ``i`` and columns keys ``j`` (the mask contract):
+In the adjacency pictures rows are queries ``i`` and columns keys ``j`` (masks are indexed
+``[query, key]``, see docs/architecture.md):
 a dark cell at ``(i, j)`` means query ``i`` attends to key ``j``.
 """
 
@@ -72,6 +73,17 @@ def _grid(count: int, ncols: int | None) -> tuple[int, int]:
     return math.ceil(count / cols), cols
 
 
+def _panels(count: int, ncols: int | None, size, figsize, panel: tuple[float, float]) -> tuple[Figure, list, int]:
+    """A figure with ``count`` axes laid ``ncols`` to a row (spare cells blanked), ``panel``
+    inches each unless ``size`` / ``figsize`` is given; returns the figure, the axes, the columns."""
+    rows, cols = _grid(count, ncols)
+    fig = _figure(size, figsize, (panel[0] * cols, panel[1] * rows))
+    axes = list(fig.subplots(rows, cols, squeeze=False).flat)
+    for ax in axes[count:]:
+        ax.set_axis_off()
+    return fig, axes[:count], cols
+
+
 def plot_pattern(patterns: Pattern | Sequence[Pattern] | Mapping[str, Pattern], n: int, *,
                  titles: Sequence[str] | None = None, path: str | os.PathLike | None = None,
                  size: tuple[int, int] | None = None, figsize: tuple[float, float] | None = None,
@@ -100,13 +112,8 @@ def plot_pattern(patterns: Pattern | Sequence[Pattern] | Mapping[str, Pattern], 
     titles = [repr(p) for p in patterns] if titles is None else list(titles)
     if len(titles) != len(patterns):
         raise ValueError(f"titles must have one entry per pattern ({len(patterns)}), got {len(titles)}")
-    rows, cols = _grid(len(patterns), ncols)
-    fig = _figure(size, figsize, (3.0 * cols, 3.5 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        if k >= len(patterns):
-            ax.set_axis_off()
-            continue
+    fig, axes, cols = _panels(len(patterns), ncols, size, figsize, (3.0, 3.5))
+    for k, ax in enumerate(axes):
         mask = patterns[k].dense_mask(n)  # (n, n) [query, key]
         edges = int(mask.sum())
         ax.imshow(mask.numpy(), cmap="Greys", vmin=0, vmax=1, interpolation="nearest")
@@ -176,13 +183,8 @@ def plot_attention(weights: tuple[Tensor, Tensor], n: int, *, heads: Sequence[in
     bad = [h for h in heads if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h < dense.size(0)]
     if bad or not heads:
         raise ValueError(f"heads must be a non-empty list of head indices in [0, {dense.size(0)}), got {heads}")
-    rows, cols = _grid(len(heads), ncols)
-    fig = _figure(size, figsize, (3.3 * cols, 3.0 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        if k >= len(heads):
-            ax.set_axis_off()
-            continue
+    fig, axes, _ = _panels(len(heads), ncols, size, figsize, (3.3, 3.0))
+    for k, ax in enumerate(axes):
         cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
         image = ax.imshow(dense[heads[k]].numpy(), cmap=cmap, vmin=0, interpolation="nearest")
         fig.colorbar(image, ax=ax, shrink=0.8)
@@ -280,7 +282,7 @@ def plot_history(history: Sequence[Mapping[str, float]] | Mapping[str, Sequence[
     groups = [g for g in ([k for k in cols if "loss" in k], [k for k in cols if "loss" not in k]) if g]
     fig = _figure(size, figsize, (5.0 * len(groups), 3.5))
     axes = fig.subplots(1, len(groups), squeeze=False)[0]
-    for ax, group in zip(axes, groups):
+    for ax, group in zip(axes, groups, strict=True):
         for k in group:
             ax.plot(xs, cols[k], marker="o", markersize=3, label=k)
         ax.set_xlabel("epoch")
