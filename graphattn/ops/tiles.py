@@ -6,7 +6,8 @@ chunk of query rows at a time (memory O(chunk), never ``N x N``), and reduced to
 two sequences, and sequences of equal length share one scan. Query block ``i`` then attends
 over the ``K`` key blocks it touches (``K`` = the most any block touches), one fused
 ``scaled_dot_product_attention`` call over ``[H, blocks, b, C] x [H, blocks, K b, C]`` with the
-stored tile masks; empty tiles are never computed.
+stored tile masks; empty tiles are never computed. The scan of a (pattern, length) pair is
+remembered across graphs (the batches of a run repeat them), as long as the pattern is hashable.
 
 Memory: O(N K b) booleans for the masks, O(N H C K) for the gathered keys. Work: the
 non-empty tiles only. Slow twin: :func:`graphattn.ops.reference.reference_attention`.
@@ -14,6 +15,7 @@ non-empty tiles only. Slow twin: :func:`graphattn.ops.reference.reference_attent
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import torch
@@ -44,6 +46,15 @@ class TilePlan(NamedTuple):
 
 
 def _sequence_tiles(pattern: Pattern, size: int, block: int) -> tuple[Tensor, Tensor]:
+    """:func:`_scan_tiles`, remembered across graphs: the scan costs O(size^2) predicate
+    evaluations, and the batches of a training run repeat the same (pattern, length) pairs."""
+    try:
+        return _remembered_tiles(pattern, size, block)
+    except TypeError:  # an unhashable pattern: scan every time
+        return _scan_tiles(pattern, size, block)
+
+
+def _scan_tiles(pattern: Pattern, size: int, block: int) -> tuple[Tensor, Tensor]:
     """``(key_blocks [nbs, K], masks [nbs, K, b, b])`` of one sequence, local block ids, ``-1`` pads."""
     nbs = -(-size // block)
     padded = nbs * block
@@ -65,6 +76,9 @@ def _sequence_tiles(pattern: Pattern, size: int, block: int) -> tuple[Tensor, Te
         key_blocks[i, : kb.numel()] = kb
         masks[i, : kb.numel()] = t
     return key_blocks, masks
+
+
+_remembered_tiles = lru_cache(maxsize=64)(_scan_tiles)
 
 
 def plan_tiles(graph: AttentionGraph, block: int) -> TilePlan:
