@@ -12,6 +12,7 @@ from graphattn.convert import (
     DEFAULT_AUDIO_PATTERN, Tokenizer, audio_to_graph, graph_to_data, image_to_graph, image_to_patches, log_mel,
     mel_centers, mel_filterbank, sequence_to_graph, text_to_graph, to_networkx,
 )
+from graphattn import AttentionGraph
 from graphattn.patterns import Full, Global, GraphEdges, Grid2D, SelfLoops, VirtualNodes, Window, batch_edge_index
 
 
@@ -39,11 +40,12 @@ def test_sequence_batch_offsets():
     assert batch.pattern == [Window(1) | Global((0,))] * 3
 
 
-def test_sequence_virtual_nodes():
+def test_sequence_virtual_nodes_stay_out_of_the_data():
     data = sequence_to_graph(torch.ones(4, 2), Window(0) | VirtualNodes(1))
-    assert data.num_nodes == 5 and data.num_real_nodes == 4
-    assert data.x[-1].eq(0).all() and data.pos.numel() == 4
-    assert edge_set(data.edge_index) >= {(4, i) for i in range(5)} | {(i, 4) for i in range(5)}
+    assert data.num_nodes == 4 and data.x.shape == (4, 2) and data.pos.numel() == 4
+    assert edge_set(data.edge_index) == {(i, i) for i in range(4)}  # the real nodes' part of the pattern
+    graph = AttentionGraph.from_data(data)  # the graph lays the virtual node after the sequence
+    assert graph.num_nodes == 5 and edge_set(graph.edge_index) >= {(4, i) for i in range(5)} | {(i, 4) for i in range(5)}
 
 
 @pytest.mark.parametrize("x,pattern,y,err,match", [
@@ -212,12 +214,13 @@ def test_image_bad_input(image, patch, pattern, err, match):
 def test_networkx_round_trip_keeps_every_edge():
     g = nx.gnp_random_graph(12, 0.3, seed=1, directed=True)
     data = graph_to_data(g)
-    back = to_networkx(data)
+    assert set(to_networkx(data).edges) == set(g.edges)  # the graph's own edges
+    back = to_networkx(data.pattern, 12)  # the attention graph: the edges and self-loops
     assert set(back.edges) == set(g.edges) | {(i, i) for i in range(12)}
-    expected = GraphEdges(data.graph_edge_index, 12) | SelfLoops()
+    expected = GraphEdges(data.edge_index, 12) | SelfLoops()
     assert torch.equal(data.pattern.dense_mask(12), expected.dense_mask(12))
     und = nx.cycle_graph(5)
-    back = to_networkx(graph_to_data(und, pattern=GraphEdges(from_nx_edges(und), 5)))
+    back = to_networkx(graph_to_data(und, pattern=GraphEdges(from_nx_edges(und), 5)).pattern, 5)
     assert set(back.edges) == set(und.edges) | {(j, i) for i, j in und.edges}
 
 
@@ -230,11 +233,21 @@ def test_graph_data_virtual_nodes_and_no_edges():
     src = Data(x=torch.randn(4, 3), edge_index=torch.tensor([[0, 1], [1, 2]]), edge_attr=torch.randn(2, 5),
                y=torch.tensor([0, 1, 1, 0]))
     data = graph_to_data(src, add=VirtualNodes(1))
-    assert data.num_nodes == 5 and data.num_real_nodes == 4 and data.x.shape == (5, 3) and data.x[4].eq(0).all()
-    assert data.graph_edge_attr.shape == (2, 5) and "edge_attr" not in data and src.edge_index.size(1) == 2
-    assert (0, 1) in edge_set(data.edge_index) and (4, 0) in edge_set(data.edge_index)
+    assert data.num_nodes == 4 and data.x.shape == (4, 3)
+    assert torch.equal(data.edge_index, src.edge_index) and torch.equal(data.edge_attr, src.edge_attr)
+    graph = AttentionGraph.from_data(data)
+    assert graph.num_nodes == 5 and {(0, 1), (4, 0), (0, 4), (0, 0)} <= edge_set(graph.edge_index)
     lonely = graph_to_data(nx.empty_graph(3))
-    assert edge_set(lonely.edge_index) == {(0, 0), (1, 1), (2, 2)} and lonely.x.shape == (3, 1)
+    assert edge_set(lonely.pattern.edge_index(3)) == {(0, 0), (1, 1), (2, 2)} and lonely.x.shape == (3, 1)
+
+
+def test_a_batch_of_graphs_gets_one_pattern_per_graph():
+    graphs = [graph_to_data(nx.path_graph(3), add=VirtualNodes(1)), graph_to_data(nx.cycle_graph(4), add=VirtualNodes(1))]
+    batch = Batch.from_data_list(graphs)
+    graph = AttentionGraph.build(batch.pattern, batch=batch.batch)
+    assert (graph.num_nodes, graph.num_virtual, graph.sizes.tolist()) == (9, 1, [4, 5])
+    want = torch.cat([graphs[0].pattern.edge_index(4), graphs[1].pattern.edge_index(5) + 4], dim=1)
+    assert torch.equal(graph.edge_index, want)
 
 
 def test_to_networkx_attention_and_pattern():

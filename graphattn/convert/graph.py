@@ -1,4 +1,4 @@
-"""Graphs to attention graphs and back: ``graph_to_data`` and ``to_networkx``.
+"""Graphs with their attention patterns, and back: ``graph_to_data`` and ``to_networkx``.
 
 A real graph (Cora, a molecule) is one more pattern: by default node ``i`` attends over its
 in-neighbours and itself, ``GraphEdges(edge_index, n) | SelfLoops()``. Add global virtual
@@ -15,14 +15,14 @@ from torch_geometric.utils import from_networkx
 from torch_geometric.utils import to_networkx as pyg_to_networkx
 
 from ..patterns import GraphEdges, Pattern, SelfLoops, check_edge_index
-from .sequence import _as_label, attach_pattern, check_pattern
+from .sequence import _as_label, check_pattern
 
 __all__ = ["graph_to_data", "to_networkx"]
 
 
 def graph_to_data(graph: Data | nx.Graph, pattern: Pattern | None = None, *, add: Pattern | None = None,
                   node_attrs: list[str] | None = None, y: object = None) -> Data:
-    """A graph as a ``Data`` whose ``edge_index`` is the attention graph.
+    """A graph as a ``Data`` that carries its attention pattern.
 
     Args:
         graph: a PyG ``Data`` (not modified) or a networkx graph (converted with PyG's
@@ -36,14 +36,15 @@ def graph_to_data(graph: Data | nx.Graph, pattern: Pattern | None = None, *, add
         y: a label, stored as ``data.y`` (replacing the graph's own).
 
     Returns:
-        ``Data`` with the graph's attributes, ``edge_index`` = the attention graph,
-        ``graph_edge_index`` = the graph's own edges (their attributes renamed
-        ``graph_<name>``: ``edge_attr`` -> ``graph_edge_attr``), ``pattern``,
-        ``num_nodes`` and ``num_real_nodes``. A graph without features gets ``x = 1`` per
-        node (``[n, 1]``, as PyG's ``Constant`` transform). A graph without edges is valid:
-        with the default pattern each node attends only to itself. Virtual nodes
-        (``extra_nodes``) are appended to ``x`` with zero features; ``y``, ``pos`` and masks
-        keep the real-node length (use ``[:num_real_nodes]``).
+        ``Data`` with the graph's attributes as they were (``edge_index`` and ``edge_attr``
+        are the graph's own edges, so PyG transforms applied afterwards see the graph), the
+        attention ``pattern`` and ``num_nodes``. ``AttentionGraph.from_data`` (or a model
+        given ``data.pattern``) lays the pattern; a ``Batch`` of such graphs collates one
+        pattern per graph, which ``AttentionGraph.build`` accepts as a list. A graph without
+        features gets ``x = 1`` per node (``[n, 1]``, as PyG's ``Constant`` transform). A graph
+        without edges is valid: with the default pattern each node attends only to itself.
+        Virtual nodes (``extra_nodes``) are not added to the data: the model that learns them
+        inserts them.
 
     Raises:
         TypeError: ``graph`` is neither a ``Data`` nor a networkx graph, or a pattern is not a Pattern.
@@ -69,21 +70,16 @@ def graph_to_data(graph: Data | nx.Graph, pattern: Pattern | None = None, *, add
     check_pattern(pattern)
     if add is not None:
         pattern = pattern | check_pattern(add, "add")
-    data.num_nodes = n  # keep the count explicit before x or edge_index change
-    for key in _edge_level_keys(data, edges.size(1), n):  # they describe the graph's edges, not attention's
-        data[f"graph_{key}"] = data[key]
-        del data[key]
-    data.graph_edge_index = edges
+    for size in {n, n + pattern.extra_nodes}:
+        pattern.validate(size)
+    data.num_nodes = n
+    data.edge_index = edges
     if data.x is None:
         data.x = torch.ones(n, 1)
     if y is not None:
         data.y = _as_label(y)
-    return attach_pattern(data, pattern)
-
-
-def _edge_level_keys(data: Data, num_edges: int, n: int) -> list[str]:
-    return [k for k, v in data.items() if k != "edge_index" and isinstance(v, Tensor) and v.dim() >= 1
-            and v.size(0) == num_edges and ("edge" in k or num_edges != n)]
+    data.pattern = pattern
+    return data
 
 
 def _node_tensors(data: Data) -> list[str]:

@@ -4,15 +4,16 @@ Every converter returns a PyG ``Data`` with
 
 * ``x``: node features (``[N, F]``, or ``[N]`` token ids for text);
 * ``pos``: positions (``[N]`` for sequences, ``[N, 2]`` (row, col) for image patches);
-* ``edge_index``: the attention graph, ``pattern.edge_index(N)`` (row 0 = key ``j``,
-  row 1 = query ``i``), so node ``i`` attends over ``{j : (j, i) in E}``;
-* ``pattern``: the pattern object itself, so a model can pick a structured kernel;
-* ``num_nodes`` and ``num_real_nodes``; ``y`` when given.
+* ``edge_index``: the attention graph among the data's nodes, ``pattern.edge_index(N)``
+  (row 0 = key ``j``, row 1 = query ``i``), so node ``i`` attends over ``{j : (j, i) in E}``;
+* ``pattern``: the pattern object itself, so a model can pick a structured kernel
+  (``AttentionGraph.from_data(data)`` prepares it);
+* ``num_nodes``; ``y`` when given.
 
-If the pattern asks for extra nodes (``VirtualNodes(k)``), ``k`` nodes with zero features
-are appended to ``x`` after the real ones; ``num_real_nodes`` counts the real ones. The other
-node-level tensors (``pos``, node labels, masks) keep their real-node length: slice model
-outputs with ``[:num_real_nodes]`` before comparing them with labels.
+A ``Data`` holds only the data's own nodes. If the pattern asks for virtual nodes
+(``VirtualNodes(k)``), they are not added here: the model that learns them inserts them where
+the :class:`~graphattn.AttentionGraph` lays them (after each sequence), and ``edge_index``
+keeps the pattern's edges among the real nodes.
 
 A list of sequences becomes a PyG ``Batch``: the graphs are laid block-diagonally (PyG
 offsets ``edge_index``), ``pos`` restarts at 0 for each sequence, and ``batch.pattern`` is
@@ -52,22 +53,18 @@ def _as_label(y: object) -> Tensor | None:
 
 
 def attach_pattern(data: Data, pattern: Pattern) -> Data:
-    """Lay ``pattern`` on ``data`` in place: append its extra nodes to ``data.x`` (zeros), set
-    ``edge_index``, ``pattern``, ``num_nodes`` and ``num_real_nodes``; returns ``data``."""
+    """Lay ``pattern`` on ``data`` in place: set ``edge_index`` (the pattern's edges among the
+    data's nodes), ``pattern`` and ``num_nodes``; returns ``data``."""
     check_pattern(pattern)
-    num_real = data.num_nodes
-    if num_real is None:
+    n = data.num_nodes
+    if n is None:
         raise ValueError("data must know its number of nodes (x or num_nodes) to lay a pattern on it")
-    extra = pattern.extra_nodes
-    if extra:
-        if data.x is None:
-            raise ValueError(f"pattern {pattern!r} appends {extra} virtual node(s), which needs data.x to pad")
-        data.x = torch.cat([data.x, data.x.new_zeros((extra, *data.x.shape[1:]))])
-    n = num_real + extra
-    data.edge_index = pattern.edge_index(n, device=data.x.device if data.x is not None else None)
+    edge_index = pattern.edge_index(n + pattern.extra_nodes, device=data.x.device if data.x is not None else None)
+    if pattern.extra_nodes:  # the virtual nodes belong to the model: keep the real nodes' edges
+        edge_index = edge_index[:, (edge_index < n).all(dim=0)]
+    data.edge_index = edge_index
     data.num_nodes = n
     data.pattern = pattern
-    data.num_real_nodes = num_real
     return data
 
 
@@ -75,7 +72,7 @@ def build_data(x: Tensor, pattern: Pattern, *, pos: Tensor | None = None, y: obj
     """A ``Data`` with features ``x`` and the attention graph of ``pattern`` on its nodes.
 
     Args:
-        x: node features ``[N, ...]``; ``pattern.extra_nodes`` zero rows are appended.
+        x: node features ``[N, ...]``.
         pattern: who attends to whom.
         pos: node positions, stored as given.
         y: a label (scalar -> shape ``[1]``) or label tensor.

@@ -4,9 +4,9 @@ Each graph becomes a ``Data`` through :func:`graphattn.convert.graph_to_data`: n
 attends over its bonded neighbours and itself, ``GraphEdges(edges, n) | SelfLoops()``, joined
 with ``add`` if given (``"VirtualNodes(1)"``: a node that every atom sees and that sees every
 atom; ``"Expander(4)"``: random expander edges, as Exphormer). Graphs differ, so there is no
-single pattern to lay on a batch: the model gets the batch's block-diagonal ``edge_index``,
-and the converter's virtual nodes enter as ordinary nodes (zero features, so they all start
-from the input projection's bias) that are left out of the mean pooling. Optional positional
+single pattern to lay on a batch: the model gets the batch's list of patterns, one per
+molecule (``AttentionGraph.build`` lays them block-diagonally), and learns the virtual nodes
+that ``add`` asks for, inserted after each molecule and left out of the mean pooling. Optional positional
 features: Laplacian eigenvectors (``encoding="laplacian"``, random signs while training,
 one draw per batch) or random-walk return probabilities (``"random_walk"``).
 
@@ -32,7 +32,6 @@ from torch_geometric.transforms import AddLaplacianEigenvectorPE, AddRandomWalkP
 
 from ..models import GraphTransformer
 from ..nn.encodings import LaplacianEncoding, RandomWalkEncoding
-from ..patterns import positions, sizes_from_batch
 from ..train import peak_memory_mb, reset_peak_memory, set_seed
 from .common import EVAL_BATCH, evaluate, fit_minibatches, write_results
 from .config import ENCODINGS, GraphConfig
@@ -63,19 +62,15 @@ def _graphs(cfg: GraphConfig) -> list[Data]:
     graphs = []
     for graph in dataset:
         graph = transform(graph) if transform is not None else graph
-        data = graph_to_data(graph, add=add)
-        extra = data.num_nodes - data.num_real_nodes
-        if transform is not None and extra:  # virtual nodes have no position: zeros
-            data.pe = torch.cat([data.pe, data.pe.new_zeros(extra, data.pe.size(1))])
-        graphs.append(data)
+        graphs.append(graph_to_data(graph, add=add))
     return graphs
 
 
 def _forward(model: GraphTransformer, batch, encoded: bool) -> torch.Tensor:
-    out = model(batch.x, batch.edge_index, batch=batch.batch, pos=batch.pe if encoded else None)  # (N, classes)
-    real = positions(sizes_from_batch(batch.batch, out.size(0))).to(out.device) < batch.num_real_nodes[batch.batch]
+    # one pattern per molecule; the model inserts its learned virtual nodes and drops them again
+    out = model(batch.x, batch.pattern, batch=batch.batch, pos=batch.pe if encoded else None)  # (N, classes)
     # The head is linear, so mean-pooling its per-node outputs equals the head of the mean.
-    return global_mean_pool(out[real], batch.batch[real], size=batch.num_graphs)  # (B, classes)
+    return global_mean_pool(out, batch.batch, size=batch.num_graphs)  # (B, classes)
 
 
 def _split(fold: torch.Tensor, k: int, labels: torch.Tensor, cfg: GraphConfig) -> tuple[list[int], ...]:
@@ -95,6 +90,7 @@ def run(cfg: GraphConfig) -> dict:
     seed, m, positional = cfg.split.seed, cfg.model, cfg.positional
     fold = stratified_folds(labels, cfg.folds, seed)
     encoded = positional.encoding != "none"
+    add = cfg.parsed_add()
     reset_peak_memory(device)
 
     def forward(model: torch.nn.Module, batch) -> torch.Tensor:
@@ -107,7 +103,7 @@ def run(cfg: GraphConfig) -> dict:
         encoding = {"none": None, "laplacian": LaplacianEncoding,
                     "random_walk": RandomWalkEncoding}[positional.encoding]
         model = GraphTransformer(in_channels, m.hidden, num_classes, num_layers=m.layers, heads=m.heads,
-                                 dropout=m.dropout,
+                                 dropout=m.dropout, virtual_nodes=add.extra_nodes if add is not None else 0,
                                  feature_encoding=encoding(positional.encoding_dim, m.hidden) if encoding else None)
         model = model.to(device)
         history = fit_minibatches(model, forward, [graphs[i] for i in train], [graphs[i] for i in val], cfg.training,

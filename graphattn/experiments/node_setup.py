@@ -113,6 +113,7 @@ def build(name: str, task: Task, config: NodeConfig, seed: int) -> Run:
                     pattern, {**identity, "pattern": pattern, **asdict(recipe)})
 
     from ..models import GraphAttentionNetwork, GraphTransformer
+    from ..ops import AttentionGraph
     from ..patterns import Full
 
     pattern = pattern_for(name, task, config, seed)
@@ -136,15 +137,13 @@ def build(name: str, task: Task, config: NodeConfig, seed: int) -> Run:
         model = GraphTransformer(task.num_features, m.hidden, task.num_classes, m.layers, m.heads,
                                  pattern, ffn_ratio=1, input_norm=input_norm, **common)
     model = model.to(config.run.device)
-    # Sparse patterns without extra nodes go in as one precomputed edge_index (no rebuild per
-    # forward); Full() and virtual nodes go in as patterns (dense kernel; appended nodes).
-    edges = None if pattern.extra_nodes or isinstance(pattern, Full) else pattern.edge_index(task.num_nodes, task.edge_index.device)
-    pos = task.pos
+    # One attention graph for the whole run: every epoch and layer reuse its edges, plans and masks.
+    graph = AttentionGraph.build(pattern, task.num_nodes, pos=task.pos).to(config.run.device)
     options = config.options()  # the checkpoint's identity: what the weights depend on
     hyper = {k: options[k] for k in ("architecture", "lr", "weight_decay", "hidden", "heads", "layers", "dropout",
                                      "encoding", "encoding_dim", "virtual_nodes", "expander_degree")}
     hyper["attn_dropout"] = attn_dropout
     hyper["input_norm"] = input_norm
     hyper["residual"] = residual
-    return Run(model, lambda x: model(x, edges, pos=pos), m.dropout, config.training.lr, config.training.weight_decay,
+    return Run(model, lambda x: model(x, graph), m.dropout, config.training.lr, config.training.weight_decay,
                 repr(pattern), {**identity, "pattern": repr(pattern), **hyper})

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ..models import GraphTransformer
 from ..nn.encodings import RotaryEncoding, SinusoidalEncoding
-from ..patterns import Pattern, positions, sizes_from_batch
+from ..patterns import Pattern
 from ..train import peak_memory_mb, reset_peak_memory, set_seed
 from .common import EVAL_BATCH, evaluate, fit_minibatches, write_results
 from .config import DEFAULT_PATTERNS, POSITIONS, TASKS, SequenceConfig
@@ -92,11 +92,11 @@ def _speech(cfg: SequenceConfig, pattern: Pattern) -> tuple[list[list[Data]], in
                 for i in tqdm(list(idx), desc="log-mel", leave=False, disable=not cfg.run.progress)]
 
     splits = [convert(train, tr), convert(train, va), convert(test, range(len(test.labels)))]
-    frames = torch.cat([d.x[: d.num_real_nodes] for d in splits[0]])  # (frames, n_mels), training only
+    frames = torch.cat([d.x for d in splits[0]])  # (frames, n_mels), training only
     mean, std = frames.mean(0), frames.std(0).clamp(min=1e-5)
     for d in (d for split in splits for d in split):
-        d.x[: d.num_real_nodes] = (d.x[: d.num_real_nodes] - mean) / std
-    lengths = [d.num_real_nodes for d in splits[0]]
+        d.x = (d.x - mean) / std
+    lengths = [d.num_nodes for d in splits[0]]
     return splits, 10, {"in_channels": MEL["n_mels"], "frames_max": max(lengths),
                         "frames_mean": sum(lengths) / len(lengths), **MEL}
 
@@ -132,12 +132,9 @@ def _model(cfg: SequenceConfig, pattern: Pattern, in_channels: int, num_classes:
 
 
 def _forward(model: GraphTransformer, batch, pattern: Pattern, rope: bool) -> torch.Tensor:
-    x, index, pos = batch.x, batch.batch, batch.pos
-    if pattern.extra_nodes:  # the converter's zero rows give way to the model's learned virtual nodes
-        keep = positions(sizes_from_batch(index, x.size(0))).to(x.device) < batch.num_real_nodes[index]
-        x, index = x[keep], index[keep]
-        pos = None if rope else pos  # score-side positions cannot be laid on virtual nodes
-    return model(x, pattern, batch=index, pos=pos)
+    # score-side positions cannot be laid on the model's virtual nodes: those use sequence positions
+    pos = None if rope and pattern.extra_nodes else batch.pos
+    return model(batch.x, pattern, batch=batch.batch, pos=pos)
 
 
 def run(cfg: SequenceConfig) -> dict:

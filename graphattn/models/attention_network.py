@@ -59,7 +59,7 @@ class GraphAttentionNetwork(AttentionModel):
             (every layer attends with its input; ``hidden_channels == out_channels * out_heads``
             needed for the last layer), see :class:`~graphattn.nn.SelfAttentionConv`.
             (default: ``"shared"``)
-        feature_encoding, position, score, backend, edge_dim, embedding: as in
+        feature_encoding, position, score, backend, edge_dim, embedding, virtual_nodes: as in
             :class:`GraphTransformer`.
 
     Shapes:
@@ -92,10 +92,11 @@ class GraphAttentionNetwork(AttentionModel):
         backend: str = "auto",
         edge_dim: int | None = None,
         embedding: bool = False,
+        virtual_nodes: int | None = None,
     ):
         super().__init__(in_channels, hidden_channels, out_channels, num_layers, heads, pattern, pooling,
                          input_dropout=input_dropout, feature_encoding=feature_encoding, position=position,
-                         embedding=embedding)
+                         embedding=embedding, virtual_nodes=virtual_nodes)
         check_int(out_heads, "out_heads")
         for name, p in (("dropout", dropout), ("attn_dropout", attn_dropout)):
             if not 0.0 <= p < 1.0:

@@ -41,6 +41,7 @@ class AttentionModel(nn.Module):
         feature_encoding: nn.Module | None,
         position: nn.Module | None,
         embedding: bool,
+        virtual_nodes: int | None,
     ):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
@@ -72,7 +73,10 @@ class AttentionModel(nn.Module):
         self.input_drop = nn.Dropout(input_dropout)
         self.input_norm: nn.Module | None = None
         self.feature_encoding = feature_encoding
-        num_virtual = pattern.extra_nodes if pattern is not None else 0
+        num_virtual = (pattern.extra_nodes if pattern is not None else 0) if virtual_nodes is None else virtual_nodes
+        check_int(num_virtual, "virtual_nodes", 0)
+        if pattern is not None and pattern.extra_nodes not in (0, num_virtual):
+            raise ValueError(f"virtual_nodes={num_virtual} but pattern {pattern!r} lays {pattern.extra_nodes}")
         self.virtual = nn.Parameter(torch.empty(num_virtual, hidden_channels)) if num_virtual else None
 
     @property

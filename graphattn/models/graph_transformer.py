@@ -22,16 +22,15 @@ class GraphTransformer(AttentionModel):
 
     where each block is a pre-norm :class:`~graphattn.nn.TransformerBlock` and ``E`` is
     ``edges`` if given, else the model's ``pattern`` laid on each sequence / graph of
-    ``batch``. With ``pattern=Full()`` it is a plain (non-causal) transformer encoder.
+    ``batch``, prepared once per forward as an :class:`~graphattn.AttentionGraph` that every
+    block reuses. With ``pattern=Full()`` it is a plain (non-causal) transformer encoder.
 
     Virtual nodes: if the pattern has ``extra_nodes = k > 0`` (``VirtualNodes(k)``), the model
-    learns ``k`` embeddings and appends them after the real nodes of *every* sequence / graph
-    of the batch (the pattern is laid on each with its ``k`` extra nodes, so they are the last
-    ``k`` nodes of each), and drops them again before the norm, pooling and head: outputs have
-    one row per real node. Returned attention weights index the extended node list.
-    ``Data`` from :mod:`graphattn.convert` already carries ``k`` zero rows for them in ``x``:
-    pass ``x[:num_real_nodes]`` with ``data.pattern`` (learned virtual nodes), or ``x`` with
-    ``data.edge_index`` (the zero rows then enter as ordinary nodes and come back as rows).
+    learns ``k`` embeddings and inserts them after the real nodes of *every* sequence / graph
+    of the batch (where the AttentionGraph lays them: the last ``k`` nodes of each), and drops
+    them again before the norm, pooling and head: outputs have one row per real node. Returned
+    attention weights index the extended node list. ``Data`` from :mod:`graphattn.convert`
+    holds only the real nodes: pass ``data.x`` with ``data.pattern``.
 
     Args:
         in_channels: input feature width ``F``, or the vocabulary size with ``embedding=True``.
@@ -68,6 +67,9 @@ class GraphTransformer(AttentionModel):
         edge_dim: edge feature width (needs ``edge_index`` edges), or ``None``. (default: ``None``)
         embedding: ``x`` holds token ids ``(N)`` looked up in an ``nn.Embedding`` with
             ``in_channels`` entries instead of features ``(N, F)``. (default: ``False``)
+        virtual_nodes: learned virtual nodes ``k``, for edges that lay them when the default
+            ``pattern`` does not (e.g. one pattern per molecule, each with ``VirtualNodes(k)``).
+            (default: the ``pattern``'s ``extra_nodes``)
 
     Shapes:
         - input: ``x`` ``(N, F)`` float (dense or sparse), or ``(N)`` long ids with ``embedding=True``;
@@ -98,10 +100,11 @@ class GraphTransformer(AttentionModel):
         backend: str = "auto",
         edge_dim: int | None = None,
         embedding: bool = False,
+        virtual_nodes: int | None = None,
     ):
         super().__init__(in_channels, hidden_channels, out_channels, num_layers, heads, pattern, pooling,
                          input_dropout=input_dropout, feature_encoding=feature_encoding, position=position,
-                         embedding=embedding)
+                         embedding=embedding, virtual_nodes=virtual_nodes)
         for name, p in (("dropout", dropout), ("attn_dropout", attn_dropout)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {p}")
