@@ -84,7 +84,7 @@ def main() -> None:
     graphs = {name: prepared(p, args.n) for name, p in patterns.items()}
     times: dict[str, list[float]] = {name: [] for name in patterns}
     with torch.no_grad():
-        for name, (graph, _) in graphs.items():  # warm-up
+        for graph, _ in graphs.values():  # warm-up
             layer(x, graph)
         for _ in range(args.runs):
             for name, (graph, _) in graphs.items():

@@ -4,7 +4,8 @@ A 4-layer ``GraphTransformer`` on ``Window(128)``, ``n = 4096`` (fp32, width 128
 mode, no grad). The attention compute (``F.scaled_dot_product_attention``, which the dense and
 blocked kernels call) and every leaf module that does dense math (``Linear``, ``LayerNorm``,
 ``GELU``, ``Dropout``) are wrapped in a timer; what is left of the forward is overhead:
-deriving the graph, plans and tile masks, gathering tiles, checks, dispatch, reshapes. Median of ``--runs`` forwards after a warm-up.
+deriving the graph, plans and tile masks, gathering tiles, checks, dispatch, reshapes. Median
+of ``--runs`` forwards after a warm-up.
 
     python benchmarks/overhead.py
 """

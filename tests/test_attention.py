@@ -12,8 +12,18 @@ from torch_geometric.utils import to_dense_adj
 from graphattn import ops
 from graphattn.nn import SelfAttentionConv
 from graphattn.patterns import (
-    Causal, Expander, Full, Global, GraphEdges, Random, SelfLoops, Stride, VirtualNodes, Window,
-    bigbird, longformer,
+    Causal,
+    Expander,
+    Full,
+    Global,
+    GraphEdges,
+    Random,
+    SelfLoops,
+    Stride,
+    VirtualNodes,
+    Window,
+    bigbird,
+    longformer,
 )
 
 #: Every backend the layer can be asked for, except the oracle it is checked against.
@@ -334,7 +344,8 @@ BAD = {
                         ValueError, "edge_attr must have shape"),
     "edge_attr_width": (layer_call(init={"edge_dim": 3}, edges=torch.tensor([[0], [1]]), edge_attr=torch.randn(1, 2)),
                         ValueError, "edge_attr must have shape"),
-    "edge_attr_pattern": (layer_call(init={"edge_dim": 3}, edge_attr=torch.randn(13, 3)), ValueError, "edge_attr needs an explicit edge_index"),
+    "edge_attr_pattern": (layer_call(init={"edge_dim": 3}, edge_attr=torch.randn(13, 3)), ValueError,
+                          "edge_attr needs an explicit edge_index"),
     "edge_attr_unexpected": (layer_call(edges=torch.tensor([[0], [1]]), edge_attr=torch.randn(1, 3)), ValueError, "edge_dim"),
     "projection": (lambda: SelfAttentionConv(4, 4, projection="tied"), ValueError, "projection must be one of"),
     "projection_none_width": (lambda: SelfAttentionConv(4, 8, projection="none"), ValueError, "in_channels .4. must equal"),

@@ -8,11 +8,21 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
-from graphattn.convert import (
-    DEFAULT_AUDIO_PATTERN, Tokenizer, audio_to_graph, graph_to_data, image_to_graph, image_to_patches, log_mel,
-    mel_centers, mel_filterbank, sequence_to_graph, text_to_graph, to_networkx,
-)
 from graphattn import AttentionGraph
+from graphattn.convert import (
+    DEFAULT_AUDIO_PATTERN,
+    Tokenizer,
+    audio_to_graph,
+    graph_to_data,
+    image_to_graph,
+    image_to_patches,
+    log_mel,
+    mel_centers,
+    mel_filterbank,
+    sequence_to_graph,
+    text_to_graph,
+    to_networkx,
+)
 from graphattn.patterns import Full, Global, GraphEdges, Grid2D, SelfLoops, VirtualNodes, Window, batch_edge_index
 
 

@@ -145,7 +145,8 @@ def rotate_by_hand(x: torch.Tensor, pos: torch.Tensor, base: float = 10000.0) ->
     return torch.cat(parts, dim=-1)
 
 
-@pytest.mark.parametrize("pos", [torch.tensor([0, 1, 2, 3, 4, 5, 6]), torch.tensor([[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2], [5, 3]])],
+@pytest.mark.parametrize("pos", [torch.tensor([0, 1, 2, 3, 4, 5, 6]),
+                                 torch.tensor([[0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [1, 2], [5, 3]])],
                          ids=["1d", "2d"])
 def test_rope_on_full_equals_dense_rotary_attention_by_hand(pos):
     heads, channels = 2, 8
@@ -203,7 +204,8 @@ def t5_bucket_by_hand(d: int, bidirectional: bool, num_buckets: int, max_distanc
     exact = num_buckets // 2
     if d < exact:
         return offset + d
-    return offset + min(num_buckets - 1, exact + int(math.log(d / exact) / math.log(max_distance / exact) * (num_buckets - exact)))
+    log_ratio = math.log(d / exact) / math.log(max_distance / exact)
+    return offset + min(num_buckets - 1, exact + int(log_ratio * (num_buckets - exact)))
 
 
 def dense_bias_by_hand(enc, pos: torch.Tensor) -> torch.Tensor:

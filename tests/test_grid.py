@@ -1,10 +1,10 @@
 """Grid2D: the specification (mask) equals the generator (edge_index), and the neighbourhoods are right."""
 
 import networkx as nx
-from hypothesis import given, settings
-from hypothesis import strategies as st
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from graphattn.patterns import Full, Grid2D, Window
 

@@ -17,7 +17,17 @@ from graphattn.ops import AttentionGraph, ScoreSpec
 from graphattn.ops.blocked import blocked_attention
 from graphattn.ops.dense import dense_attention
 from graphattn.patterns import (
-    Causal, Expander, Full, Global, GraphEdges, Random, SelfLoops, Stride, Window, bigbird, longformer,
+    Causal,
+    Expander,
+    Full,
+    Global,
+    GraphEdges,
+    Random,
+    SelfLoops,
+    Stride,
+    Window,
+    bigbird,
+    longformer,
 )
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,7 +13,6 @@ from graphattn.nn.attention import SelfAttentionConv
 from graphattn.nn.block import TransformerBlock
 from graphattn.patterns import Full, Global, GraphEdges, SelfLoops, VirtualNodes, Window
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -11,8 +11,18 @@ from hypothesis import strategies as st
 from graphattn import ops
 from graphattn.ops import AttentionGraph, ScoreSpec, reference_attention
 from graphattn.patterns import (
-    Causal, Expander, Full, Global, Random, SelfLoops, Stride, VirtualNodes, Window,
-    batch_edge_index, bigbird, longformer,
+    Causal,
+    Expander,
+    Full,
+    Global,
+    Random,
+    SelfLoops,
+    Stride,
+    VirtualNodes,
+    Window,
+    batch_edge_index,
+    bigbird,
+    longformer,
 )
 
 #: Every registered fast kernel is pinned to the oracle (contract 5).
@@ -141,7 +151,8 @@ def test_reference_by_hand():
                                      return_weights=True)
     a = torch.softmax(torch.tensor([0.0, 1.0], dtype=torch.float64), 0)
     torch.testing.assert_close(alpha[:, 0], torch.cat([a, torch.ones(1, dtype=torch.float64)]))
-    torch.testing.assert_close(out[:, 0, 0], torch.stack([10 * a[0] + 20 * a[1], torch.tensor(20.0).double(), torch.tensor(0.0).double()]))
+    want = torch.stack([10 * a[0] + 20 * a[1], torch.tensor(20.0).double(), torch.tensor(0.0).double()])
+    torch.testing.assert_close(out[:, 0, 0], want)
     counts = AttentionGraph.build(torch.tensor([[1, 1, 0], [0, 0, 2]]), 3).dense_counts(torch.long)
     assert counts.tolist() == [[0, 2, 0], [0, 0, 0], [1, 0, 0]]
 

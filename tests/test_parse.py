@@ -3,8 +3,21 @@
 import pytest
 
 from graphattn.patterns import (
-    PATTERN_NAMES, PATTERNS, Causal, Expander, Full, Global, Grid2D, Random, SelfLoops, Stride, VirtualNodes,
-    Window, bigbird, longformer, parse_pattern,
+    PATTERN_NAMES,
+    PATTERNS,
+    Causal,
+    Expander,
+    Full,
+    Global,
+    Grid2D,
+    Random,
+    SelfLoops,
+    Stride,
+    VirtualNodes,
+    Window,
+    bigbird,
+    longformer,
+    parse_pattern,
 )
 
 

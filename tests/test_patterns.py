@@ -10,8 +10,23 @@ import pytest
 import torch
 
 from graphattn.patterns import (
-    Causal, Expander, Full, Global, GraphEdges, Pattern, Random, SelfLoops, Stride, VirtualNodes,
-    Window, batch_dense_mask, batch_edge_index, bigbird, check_sizes, longformer, positions,
+    Causal,
+    Expander,
+    Full,
+    Global,
+    GraphEdges,
+    Pattern,
+    Random,
+    SelfLoops,
+    Stride,
+    VirtualNodes,
+    Window,
+    batch_dense_mask,
+    batch_edge_index,
+    bigbird,
+    check_sizes,
+    longformer,
+    positions,
     sizes_from_batch,
 )
 from graphattn.patterns.graph import _expander_keys

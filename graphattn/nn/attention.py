@@ -146,7 +146,8 @@ class SelfAttentionConv(MessagePassing):
             self.position.reset_parameters()
 
     @classmethod
-    def from_torch(cls, mha: nn.MultiheadAttention, *, backend: str = "auto", position: nn.Module | None = None) -> SelfAttentionConv:
+    def from_torch(cls, mha: nn.MultiheadAttention, *, backend: str = "auto",
+                   position: nn.Module | None = None) -> SelfAttentionConv:
         """A layer with the weights of a ``torch.nn.MultiheadAttention`` (copied, not shared).
 
         With ``Full()`` (or a pattern matching ``attn_mask`` / ``key_padding_mask``) the layer

@@ -59,7 +59,7 @@ def _scan_tiles(pattern: Pattern, size: int, block: int) -> tuple[Tensor, Tensor
     nbs = -(-size // block)
     padded = nbs * block
     ids, tiles = [], []
-    for start, rows in scan_mask(pattern, size, block):
+    for _, rows in scan_mask(pattern, size, block):
         c = -(-rows.size(0) // block)
         m = torch.zeros(c * block, padded, dtype=torch.bool)
         m[: rows.size(0), :size] = rows

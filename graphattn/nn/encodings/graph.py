@@ -8,9 +8,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import shortest_path
 from torch import Tensor, nn
 
+from ...checks import check_int
 from ...ops import BiasFn
 from ...patterns import check_edge_index
-from ...checks import check_int
 from ._pos import check_heads
 
 __all__ = ["ShortestPathBias"]

@@ -16,8 +16,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ...ops import BiasFn
 from ...checks import check_int
+from ...ops import BiasFn
 from ._pos import check_coords, check_heads
 
 __all__ = ["RelativePositionBias", "ALiBi", "RotaryEncoding", "Compose", "t5_bucket", "alibi_slopes"]
