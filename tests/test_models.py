@@ -8,6 +8,7 @@ from torch import nn
 from torch_geometric.data import Batch, Data
 from torch_geometric.utils import add_self_loops
 
+from graphattn import AttentionGraph
 from graphattn.models import GraphTransformer
 from graphattn.nn.attention import SelfAttentionConv
 from graphattn.nn.block import TransformerBlock
@@ -76,7 +77,7 @@ def test_block_with_full_pattern_equals_torch_encoder_layer():
             mine.bias.copy_(theirs.bias)
     x = torch.randn(3, 5, 16, dtype=torch.float64)  # (B, L, F)
     expected = ref(x)
-    got = block(x.reshape(15, 16), Full(), lengths=torch.tensor([5, 5, 5]))
+    got = block(x.reshape(15, 16), AttentionGraph.build(Full(), lengths=[5, 5, 5]))
     torch.testing.assert_close(got, expected.reshape(15, 16))
 
 

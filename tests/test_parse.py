@@ -63,7 +63,7 @@ def test_names():
     ("Window(**{'radius': 2})", "\\*\\* arguments"),
     ("Window", "bare name"),
     ("Window(2).left", "not allowed"),
-    ("Window(-1)", "bad arguments for Window: radius must be >= 0"),
+    ("Window(-1)", "bad arguments for Window: radius must be an int >= 0"),
     ("Window(size=3)", "bad arguments for Window"),
     ("Window(2) | 3", "'3' is not allowed"),
     ("GraphEdges([[0], [1]])", "unknown pattern 'GraphEdges'"),

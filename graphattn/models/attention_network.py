@@ -52,15 +52,14 @@ class GraphAttentionNetwork(AttentionModel):
         dropout: dropout on the input of every attention layer after the first (the first
             sees ``W_in x``; drop its input with ``input_dropout``). (default: ``0.6``, as GAT)
         attn_dropout: dropout on the attention weights. (default: ``0.6``, as GAT)
-        input_dropout: dropout on the input features (their stored entries if ``x`` is sparse;
-            on the token embeddings with ``embedding=True``). (default: ``0.0``)
         residual: add a linear skip to every layer. (default: ``False``)
         projection: ``"shared"``, ``"separate"`` (``W_q, W_k, W_v`` per layer) or ``"none"``
             (every layer attends with its input; ``hidden_channels == out_channels * out_heads``
             needed for the last layer), see :class:`~graphattn.nn.SelfAttentionConv`.
             (default: ``"shared"``)
-        feature_encoding, position, score, backend, edge_dim, embedding, virtual_nodes: as in
-            :class:`GraphTransformer`.
+        score, backend, edge_dim: as in :class:`GraphTransformer`.
+        **inputs: ``input_dropout``, ``feature_encoding``, ``position``, ``embedding``,
+            ``virtual_nodes``, as :class:`~graphattn.models.AttentionModel` takes them.
 
     Shapes:
         - input: ``x`` ``(N, F)`` float (dense or sparse), or ``(N)`` ids with ``embedding=True``;
@@ -71,32 +70,19 @@ class GraphAttentionNetwork(AttentionModel):
     """
 
     def __init__(
-        self,
-        in_channels: int,
-        hidden_channels: int,
-        out_channels: int,
-        num_layers: int = 2,
-        heads: int = 8,
-        pattern: Pattern | str | None = None,
-        pooling: str | None = None,
-        *,
+        self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 2, heads: int = 8,
+        pattern: Pattern | str | None = None, pooling: str | None = None, *,
         out_heads: int = 1,
-        dropout: float = 0.6,
-        attn_dropout: float = 0.6,
-        input_dropout: float = 0.0,
         projection: str = "shared",
         residual: bool = False,
-        feature_encoding: nn.Module | None = None,
-        position: nn.Module | None = None,
+        dropout: float = 0.6,
+        attn_dropout: float = 0.6,
         score: str = "dot",
         backend: str = "auto",
         edge_dim: int | None = None,
-        embedding: bool = False,
-        virtual_nodes: int | None = None,
+        **inputs,
     ):
-        super().__init__(in_channels, hidden_channels, out_channels, num_layers, heads, pattern, pooling,
-                         input_dropout=input_dropout, feature_encoding=feature_encoding, position=position,
-                         embedding=embedding, virtual_nodes=virtual_nodes)
+        super().__init__(in_channels, hidden_channels, out_channels, num_layers, heads, pattern, pooling, **inputs)
         check_int(out_heads, "out_heads")
         for name, p in (("dropout", dropout), ("attn_dropout", attn_dropout)):
             if not 0.0 <= p < 1.0:
@@ -114,7 +100,7 @@ class GraphAttentionNetwork(AttentionModel):
             proj = "none" if i == 0 and not last and projection == "shared" else projection
             return SelfAttentionConv(hidden_channels, out_channels * out_heads if last else hidden_channels,
                                      out_heads if last else heads, score=score, dropout=attn_dropout,
-                                     edge_dim=edge_dim, backend=backend, position=position,
+                                     edge_dim=edge_dim, backend=backend, position=self.position,
                                      projection=proj, project_out=False)
 
         self.convs = nn.ModuleList(layer(i) for i in range(num_layers))

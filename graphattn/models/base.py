@@ -25,6 +25,21 @@ class AttentionModel(nn.Module):
     graph where the graph's layout puts them, dropped again before the readout), the pooling,
     and the checks of ``x`` and ``edges``. Subclasses define ``_layers(h, graph, weights)`` and
     ``_readout(h, batch, sizes)``.
+
+    Args (the inputs, shared by every model; keyword-only):
+        input_dropout: dropout on the input features (their stored entries if ``x`` is sparse;
+            on the token embeddings with ``embedding=True``). (default: ``0.0``)
+        feature_encoding: optional module ``pos -> (N, hidden_channels)`` added after the input
+            projection (e.g. sinusoidal or Laplacian encodings). (default: ``None``)
+        position: optional score-side encoding (relative bias, ALiBi, rotary) given to every
+            attention layer. The *same instance* is shared by all layers: right for fixed
+            encodings; a learned one then has one set of parameters for the whole model (as
+            T5 shares its relative bias). (default: ``None``)
+        embedding: ``x`` holds token ids ``(N)`` looked up in an ``nn.Embedding`` with
+            ``in_channels`` entries instead of features ``(N, F)``. (default: ``False``)
+        virtual_nodes: learned virtual nodes ``k``, for edges that lay them when the default
+            ``pattern`` does not (e.g. one pattern per molecule, each with ``VirtualNodes(k)``).
+            (default: the ``pattern``'s ``extra_nodes``)
     """
 
     def __init__(
@@ -37,11 +52,11 @@ class AttentionModel(nn.Module):
         pattern: Pattern | str | None,
         pooling: str | None,
         *,
-        input_dropout: float,
-        feature_encoding: nn.Module | None,
-        position: nn.Module | None,
-        embedding: bool,
-        virtual_nodes: int | None,
+        input_dropout: float = 0.0,
+        feature_encoding: nn.Module | None = None,
+        position: nn.Module | None = None,
+        embedding: bool = False,
+        virtual_nodes: int | None = None,
     ):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("hidden_channels", hidden_channels),

@@ -52,24 +52,13 @@ class GraphTransformer(AttentionModel):
             projection, so tiny inputs (row-normalised bag-of-words) are drowned: with
             ``Full()`` on Cora the shared attention output then hides every node's own
             features and training stalls. (default: ``False``)
-        input_dropout: dropout on the input features (on the token embeddings with
-            ``embedding=True``). (default: ``0.0``)
         ffn_ratio: feed-forward width as a multiple of ``hidden_channels``. (default: ``2``)
-        feature_encoding: optional module ``pos -> (N, hidden_channels)`` added after the input
-            projection (e.g. sinusoidal or Laplacian encodings). (default: ``None``)
-        position: optional score-side encoding (relative bias, ALiBi, rotary) given to every
-            attention layer. The *same instance* is shared by all layers: right for fixed
-            encodings; a learned one then has one set of parameters for the whole model (as
-            T5 shares its relative bias). (default: ``None``)
         score: ``"dot"`` or ``"additive"``. (default: ``"dot"``)
         backend: attention kernel, ``"auto"`` or a name in ``graphattn.ops.KERNELS``.
             (default: ``"auto"``)
         edge_dim: edge feature width (needs ``edge_index`` edges), or ``None``. (default: ``None``)
-        embedding: ``x`` holds token ids ``(N)`` looked up in an ``nn.Embedding`` with
-            ``in_channels`` entries instead of features ``(N, F)``. (default: ``False``)
-        virtual_nodes: learned virtual nodes ``k``, for edges that lay them when the default
-            ``pattern`` does not (e.g. one pattern per molecule, each with ``VirtualNodes(k)``).
-            (default: the ``pattern``'s ``extra_nodes``)
+        **inputs: ``input_dropout``, ``feature_encoding``, ``position``, ``embedding``,
+            ``virtual_nodes``, as :class:`~graphattn.models.AttentionModel` takes them.
 
     Shapes:
         - input: ``x`` ``(N, F)`` float (dense or sparse), or ``(N)`` long ids with ``embedding=True``;
@@ -80,38 +69,25 @@ class GraphTransformer(AttentionModel):
     """
 
     def __init__(
-        self,
-        in_channels: int,
-        hidden_channels: int,
-        out_channels: int,
-        num_layers: int = 2,
-        heads: int = 4,
-        pattern: Pattern | str | None = None,
-        pooling: str | None = None,
-        *,
+        self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 2, heads: int = 4,
+        pattern: Pattern | str | None = None, pooling: str | None = None, *,
         dropout: float = 0.1,
         attn_dropout: float = 0.0,
-        input_dropout: float = 0.0,
         input_norm: bool = False,
         ffn_ratio: int = 2,
-        feature_encoding: nn.Module | None = None,
-        position: nn.Module | None = None,
         score: str = "dot",
         backend: str = "auto",
         edge_dim: int | None = None,
-        embedding: bool = False,
-        virtual_nodes: int | None = None,
+        **inputs,
     ):
-        super().__init__(in_channels, hidden_channels, out_channels, num_layers, heads, pattern, pooling,
-                         input_dropout=input_dropout, feature_encoding=feature_encoding, position=position,
-                         embedding=embedding, virtual_nodes=virtual_nodes)
+        super().__init__(in_channels, hidden_channels, out_channels, num_layers, heads, pattern, pooling, **inputs)
         for name, p in (("dropout", dropout), ("attn_dropout", attn_dropout)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {p}")
         self.input_norm = nn.LayerNorm(hidden_channels) if input_norm else None
         self.blocks = nn.ModuleList(
             TransformerBlock(hidden_channels, heads, ffn_ratio=ffn_ratio, dropout=dropout, attn_dropout=attn_dropout,
-                             score=score, backend=backend, position=position, edge_dim=edge_dim)
+                             score=score, backend=backend, position=self.position, edge_dim=edge_dim)
             for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(hidden_channels)

@@ -116,16 +116,9 @@ class SelfAttentionConv(MessagePassing):
             raise TypeError(f"project_out must be a bool, got {type(project_out).__name__}")
         if edge_dim is not None and (isinstance(edge_dim, bool) or not isinstance(edge_dim, int) or edge_dim < 1):
             raise ValueError(f"edge_dim must be a positive int or None, got {edge_dim!r}")
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.heads = heads
-        self.score = score
-        self.dropout = dropout
-        self.edge_dim = edge_dim
-        self.backend = backend
-        self.position = position
-        self.projection = projection
-        self.project_out = project_out
+        self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
+        self.score, self.dropout, self.edge_dim, self.backend = score, dropout, edge_dim, backend
+        self.position, self.projection, self.project_out = position, projection, project_out
         separate = projection == "separate"
         # "shared": lin_query is the one W; "none": no projection at all.
         self.lin_query = nn.Linear(in_channels, out_channels, bias=bias) if projection != "none" else None

@@ -38,8 +38,7 @@ class TransformerBlock(nn.Module):
         edge_dim: edge feature width for the attention, or ``None``. (default: ``None``)
 
     Shapes:
-        - input: ``x`` ``(N, channels)``; ``edges`` an ``AttentionGraph``, a pattern or ``(2, E)``;
-          ``batch`` ``(N)``
+        - input: ``x`` ``(N, channels)``; ``edges`` an ``AttentionGraph``, a pattern or ``(2, E)``
         - output: ``(N, channels)``; with weights also ``((2, E), (E, H))``
     """
 
@@ -90,16 +89,13 @@ class TransformerBlock(nn.Module):
         edges: AttentionGraph | Pattern | Tensor,
         edge_attr: Tensor | None = None,
         *,
-        batch: Tensor | None = None,
-        lengths: Tensor | None = None,
-        pos: Tensor | None = None,
         return_attention_weights: bool = False,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
-        """Attend along ``edges`` (as :meth:`SelfAttentionConv.forward` takes them) and apply the
-        feed-forward block. Returns ``(N, channels)``, and ``(edge_index, alpha)`` when
+        """Attend along ``edges``, a prepared :class:`~graphattn.AttentionGraph` (which holds the
+        batch layout and positions) or the edges of one sequence, and apply the feed-forward
+        block. Returns ``(N, channels)``, and ``(edge_index, alpha)`` when
         ``return_attention_weights``."""
-        res = self.attn(self.norm1(x), edges, edge_attr, batch=batch, lengths=lengths, pos=pos,
-                        return_attention_weights=return_attention_weights)
+        res = self.attn(self.norm1(x), edges, edge_attr, return_attention_weights=return_attention_weights)
         h, weights = res if return_attention_weights else (res, None)
         x = x + self.drop(h)
         x = x + self.drop(self.ffn(self.norm2(x)))

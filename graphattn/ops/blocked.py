@@ -44,7 +44,7 @@ from ..patterns import Full, Window
 from ..patterns.pieces import Pieces
 from .dense import dense_core
 from .graph import AttentionGraph
-from .masked import edge_weights, explicit, needs_explicit, sdpa
+from .masked import edge_weights, explicit, needs_explicit, sdpa, tile_attention
 from .scatter import scatter_attention
 from .scores import ScoreSpec
 from .tiles import tiled_core
@@ -105,14 +105,8 @@ def blocked_core(
     vb = values[0] if len(values) == 1 else torch.cat(values, dim=2)
     nb = plan.mask.size(0)
     qb = F.pad(q, (0, 0, 0, 0, 0, plan.npad - n)).view(nb, block, heads, channels).permute(2, 0, 1, 3)  # (H, nb, b, C)
-    lse = None
-    if not explicit_path:
-        out = sdpa(qb, kb, vb, plan.mask[None], spec.scale)  # (H, nb, b, C)
-    else:
-        bias = None
-        if spec.bias is not None:
-            bias = spec.bias(plan.query_ids[:, :, None], plan.key_ids[:, None, :]).permute(3, 0, 1, 2)  # (H, nb, b, S)
-        out, lse = explicit(qb, kb, vb, plan.mask[None], spec, bias)  # (H, nb, b, C), (H, nb, b)
+    out, lse = tile_attention(qb, kb, vb, plan.mask, spec, explicit_path, plan.query_ids, plan.key_ids)
+    if lse is not None:
         lse = lse.permute(1, 2, 0).reshape(plan.npad, heads)[:n]  # (N, H)
     out = out.permute(1, 2, 0, 3).reshape(plan.npad, heads, -1)[:n]  # (N, H, C)
     if plan.global_rows.numel():

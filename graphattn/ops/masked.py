@@ -17,7 +17,7 @@ from torch import Tensor
 from .graph import AttentionGraph
 from .scores import ScoreSpec
 
-__all__ = ["sdpa", "explicit", "edge_weights", "needs_explicit"]
+__all__ = ["sdpa", "explicit", "edge_weights", "needs_explicit", "tile_attention"]
 
 
 def needs_explicit(spec: ScoreSpec, return_weights: bool) -> bool:
@@ -54,3 +54,19 @@ def edge_weights(q: Tensor, k: Tensor, graph: AttentionGraph, spec: ScoreSpec, l
     if spec.bias is not None:
         scores = scores + spec.bias(dst, src)
     return torch.exp(scores - lse[dst])
+
+
+def tile_attention(
+    qb: Tensor, kb: Tensor, vb: Tensor, mask: Tensor, spec: ScoreSpec, explicit_path: bool,
+    query_ids: Tensor, key_ids: Tensor,
+) -> tuple[Tensor, Tensor | None]:
+    """Attention of query tiles ``qb [H, nb, b, C]`` over their key rows ``kb, vb [H, nb, S, C]``
+    with ``mask [nb, b, S]``: the fused SDPA call, or the explicit path with a bias evaluated on
+    the node ids ``query_ids [nb, b]`` x ``key_ids [nb, S]``. Returns ``(out [H, nb, b, C],
+    lse [H, nb, b] | None)``; the tile kernels (blocked, tiles) share it."""
+    if not explicit_path:
+        return sdpa(qb, kb, vb, mask[None], spec.scale), None
+    bias = None
+    if spec.bias is not None:
+        bias = spec.bias(query_ids[:, :, None], key_ids[:, None, :]).permute(3, 0, 1, 2)  # (H, nb, b, S)
+    return explicit(qb, kb, vb, mask[None], spec, bias)

@@ -24,7 +24,7 @@ from torch import Tensor
 from ..patterns import Pattern
 from ..patterns.base import scan_mask
 from .graph import AttentionGraph
-from .masked import explicit, needs_explicit, sdpa
+from .masked import needs_explicit, tile_attention
 from .scores import ScoreSpec
 
 __all__ = ["TilePlan", "plan_tiles", "tiled_core"]
@@ -124,16 +124,10 @@ def tiled_core(
     qb = pad(q)[:nb].permute(2, 0, 1, 3)  # (H, nb, b, C)
     kb = pad(k)[plan.key_blocks].flatten(1, 2).permute(2, 0, 1, 3)  # (H, nb, K b, C)
     vb = pad(v)[plan.key_blocks].flatten(1, 2).permute(2, 0, 1, 3)
-    lse = None
-    if not explicit_path:
-        out = sdpa(qb, kb, vb, plan.mask[None], spec.scale)  # (H, nb, b, C)
-    else:
-        bias = None
-        if spec.bias is not None:
-            rows = plan.node[: nb * block].view(nb, block)  # (nb, b)
-            cols = plan.node.view(nb + 1, block)[plan.key_blocks].flatten(1)  # (nb, K b)
-            bias = spec.bias(rows[:, :, None], cols[:, None, :]).permute(3, 0, 1, 2)  # (H, nb, b, K b)
-        out, lse = explicit(qb, kb, vb, plan.mask[None], spec, bias)  # (H, nb, b, C), (H, nb, b)
+    rows = plan.node[: nb * block].view(nb, block)  # (nb, b) node of every query slot
+    cols = plan.node.view(nb + 1, block)[plan.key_blocks].flatten(1)  # (nb, K b) node of every key slot
+    out, lse = tile_attention(qb, kb, vb, plan.mask, spec, explicit_path, rows, cols)  # (H, nb, b, C)
+    if lse is not None:
         lse = lse.permute(1, 2, 0).reshape(nb * block, heads)[plan.slot]  # (N, H)
     out = out.permute(1, 2, 0, 3).reshape(nb * block, heads, -1)[plan.slot]  # (N, H, C)
     return out, lse

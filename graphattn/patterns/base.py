@@ -19,7 +19,7 @@ read instead of testing classes.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 
 import torch
 from torch import Tensor
@@ -27,7 +27,10 @@ from torch import Tensor
 from ..checks import MAX_INDEX, check_int
 from .pieces import Pieces
 
-__all__ = ["Pattern", "Union", "Intersection", "check_num_nodes", "scan_mask"]
+__all__ = ["Pattern", "Union", "Intersection", "check_num_nodes", "check_fields", "scan_mask", "MAX_SEED"]
+
+#: Seeds go to ``torch.Generator.manual_seed``, which takes 64-bit integers.
+MAX_SEED = (1 << 63) - 1
 
 TEXT_VIEW_MAX = 128
 #: Predicate evaluations per chunk when a mask is scanned (a few MB of booleans at a time).
@@ -37,6 +40,18 @@ SCAN_CHUNK = 1 << 22
 def check_num_nodes(n: int, name: str = "n") -> int:
     """``n`` if it is an int number of nodes in ``[0, MAX_INDEX]``."""
     return check_int(n, name, 0, MAX_INDEX)
+
+
+def check_fields(pattern: object, **minimums: int) -> None:
+    """Check the int fields ``name=minimum`` of a pattern dataclass: each in ``[minimum, MAX_INDEX]``
+    (``MAX_SEED`` for a ``seed``), so no reach or size overflows int64 index arithmetic; a field
+    whose default is ``None`` may be ``None``."""
+    optional = {f.name for f in fields(pattern) if f.default is None and f.default is not MISSING}
+    for name, minimum in minimums.items():
+        value = getattr(pattern, name)
+        if value is None and name in optional:
+            continue
+        check_int(value, name, minimum, MAX_SEED if name == "seed" else MAX_INDEX)
 
 
 def scan_mask(pattern: Pattern, n: int, rows: int = 1) -> Iterator[tuple[int, Tensor]]:
@@ -131,16 +146,35 @@ def _flatten(kind: type, parts: tuple[Pattern, ...]) -> tuple[Pattern, ...]:
 
 
 @dataclass(frozen=True)
-class Union(Pattern):
-    """Attend where any part allows: ``mask = OR_p mask_p``."""
+class _Composite(Pattern):
+    """Parts combined elementwise by ``combine``: what a union and an intersection share."""
 
     parts: tuple[Pattern, ...]
+
+    @staticmethod
+    def combine(a: Tensor, b: Tensor) -> Tensor:
+        raise NotImplementedError
 
     def mask(self, q_idx: Tensor, k_idx: Tensor, n: int) -> Tensor:
         out = self.parts[0].mask(q_idx, k_idx, n)
         for p in self.parts[1:]:
-            out = out | p.mask(q_idx, k_idx, n)
+            out = self.combine(out, p.mask(q_idx, k_idx, n))
         return out
+
+    @property
+    def extra_nodes(self) -> int:
+        return max(p.extra_nodes for p in self.parts)
+
+    def validate(self, n: int) -> None:
+        for p in self.parts:
+            p.validate(n)
+
+
+@dataclass(frozen=True)
+class Union(_Composite):
+    """Attend where any part allows: ``mask = OR_p mask_p``."""
+
+    combine = staticmethod(torch.logical_or)
 
     def _edges(self, n: int) -> Tensor:
         ei = torch.cat([p._edges(n) for p in self.parts], dim=1)
@@ -162,29 +196,15 @@ class Union(Pattern):
             out = piece if out is None else out.union(piece)
         return out
 
-    @property
-    def extra_nodes(self) -> int:
-        return max(p.extra_nodes for p in self.parts)
-
-    def validate(self, n: int) -> None:
-        for p in self.parts:
-            p.validate(n)
-
     def __repr__(self) -> str:
         return " | ".join(repr(p) for p in self.parts)
 
 
 @dataclass(frozen=True)
-class Intersection(Pattern):
+class Intersection(_Composite):
     """Attend where every part allows: ``mask = AND_p mask_p``."""
 
-    parts: tuple[Pattern, ...]
-
-    def mask(self, q_idx: Tensor, k_idx: Tensor, n: int) -> Tensor:
-        out = self.parts[0].mask(q_idx, k_idx, n)
-        for p in self.parts[1:]:
-            out = out & p.mask(q_idx, k_idx, n)
-        return out
+    combine = staticmethod(torch.logical_and)
 
     def _edges(self, n: int) -> Tensor:
         # Generate the sparsest part, then keep the edges every other part allows: O(E_min).
@@ -209,14 +229,6 @@ class Intersection(Pattern):
         if any(p is None or p.band is None or p.global_nodes or p.randoms for p in pieces):
             return None
         return Pieces(self, min(p.left for p in pieces), min(p.right for p in pieces), full=all(p.full for p in pieces))
-
-    @property
-    def extra_nodes(self) -> int:
-        return max(p.extra_nodes for p in self.parts)
-
-    def validate(self, n: int) -> None:
-        for p in self.parts:
-            p.validate(n)
 
     def __repr__(self) -> str:
         return " & ".join(f"({p!r})" if isinstance(p, Union) else repr(p) for p in self.parts)

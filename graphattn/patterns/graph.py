@@ -12,9 +12,8 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from .base import Pattern, check_num_nodes
+from .base import Pattern, check_fields, check_num_nodes
 from .pieces import Pieces
-from .sequence import _check_int
 
 __all__ = ["GraphEdges", "SelfLoops", "VirtualNodes", "Expander", "check_edge_index"]
 
@@ -122,7 +121,7 @@ class VirtualNodes(Pattern):
     count: int = 1
 
     def __post_init__(self) -> None:
-        _check_int(self.count, "count", 1)
+        check_fields(self, count=1)
 
     @property
     def extra_nodes(self) -> int:
@@ -179,8 +178,7 @@ class Expander(Pattern):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_int(self.degree, "degree", 2)
-        _check_int(self.seed, "seed", 0)
+        check_fields(self, degree=2, seed=0)
         if self.degree % 2:
             raise ValueError(f"Expander degree must be even (pairs of permutations), got {self.degree}")
 

@@ -13,8 +13,7 @@ from math import isqrt
 import torch
 from torch import Tensor
 
-from .base import Pattern, check_num_nodes
-from .sequence import _check_int
+from .base import Pattern, check_fields, check_num_nodes
 
 __all__ = ["Grid2D"]
 
@@ -40,9 +39,7 @@ class Grid2D(Pattern):
     width: int | None = None
 
     def __post_init__(self) -> None:
-        _check_int(self.radius, "radius", 0)
-        if self.width is not None:
-            _check_int(self.width, "width", 1)
+        check_fields(self, radius=0, width=1)
 
     def grid_width(self, n: int) -> int:
         """The number of grid columns for ``n`` nodes."""

@@ -11,18 +11,11 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from .base import Pattern, check_num_nodes, sort_edges
+from ..checks import MAX_INDEX, check_int
+from .base import Pattern, check_fields, check_num_nodes, sort_edges
 from .pieces import INF, Pieces
 
 __all__ = ["Full", "Window", "Causal", "Stride", "Global", "Random"]
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _offset_edges(n: int, offsets: Tensor) -> Tensor:
@@ -66,11 +59,12 @@ class Window(Pattern):
         if radius is not None:
             if left is not None or right is not None:
                 raise ValueError("Window takes either radius or left/right, not both")
-            left = right = _check_int(radius, "radius", 0)
+            left = right = check_int(radius, "radius", 0, MAX_INDEX)
         elif left is None and right is None:
             raise ValueError("Window needs radius, or left and/or right reach")
-        object.__setattr__(self, "left", _check_int(0 if left is None else left, "left", 0))
-        object.__setattr__(self, "right", _check_int(0 if right is None else right, "right", 0))
+        object.__setattr__(self, "left", 0 if left is None else left)
+        object.__setattr__(self, "right", 0 if right is None else right)
+        check_fields(self, left=0, right=0)
 
     def mask(self, q_idx: Tensor, k_idx: Tensor, n: int) -> Tensor:
         d = k_idx - q_idx
@@ -125,9 +119,7 @@ class Stride(Pattern):
     reach: int | None = None
 
     def __post_init__(self) -> None:
-        _check_int(self.stride, "stride", 1)
-        if self.reach is not None:
-            _check_int(self.reach, "reach", 0)
+        check_fields(self, stride=1, reach=0)
 
     def mask(self, q_idx: Tensor, k_idx: Tensor, n: int) -> Tensor:
         d = k_idx - q_idx
@@ -232,8 +224,7 @@ class Random(Pattern):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_int(self.per_query, "per_query", 0)
-        _check_int(self.seed, "seed", 0)
+        check_fields(self, per_query=0, seed=0)
 
     def validate(self, n: int) -> None:
         check_num_nodes(n)

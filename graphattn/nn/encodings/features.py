@@ -110,15 +110,37 @@ class LearnedEncoding(nn.Module):
         return f"{self.__class__.__name__}({self.max_len}, {self.d_model})"
 
 
-def _check_raw(pe: object, width: int, owner: str, what: str) -> Tensor:
-    if not isinstance(pe, Tensor):
-        raise TypeError(f"{owner}: pe must be a float tensor of shape [N, {width}], got {type(pe).__name__}")
-    if pe.dim() != 2 or pe.size(1) != width or not pe.is_floating_point():
-        raise ValueError(f"{owner}: pe must be a float tensor of shape [N, {width}] ({what}), got {pe.dtype} {list(pe.shape)}")
-    return pe
+class _ProjectedEncoding(nn.Module):
+    """A graph encoding whose raw ``[N, width]`` values PyG's transform computes once per graph,
+    projected to the model width by one linear map. A subclass names the ``Data`` attribute its
+    :meth:`transform` writes (``attr_name``) and what the values are (``what``, for errors)."""
+
+    attr_name = what = ""
+
+    def __init_subclass__(cls, *, attr_name: str, what: str, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.attr_name, cls.what = attr_name, what
+
+    def __init__(self, width: int, d_model: int):
+        super().__init__()
+        self.d_model = check_int(d_model, "d_model")
+        self.lin = nn.Linear(width, d_model)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.lin.reset_parameters()
+
+    def _check_raw(self, pe: object) -> Tensor:
+        width, owner = self.lin.in_features, type(self).__name__
+        if not isinstance(pe, Tensor):
+            raise TypeError(f"{owner}: pe must be a float tensor of shape [N, {width}], got {type(pe).__name__}")
+        if pe.dim() != 2 or pe.size(1) != width or not pe.is_floating_point():
+            raise ValueError(f"{owner}: pe must be a float tensor of shape [N, {width}] ({self.what}), "
+                             f"got {pe.dtype} {list(pe.shape)}")
+        return pe
 
 
-class LaplacianEncoding(nn.Module):
+class LaplacianEncoding(_ProjectedEncoding, attr_name="laplacian_eigenvector_pe", what="Laplacian eigenvectors"):
     r"""Laplacian eigenvector positions (Dwivedi et al., 2020) projected to the model width.
 
     The raw values are the ``k`` eigenvectors of the normalised Laplacian
@@ -148,18 +170,9 @@ class LaplacianEncoding(nn.Module):
         - output: ``(N, d_model)``
     """
 
-    #: The ``Data`` attribute that :meth:`transform` writes.
-    attr_name = "laplacian_eigenvector_pe"
-
     def __init__(self, k: int, d_model: int):
-        super().__init__()
         self.k = check_int(k, "k")
-        self.d_model = check_int(d_model, "d_model")
-        self.lin = nn.Linear(k, d_model)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        self.lin.reset_parameters()
+        super().__init__(k, d_model)
 
     def transform(self, **kwargs) -> AddLaplacianEigenvectorPE:
         """PyG's transform that stores the raw ``[N, k]`` values as ``data.laplacian_eigenvector_pe``;
@@ -167,7 +180,7 @@ class LaplacianEncoding(nn.Module):
         return AddLaplacianEigenvectorPE(self.k, attr_name=self.attr_name, **kwargs)
 
     def forward(self, pe: Tensor, batch: Tensor | None = None) -> Tensor:
-        pe = _check_raw(pe, self.k, "LaplacianEncoding", "Laplacian eigenvectors")
+        pe = self._check_raw(pe)
         if self.training:
             if batch is None:
                 sign = torch.randint(0, 2, (1, self.k), device=pe.device) * 2 - 1  # (1, k)
@@ -183,7 +196,7 @@ class LaplacianEncoding(nn.Module):
         return f"{self.__class__.__name__}(k={self.k}, d_model={self.d_model})"
 
 
-class RandomWalkEncoding(nn.Module):
+class RandomWalkEncoding(_ProjectedEncoding, attr_name="random_walk_pe", what="random-walk return probabilities"):
     r"""Random-walk positions (Dwivedi et al., 2022) projected to the model width.
 
     The raw values are the return probabilities of a random walk,
@@ -206,25 +219,16 @@ class RandomWalkEncoding(nn.Module):
         - output: ``(N, d_model)``
     """
 
-    #: The ``Data`` attribute that :meth:`transform` writes.
-    attr_name = "random_walk_pe"
-
     def __init__(self, walk_length: int, d_model: int):
-        super().__init__()
         self.walk_length = check_int(walk_length, "walk_length")
-        self.d_model = check_int(d_model, "d_model")
-        self.lin = nn.Linear(walk_length, d_model)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        self.lin.reset_parameters()
+        super().__init__(walk_length, d_model)
 
     def transform(self) -> AddRandomWalkPE:
         """PyG's transform that stores the raw ``[N, walk_length]`` values as ``data.random_walk_pe``."""
         return AddRandomWalkPE(self.walk_length, attr_name=self.attr_name)
 
     def forward(self, pe: Tensor) -> Tensor:
-        return self.lin(_check_raw(pe, self.walk_length, "RandomWalkEncoding", "random-walk return probabilities"))
+        return self.lin(self._check_raw(pe))
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(walk_length={self.walk_length}, d_model={self.d_model})"

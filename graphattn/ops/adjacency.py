@@ -1,0 +1,65 @@
+"""Every adjacency PyG users pass, as one ``edge_index``.
+
+``edge_index`` ``[2, E]`` (row 0 keys ``j``, row 1 queries ``i``), ``torch_geometric.EdgeIndex``,
+and sparse adjacencies in PyG's ``adj_t`` convention (rows are queries, columns keys): torch
+COO / CSR tensors and, when ``torch_sparse`` is installed, ``SparseTensor``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..patterns import check_edge_index, check_sizes
+
+__all__ = ["as_edge_index"]
+
+
+def as_edge_index(edges: object, num_nodes: int | None, batch: Tensor | None,
+                   lengths: object) -> tuple[Tensor, int]:
+    """``(edge_index [2, E], num_nodes)`` from an ``edge_index``, ``EdgeIndex`` or ``adj_t``."""
+    size = None
+    if isinstance(edges, Tensor) and edges.layout != torch.strided:  # torch sparse adj_t [N_q, N_k]
+        if edges.dim() != 2 or edges.size(0) != edges.size(1):
+            raise ValueError(f"a sparse adj_t must be a square [N, N] matrix (rows queries, columns keys), "
+                             f"got {list(edges.shape)}")
+        if edges.layout == torch.sparse_coo:
+            rows, cols = edges.coalesce().indices()
+        elif edges.layout == torch.sparse_csr:
+            crow = edges.crow_indices()
+            rows = torch.repeat_interleave(torch.arange(edges.size(0), device=crow.device), crow.diff())
+            cols = edges.col_indices()
+        else:
+            raise ValueError(f"a sparse adj_t must be COO or CSR, got layout {edges.layout}")
+        edges, size = torch.stack([cols, rows]), edges.size(0)
+    elif _is_sparse_tensor(edges):
+        rows, cols, _ = edges.coo()
+        if edges.size(0) != edges.size(1):
+            raise ValueError(f"a SparseTensor adj_t must be square [N, N], got {list(edges.sizes())}")
+        edges, size = torch.stack([cols, rows]), edges.size(0)
+    elif isinstance(edges, Tensor) and hasattr(edges, "sparse_size") and hasattr(edges, "as_tensor"):  # EdgeIndex
+        sparse = edges.sparse_size()
+        size = next((s for s in sparse if s is not None), None)
+        edges = edges.as_tensor()
+    elif not isinstance(edges, Tensor):
+        raise TypeError("edges must be a Pattern, an edge_index [2, E], an EdgeIndex or a sparse adj_t, "
+                        f"got {type(edges).__name__}")
+    if num_nodes is None:
+        num_nodes = size
+    if num_nodes is None and batch is not None:
+        num_nodes = batch.numel()
+    if num_nodes is None and lengths is not None:
+        num_nodes = int(check_sizes(lengths).sum())
+    if num_nodes is None:
+        raise ValueError("an edge_index needs num_nodes (or batch / lengths) to know how many nodes there are")
+    if size is not None and size != num_nodes:
+        raise ValueError(f"the adjacency spans {size} nodes but num_nodes is {num_nodes}")
+    return check_edge_index(edges, num_nodes, name="edges"), num_nodes
+
+
+def _is_sparse_tensor(edges: object) -> bool:
+    try:
+        from torch_sparse import SparseTensor
+    except ImportError:
+        return False
+    return isinstance(edges, SparseTensor)
