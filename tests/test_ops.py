@@ -25,7 +25,7 @@ from graphattn.patterns import (
     longformer,
 )
 
-#: Every registered fast kernel is pinned to the oracle (contract 5).
+#: Every registered fast kernel is pinned to the oracle (contract "same weights, same answer", docs/architecture.md).
 KERNELS = [name for name in ops.KERNELS if name != "reference"]
 #: The largest |kernel - reference| seen in this module (float64), for the report.
 MAX_ERR = {"vs_reference_f64": 0.0}

@@ -5,7 +5,7 @@ scores in memory) and is used when nothing else is asked for. ``explicit`` write
 attention as matmul, masked log-sum-exp and matmul; it runs when a score bias, dropout or
 attention weights are needed, and also returns the log-sum-exp ``lse`` of each query, from
 which :func:`edge_weights` recovers ``alpha`` on any edge without keeping the scores.
-A query with no allowed key gets zeros (contract 6) on both paths.
+A query with no allowed key gets zeros on both paths (contract "empty rows" of ``docs/architecture.md``).
 """
 
 from __future__ import annotations
