@@ -8,6 +8,7 @@ internal calls trust their inputs.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 
@@ -15,11 +16,13 @@ import torch
 from torch import Tensor
 
 __all__ = ["check_int", "check_float", "check_probability", "check_choice", "check_bool", "check_path", "all_finite",
-           "MAX_INDEX"]
+           "check_device", "check_tensor", "check_int_list", "MAX_INDEX", "MAX_SEED"]
 
 #: The largest size, reach or index a pattern accepts: positions are int64 and ``q * n + k``
 #: codes must not overflow, so sizes stay below 2**31.
 MAX_INDEX = (1 << 31) - 1
+#: The largest seed: ``torch.Generator.manual_seed`` takes 64-bit integers.
+MAX_SEED = (1 << 63) - 1
 
 
 def check_int(value: object, name: str, minimum: int = 1, maximum: int | None = None) -> int:
@@ -90,3 +93,68 @@ def all_finite(t: Tensor) -> bool:
     if t.numel() == 0 or bool(torch.isfinite(t.sum())):
         return True
     return bool(torch.isfinite(t).all())
+
+
+def check_device(value: object, name: str = "device") -> torch.device:
+    """``value`` as a ``torch.device`` if it is one, or a string naming one (``"cpu"``, ``"cuda:1"``)."""
+    if isinstance(value, torch.device):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a torch.device or a str such as 'cpu' or 'cuda', got {type(value).__name__} "
+                        f"{value!r}")
+    try:
+        return torch.device(value)
+    except RuntimeError:
+        raise ValueError(f"{name} must name a device such as 'cpu', 'cuda' or 'cuda:0', got {value!r}") from None
+
+
+_KINDS = {
+    "float": (lambda t: t.is_floating_point(), "a floating-point"),
+    "int": (lambda t: not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool), "an integer"),
+    "real": (lambda t: not (t.is_complex() or t.dtype == torch.bool), "an integer or floating-point"),
+}
+
+
+def check_tensor(value: object, name: str, *, kind: str | None = None, dims: int | Sequence[int] | None = None,
+                 finite: bool = False, shape: str = "") -> Tensor:
+    """``value`` if it is a tensor of ``kind`` (``"float"``, ``"int"``, ``"real"``: int or float;
+    ``None``: any dtype) with ``dims`` dimensions (one count or several), and only finite entries
+    when ``finite``. ``shape`` is the expected shape as text for the messages (``"[N, D]"``).
+    A wrong type or dtype raises ``TypeError``; a wrong rank or a non-finite entry ``ValueError``."""
+    what = f" of shape {shape}" if shape else ""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a tensor{what}, got {type(value).__name__}")
+    if kind is not None:
+        ok, text = _KINDS[kind]
+        if not ok(value):
+            raise TypeError(f"{name} must be {text} tensor{what}, got dtype {value.dtype}")
+    if dims is not None:
+        allowed = (dims,) if isinstance(dims, int) else tuple(dims)
+        if value.dim() not in allowed:
+            raise ValueError(f"{name} must have {' or '.join(map(str, allowed))} dimension(s){what}, "
+                             f"got shape {list(value.shape)}")
+    if finite and value.is_floating_point() and not all_finite(value.detach()):
+        raise ValueError(f"{name} contains NaN or infinite values; expected finite numbers")
+    return value
+
+
+def check_int_list(value: object, name: str, minimum: int = 0, maximum: int = MAX_INDEX) -> Tensor:
+    """A 1-D int64 tensor from ``value``: a list / tuple of ints (not bools, not floats, even
+    integer-valued ones: ``3.5`` must not become ``3``) or a 1-D integer tensor, every entry in
+    ``[minimum, maximum]``."""
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"{name}[{i}] must be an int, got {type(v).__name__} {v!r}")
+        bad = next(((i, v) for i, v in enumerate(value) if not minimum <= v <= maximum), None)
+        if bad is not None:
+            raise ValueError(f"{name}[{bad[0]}] must be in [{minimum}, {maximum}], got {bad[1]}")
+        return torch.tensor([int(v) for v in value], dtype=torch.long).reshape(-1)
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a list of ints or a 1-D integer tensor, got {type(value).__name__}")
+    check_tensor(value, name, kind="int", dims=1, shape="[B]")
+    if value.numel():
+        lo, hi = int(value.min()), int(value.max())
+        if lo < minimum or hi > maximum:
+            raise ValueError(f"{name} must hold ints in [{minimum}, {maximum}], got {lo if lo < minimum else hi}")
+    return value.long()

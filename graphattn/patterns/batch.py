@@ -10,30 +10,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..checks import check_int_list, check_tensor
 from .base import Pattern
 
 __all__ = ["check_sizes", "sizes_from_batch", "positions", "batch_edge_index", "batch_dense_mask"]
 
 
 def check_sizes(sizes: object, num_nodes: int | None = None, name: str = "lengths") -> Tensor:
-    """Validate sequence lengths: a 1-D non-negative integer tensor summing to ``num_nodes``."""
-    if isinstance(sizes, (list, tuple)):
-        sizes = torch.tensor(sizes, dtype=torch.long)
-    if not isinstance(sizes, Tensor):
-        raise TypeError(f"{name} must be a 1-D integer tensor or list, got {type(sizes).__name__}")
-    if sizes.dtype.is_floating_point or sizes.dtype == torch.bool or sizes.dim() != 1:
-        raise ValueError(f"{name} must be a 1-D integer tensor, got dtype {sizes.dtype} and shape {list(sizes.shape)}")
-    if sizes.numel() and int(sizes.min()) < 0:
-        raise ValueError(f"{name} must be non-negative, got {sizes.tolist()}")
+    """Validate sequence lengths: a list of ints or a 1-D integer tensor, non-negative, summing to
+    ``num_nodes`` (``3.5`` is refused, not truncated)."""
+    sizes = check_int_list(sizes, name)
     if num_nodes is not None and int(sizes.sum()) != num_nodes:
         raise ValueError(f"{name} must sum to the number of nodes {num_nodes}, got sum {int(sizes.sum())}")
-    return sizes.long()
+    return sizes
 
 
 def sizes_from_batch(batch: Tensor, num_nodes: int | None = None) -> Tensor:
     """Sequence lengths from a PyG ``batch`` vector (graph id per node, sorted, as PyG builds it)."""
-    if not isinstance(batch, Tensor) or batch.dtype.is_floating_point or batch.dim() != 1:
-        raise ValueError("batch must be a 1-D integer tensor assigning a graph id to each node")
+    check_tensor(batch, "batch", kind="int", dims=1, shape="[N] (the graph id of each node)")
     if num_nodes is not None and batch.numel() != num_nodes:
         raise ValueError(f"batch must have one entry per node ({num_nodes}), got {batch.numel()}")
     if batch.numel() == 0:
