@@ -3,12 +3,14 @@
 The loop knows nothing about tasks. An experiment hands :func:`fit` two closures,
 ``train_epoch() -> loss`` and ``evaluate() -> {metric: value}``, and gets a :class:`History`
 back. Checkpoints hold everything needed to continue a run bit for bit (weights, optimizer,
-early-stopping state, history, every RNG state), are written atomically and are loaded with
-``torch.load(..., weights_only=True)``.
+early-stopping state, history, every RNG state), are written atomically with a sha256 trailer,
+and are verified before they are loaded with ``torch.load(..., weights_only=True)``
+(:func:`load_checkpoint`).
 """
 from __future__ import annotations
 
 import copy
+import io
 import json
 import math
 import random
@@ -24,15 +26,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checks import check_bool, check_choice, check_int, check_path
-from .files import write_atomic
+from .checks import MAX_SEED, check_bool, check_choice, check_device, check_int, check_path
+from .files import CorruptFileError, read_checked, write_checked
 
-__all__ = ["TrainConfig", "EpochRow", "History", "fit", "set_seed", "peak_memory_mb", "reset_peak_memory"]
+__all__ = ["TrainConfig", "EpochRow", "History", "fit", "load_checkpoint", "CheckpointError", "set_seed",
+           "peak_memory_mb", "reset_peak_memory"]
 
 
 def set_seed(seed: int) -> None:
     """Seed python ``random``, numpy's global generator and torch (CPU and every CUDA device)."""
-    check_int(seed, "seed", 0)
+    check_int(seed, "seed", 0, MAX_SEED)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device (lazily when CUDA is not yet initialised)
@@ -213,7 +216,7 @@ def fit(
         bar.set_postfix({"loss": f"{loss:.4f}", config.monitor: f"{value:.4f}"})
         if path is not None:
             _save_checkpoint(path, {
-                "format": 1, "experiment": experiment, "epoch": epoch,
+                "format": 2, "experiment": experiment, "epoch": epoch,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "best_state": best_state, "best_value": best_value, "best_tie": best_tie, "bad_epochs": bad_epochs,
                 "history": asdict(history), "rng": _get_rng_state(),
@@ -226,20 +229,59 @@ def fit(
     return history
 
 
+#: What every checkpoint written by :func:`fit` holds.
+CHECKPOINT_KEYS = ("format", "experiment", "epoch", "model", "optimizer", "best_state", "best_value", "bad_epochs",
+                   "history", "rng")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: corrupt, truncated, not a checkpoint, or another experiment's."""
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint at ``path`` after checking its sha256 trailer (see :func:`graphattn.files.read_checked`)
+    and that it holds what :func:`fit` writes; loaded with ``weights_only=True`` onto the CPU.
+
+    Raises:
+        CheckpointError: (a ``ValueError``) the file is missing, unreadable, truncated, corrupt or not
+            a checkpoint; the one-line message names the file and how to recover.
+    """
+    path = Path(check_path(path, "checkpoint"))
+    recover = (f"move {path.name} away (or delete it) and run without resume to start again, "
+               "or restore a good copy")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist; run without resume to start from scratch")
+    try:
+        payload = read_checked(path, "checkpoint")
+        ckpt = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except CorruptFileError as err:
+        raise CheckpointError(f"{err}; {recover}") from None
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({err.strerror or err})") from None
+    except Exception as err:  # the checksum matched, but torch cannot unpickle it: not a checkpoint of ours
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be loaded ({reason}); {recover}") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a graphattn training checkpoint (missing "
+                              f"{', '.join(missing)}); {recover}")
+    return ckpt
+
+
 def _load_checkpoint(path: Path, experiment: dict[str, Any]) -> dict[str, Any]:
     """Load a checkpoint and check it belongs to ``experiment``; never writes."""
     if not path.is_file():
-        raise ValueError(f"resume=True but checkpoint={str(path)!r} does not exist; "
-                         "pass resume=False to start from scratch")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        raise CheckpointError(f"resume=True but checkpoint={str(path)!r} does not exist; "
+                              "pass resume=False to start from scratch")
+    ckpt = load_checkpoint(path)
     stored = ckpt["experiment"]
     missing = object()
     differ = [f"{k}: checkpoint {stored.get(k, '<missing>')!r} != now {experiment.get(k, '<missing>')!r}"
               for k in sorted(set(stored) | set(experiment))
               if stored.get(k, missing) != experiment.get(k, missing)]
     if differ:
-        raise ValueError(f"checkpoint={str(path)!r} belongs to another experiment ({'; '.join(differ)}); "
-                         "nothing was overwritten")
+        raise CheckpointError(f"checkpoint={str(path)!r} belongs to another experiment ({'; '.join(differ)}); "
+                              "nothing was overwritten")
     return ckpt
 
 
@@ -257,8 +299,9 @@ def _check_writable(path: Path) -> None:
 
 def _save_checkpoint(path: Path, obj: dict[str, Any]) -> None:
     """Write to a temporary file in the same folder, then ``os.replace``: a crash leaves either
-    the previous checkpoint or the new one, never a torn file."""
-    write_atomic(path, lambda f: torch.save(obj, f), mode=0o600)
+    the previous checkpoint or the new one, never a torn file. A sha256 trailer lets
+    :func:`load_checkpoint` refuse a file changed or cut short later."""
+    write_checked(path, lambda f: torch.save(obj, f), mode=0o600)
 
 
 def _get_rng_state() -> dict[str, Any]:
@@ -288,7 +331,7 @@ def peak_memory_mb(device: torch.device | str) -> float:
     """Peak memory in MiB. CUDA: ``torch.cuda.max_memory_allocated`` (tensors only, since the last
     :func:`reset_peak_memory`). CPU: peak resident set size of the whole process since it started
     (``resource.getrusage``), which includes Python, libraries and everything run before."""
-    device = torch.device(device)
+    device = check_device(device)
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     if device.type == "cpu":
@@ -301,7 +344,7 @@ def peak_memory_mb(device: torch.device | str) -> float:
 
 def reset_peak_memory(device: torch.device | str) -> None:
     """Start a new CUDA peak. On CPU the process peak cannot be reset, so this does nothing."""
-    device = torch.device(device)
+    device = check_device(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     elif device.type != "cpu":

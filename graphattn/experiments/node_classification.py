@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..train import TrainConfig, fit, peak_memory_mb, reset_peak_memory
+from ..train import TrainConfig, fit, load_checkpoint, peak_memory_mb, reset_peak_memory
 from .config import ARCHITECTURES, BASELINE_MODELS, ENCODINGS, GRAPHATTN_MODELS, MODELS, NodeConfig
 from .config import NODE_DATASETS as DATASETS
 from .node_setup import Task, build
@@ -80,7 +80,7 @@ def _preflight(config: NodeConfig, task: Task) -> None:
                 continue
             found += 1
             expected = json.loads(json.dumps(build(name, task, config, seed).experiment, sort_keys=True))
-            stored = torch.load(path, map_location="cpu", weights_only=True).get("experiment")
+            stored = load_checkpoint(path)["experiment"]  # verified: a corrupt file is refused by name
             if stored != expected:
                 stored = stored or {}
                 differ = sorted(k for k in set(expected) | set(stored) if stored.get(k) != expected.get(k))
