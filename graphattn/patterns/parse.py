@@ -62,7 +62,7 @@ def parse_pattern(text: str) -> Pattern:
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as e:
-        raise ValueError(f"cannot parse pattern {text!r}: {e.msg} (column {e.offset})") from None
+        raise ValueError(f"cannot parse pattern {_shown(text)}: {e.msg} (column {e.offset})") from None
     return _build(tree.body, text)
 
 
@@ -72,51 +72,61 @@ def _build(node: ast.AST, text: str) -> Pattern:
         return left | right if isinstance(node.op, ast.BitOr) else left & right
     if isinstance(node, ast.BinOp):
         op = _OPERATORS.get(type(node.op), type(node.op).__name__)
-        raise ValueError(f"in pattern {text!r}: operator {op!r} is not allowed; combine patterns with | or &")
+        raise ValueError(f"in pattern {_shown(text)}: operator {op!r} is not allowed; combine patterns with | or &")
     if isinstance(node, ast.Call):
         return _call(node, text)
     if isinstance(node, ast.Name):
         hint = f"; write {node.id}() to call it" if node.id in PATTERNS else _did_you_mean(node.id)
-        raise ValueError(f"in pattern {text!r}: a bare name {node.id!r} is not a pattern{hint}")
+        raise ValueError(f"in pattern {_shown(text)}: a bare name {node.id!r} is not a pattern{hint}")
     what = ast.get_source_segment(text.strip(), node) or type(node).__name__
     raise ValueError(
-        f"in pattern {text!r}: {what!r} is not allowed; expected calls such as Window(2) joined by | or &"
+        f"in pattern {_shown(text)}: {what!r} is not allowed; expected calls such as Window(2) joined by | or &"
     )
 
 
 def _call(node: ast.Call, text: str) -> Pattern:
     if not isinstance(node.func, ast.Name):
         what = ast.get_source_segment(text.strip(), node.func) or "expression"
-        raise ValueError(f"in pattern {text!r}: {what!r} is not a pattern name; known: {', '.join(PATTERN_NAMES)}")
+        raise ValueError(f"in pattern {_shown(text)}: {what!r} is not a pattern name; known: {', '.join(PATTERN_NAMES)}")
     name = node.func.id
     if name not in PATTERNS:
         raise ValueError(
-            f"in pattern {text!r}: unknown pattern {name!r}{_did_you_mean(name)}; known: {', '.join(PATTERN_NAMES)}"
+            f"in pattern {_shown(text)}: unknown pattern {name!r}{_did_you_mean(name)}; known: {', '.join(PATTERN_NAMES)}"
         )
     args = [_literal(a, name, text) for a in node.args]
     kwargs = {}
     for kw in node.keywords:
         if kw.arg is None:
-            raise ValueError(f"in pattern {text!r}: ** arguments are not allowed in {name}(...)")
+            raise ValueError(f"in pattern {_shown(text)}: ** arguments are not allowed in {name}(...)")
         kwargs[kw.arg] = _literal(kw.value, name, text)
     try:
         pattern = PATTERNS[name](*args, **kwargs)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"in pattern {text!r}: bad arguments for {name}: {e}") from None
+        raise ValueError(f"in pattern {_shown(text)}: bad arguments for {name}: {e}") from None
     return pattern
 
 
 def _literal(node: ast.AST, name: str, text: str) -> object:
     if isinstance(node, ast.Starred):
-        raise ValueError(f"in pattern {text!r}: * arguments are not allowed in {name}(...)")
+        raise ValueError(f"in pattern {_shown(text)}: * arguments are not allowed in {name}(...)")
     try:
         value = ast.literal_eval(node)
     except ValueError:
         what = ast.get_source_segment(text.strip(), node) or type(node).__name__
         raise ValueError(
-            f"in pattern {text!r}: argument {what!r} of {name} must be a literal (number, string, None, list)"
+            f"in pattern {_shown(text)}: argument {what!r} of {name} must be a literal (number, string, None, list)"
         ) from None
+    if _holds(value, (dict, set, frozenset, bytes, complex)):  # literals no pattern takes: refuse, never reinterpret
+        what = ast.get_source_segment(text.strip(), node) or type(value).__name__
+        raise ValueError(f"in pattern {_shown(text)}: argument {what!r} of {name} must be a number, string, None, "
+                         f"or a list / tuple of them, got a {type(value).__name__}")
     return _freeze(value)
+
+
+def _holds(value: object, kinds: tuple[type, ...]) -> bool:
+    if isinstance(value, kinds):
+        return True
+    return isinstance(value, (list, tuple)) and any(_holds(v, kinds) for v in value)
 
 
 def _freeze(value: object) -> object:
@@ -124,6 +134,11 @@ def _freeze(value: object) -> object:
     if isinstance(value, (list, tuple)):
         return tuple(_freeze(v) for v in value)
     return value
+
+
+def _shown(text: str, limit: int = 120) -> str:
+    """``text`` quoted for a message, cut to ``limit`` characters so an error stays one short line."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
 
 
 def _did_you_mean(name: str) -> str:

@@ -158,10 +158,15 @@ class Global(Pattern):
     nodes: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        nodes = (self.nodes,) if isinstance(self.nodes, int) else tuple(self.nodes)
+        raw = self.nodes
+        if isinstance(raw, (list, tuple, range)):
+            nodes = tuple(raw)
+        elif isinstance(raw, int) and not isinstance(raw, bool):
+            nodes = (raw,)
+        else:  # None, a dict (its keys), a set (no order), a str: say what is expected
+            raise TypeError(f"Global nodes must be an int or a list / tuple of ints, got {type(raw).__name__} {raw!r}")
         for g in nodes:
-            if isinstance(g, bool) or not isinstance(g, int):
-                raise TypeError(f"Global nodes must be ints, got {g!r}")
+            check_int(g, "Global nodes", -MAX_INDEX, MAX_INDEX)
         object.__setattr__(self, "nodes", nodes)
 
     def resolve(self, n: int) -> Tensor:
