@@ -5,6 +5,16 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+#: Devices the kernel-vs-reference tests run on: the CPU, and CUDA where present.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(scope="session", params=DEVICES)
+def device(request) -> str:
+    """Each available device in turn (``DEVICES``); session-scoped so hypothesis tests may use it."""
+    return request.param
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from ..checks import check_choice, check_probability
 from ..patterns import Pattern
 from .blocked import BLOCK, blocked_attention, blocked_unsupported
 from .dense import dense_attention, dense_unsupported
+from .flex import flex_attention_kernel, flex_unsupported
 from .graph import AttentionGraph
 from .reference import reference_attention
 from .scatter import scatter_attention
@@ -37,9 +38,10 @@ KERNELS: dict[str, Kernel] = {
     "scatter": scatter_attention,
     "dense": dense_attention,
     "blocked": blocked_attention,
+    "flex": flex_attention_kernel,
 }
 #: name -> ``unsupported(graph, spec) -> reason | None`` for kernels that cannot run everything.
-UNSUPPORTED = {"dense": dense_unsupported, "blocked": blocked_unsupported}
+UNSUPPORTED = {"dense": dense_unsupported, "blocked": blocked_unsupported, "flex": flex_unsupported}
 #: The dense kernel's mask is ``B L^2`` booleans; above this many it is not picked.
 DENSE_MAX_MASK = 1 << 28
 #: Blocked over dense when it computes at most this fraction of dense's key columns.
@@ -74,6 +76,9 @@ def choose_backend(
     num_nodes=16384)`` or ``choose_backend(edge_index, num_nodes=n)``; ``spec`` defaults to
     plain dot-product scores, ``device`` to the CPU. The choice is cached on the graph.
 
+    On CUDA, ``flex`` (FlexAttention) takes every case below that picks ``blocked``, unless it
+    cannot run it (dropout while training); on CPU it is never picked.
+
     * additive scores and edge features: ``scatter`` (the only kernel computing them);
     * a pattern with pieces (band, global, random; a lone stride) whose key columns per query
       are at most half a sequence: ``blocked``;
@@ -87,8 +92,18 @@ def choose_backend(
     if not isinstance(graph, AttentionGraph):
         graph = AttentionGraph.build(graph, num_nodes, lengths=sizes)
     spec = ScoreSpec(scale=1.0) if spec is None else spec
-    key = ("backend", spec.score, spec.edge_kv is not None, torch.device(device or "cpu").type)
-    return graph.cached(key, lambda: _choose(graph, spec))
+    device = torch.device(device or "cpu")
+    dropout = spec.dropout > 0 and spec.training  # flex has no dropout: one graph picks per mode
+    key = ("backend", spec.score, spec.edge_kv is not None, dropout, device.type)
+    return graph.cached(key, lambda: _prefer_flex(_choose(graph, spec), graph, spec, device))
+
+
+def _prefer_flex(name: str, graph: AttentionGraph, spec: ScoreSpec, device: torch.device) -> str:
+    """On CUDA the sequence patterns ``blocked`` would take go to ``flex`` (fused, biases as
+    ``score_mod``, with backward); never on CPU, where torch's FlexAttention has no backward."""
+    if name == "blocked" and device.type == "cuda" and flex_unsupported(graph, spec) is None:
+        return "flex"
+    return name
 
 
 def _choose(graph: AttentionGraph, spec: ScoreSpec) -> str:
