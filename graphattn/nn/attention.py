@@ -185,7 +185,8 @@ class SelfAttentionConv(MessagePassing):
         before dropout."""
         self._check_x(x)
         n, heads, channels = x.size(0), self.heads, self.out_channels // self.heads
-        graph = AttentionGraph.for_rows(edges, n, batch=batch, lengths=lengths, pos=pos, edge_attr=edge_attr)
+        graph = AttentionGraph.for_rows(edges, n, batch=batch, lengths=lengths, pos=pos,
+                                        edge_attr=edge_attr).to(x.device)  # lengths alone build on the CPU
         q, k, v = self._project(x)  # (N, H, C) each
         bias = None
         if self.position is not None:
