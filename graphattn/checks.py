@@ -111,7 +111,7 @@ def check_device(value: object, name: str = "device") -> torch.device:
 _KINDS = {
     "float": (lambda t: t.is_floating_point(), "a floating-point"),
     "int": (lambda t: not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool), "an integer"),
-    "real": (lambda t: not (t.is_complex() or t.dtype == torch.bool), "an integer or floating-point"),
+    "real": (lambda t: not (t.is_complex() or t.dtype == torch.bool), "an integer or real"),
 }
 
 

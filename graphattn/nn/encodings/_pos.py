@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
+
+from ...checks import check_tensor
 
 __all__ = ["check_coords", "check_heads"]
 
 
-
-
 def check_coords(pos: object, owner: str, num_nodes: int | None = None) -> Tensor:
     """``pos`` ``[N]`` or ``[N, D]`` (real-valued, ``D >= 1``) as ``[N, D]`` coordinates."""
-    if not isinstance(pos, Tensor):
-        raise TypeError(f"{owner}: pos must be a tensor of shape [N] or [N, D], got {type(pos).__name__}")
-    if pos.dtype == torch.bool or pos.is_complex():
-        raise TypeError(f"{owner}: pos must hold integer or real positions, got dtype {pos.dtype}")
+    check_tensor(pos, f"{owner}: pos", kind="real", finite=True, shape="[N] or [N, D]")
     if pos.dim() not in (1, 2) or (pos.dim() == 2 and pos.size(1) == 0):
         raise ValueError(f"{owner}: pos must have shape [N] or [N, D] with D >= 1, got {list(pos.shape)}")
     if num_nodes is not None and pos.size(0) != num_nodes:
@@ -24,5 +20,6 @@ def check_coords(pos: object, owner: str, num_nodes: int | None = None) -> Tenso
 
 
 def check_heads(q: Tensor, heads: int, owner: str) -> None:
+    check_tensor(q, f"{owner}: q", kind="float", shape=f"[N, {heads}, C]")
     if q.dim() != 3 or q.size(1) != heads:
         raise ValueError(f"{owner}(heads={heads}): q must have shape [N, {heads}, C], got {list(q.shape)}")

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.transforms import AddLaplacianEigenvectorPE, AddRandomWalkPE
 
-from ...checks import check_int
+from ...checks import check_float, check_int, check_tensor
 from ._pos import check_coords
 
 __all__ = ["SinusoidalEncoding", "LearnedEncoding", "LaplacianEncoding", "RandomWalkEncoding"]
@@ -43,9 +43,7 @@ class SinusoidalEncoding(nn.Module):
     def __init__(self, d_model: int, base: float = 10000.0):
         super().__init__()
         self.d_model = check_int(d_model, "d_model")
-        if not base > 0:
-            raise ValueError(f"base must be > 0, got {base!r}")
-        self.base = float(base)
+        self.base = check_float(base, "base", above=0.0, below=float("inf"))
 
     def forward(self, pos: Tensor) -> Tensor:
         coords = check_coords(pos, "SinusoidalEncoding")  # (N, D)
@@ -132,9 +130,8 @@ class _ProjectedEncoding(nn.Module):
 
     def _check_raw(self, pe: object) -> Tensor:
         width, owner = self.lin.in_features, type(self).__name__
-        if not isinstance(pe, Tensor):
-            raise TypeError(f"{owner}: pe must be a float tensor of shape [N, {width}], got {type(pe).__name__}")
-        if pe.dim() != 2 or pe.size(1) != width or not pe.is_floating_point():
+        check_tensor(pe, f"{owner}: pe", kind="float", finite=True, shape=f"[N, {width}] ({self.what})")
+        if pe.dim() != 2 or pe.size(1) != width:
             raise ValueError(f"{owner}: pe must be a float tensor of shape [N, {width}] ({self.what}), "
                              f"got {pe.dtype} {list(pe.shape)}")
         return pe
@@ -185,6 +182,7 @@ class LaplacianEncoding(_ProjectedEncoding, attr_name="laplacian_eigenvector_pe"
             if batch is None:
                 sign = torch.randint(0, 2, (1, self.k), device=pe.device) * 2 - 1  # (1, k)
             else:
+                check_tensor(batch, "LaplacianEncoding: batch", kind="int", shape=f"[N] = [{pe.size(0)}]")
                 if batch.dim() != 1 or batch.numel() != pe.size(0):
                     raise ValueError(f"LaplacianEncoding: batch must have shape [N] = [{pe.size(0)}], got {list(batch.shape)}")
                 num_graphs = int(batch.max()) + 1 if batch.numel() else 0

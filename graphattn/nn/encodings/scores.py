@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ...checks import check_int
+from ...checks import MAX_INDEX, check_bool, check_float, check_int, check_tensor
 from ...ops import BiasFn
 from ._pos import check_coords, check_heads
 
@@ -72,7 +72,7 @@ class RelativePositionBias(nn.Module):
         self.num_buckets = check_int(num_buckets, "num_buckets", 4 if bidirectional else 2)
         exact = (num_buckets // 2 if bidirectional else num_buckets) // 2
         self.max_distance = check_int(max_distance, "max_distance", exact + 1)
-        self.bidirectional = bool(bidirectional)
+        self.bidirectional = check_bool(bidirectional, "bidirectional")
         self.dims = check_int(dims, "dims")
         self.weight = nn.Parameter(torch.empty(dims, num_buckets, heads))
         offsets = torch.arange(-max_distance, max_distance + 1)
@@ -88,6 +88,9 @@ class RelativePositionBias(nn.Module):
         if coords.size(1) != self.dims:
             raise ValueError(f"RelativePositionBias(dims={self.dims}) needs pos of shape "
                              f"{'[N]' if self.dims == 1 else f'[N, {self.dims}]'}, got {list(pos.shape)}")
+        if coords.numel() and float(coords.abs().max()) > MAX_INDEX:  # p_j - p_i must not overflow int64
+            raise ValueError(f"RelativePositionBias: pos must lie in [-{MAX_INDEX}, {MAX_INDEX}], "
+                             f"got {float(coords.abs().max()):g}")
         coords = (coords.round() if coords.is_floating_point() else coords).long()
         reach = self.max_distance
         per_offset = self.weight[:, self.buckets]  # (D, 2 * reach + 1, H)
@@ -182,11 +185,11 @@ class RotaryEncoding(nn.Module):
         self.head_dim = check_int(head_dim, "head_dim")
         if head_dim % 2:
             raise ValueError(f"head_dim must be even (channels rotate in pairs), got {head_dim}")
-        if not base > 0:
-            raise ValueError(f"base must be > 0, got {base!r}")
-        self.base = float(base)
+        self.base = check_float(base, "base", above=0.0, below=float("inf"))
 
     def forward(self, q: Tensor, k: Tensor, pos: Tensor) -> tuple[Tensor, Tensor, None]:
+        check_tensor(q, "RotaryEncoding: q", kind="float", shape=f"[N, H, {self.head_dim}]")
+        check_tensor(k, "RotaryEncoding: k", kind="float", shape=f"[N, H, {self.head_dim}]")
         if q.dim() != 3 or q.size(2) != self.head_dim or k.shape != q.shape:
             raise ValueError(f"RotaryEncoding(head_dim={self.head_dim}): q and k must have shape "
                              f"[N, H, {self.head_dim}], got {list(q.shape)} and {list(k.shape)}")
