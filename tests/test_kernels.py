@@ -162,7 +162,7 @@ def test_blocked_memory_is_linear_in_n():
     (Stride(8), 4096, "blocked"),
     (Window(128), 200, "dense"),
     (Causal(), 2048, "dense"),
-    (Expander(4) | Window(2), 5000, "scatter"),
+    (Expander(4) | Window(2), 5000, "sparse"),
     (GraphEdges(torch.tensor([[0, 1], [1, 2]]), 3), 3, "dense"),
 ])
 def test_choose_backend(edges, n, expected):
@@ -170,8 +170,8 @@ def test_choose_backend(edges, n, expected):
     assert ops.choose_backend(edges, ScoreSpec(score="additive", att=torch.ones(1, 1)), num_nodes=n) == "scatter"
 
 
-def test_sparse_edge_index_goes_to_scatter_and_dense_graph_to_dense():
-    assert ops.choose_backend(Window(2).edge_index(5000), num_nodes=5000) == "scatter"
+def test_sparse_edge_index_goes_to_sparse_and_dense_graph_to_dense():
+    assert ops.choose_backend(Window(2).edge_index(5000), num_nodes=5000) == "sparse"
     assert ops.choose_backend(Full().edge_index(64), num_nodes=64) == "dense"
 
 

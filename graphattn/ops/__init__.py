@@ -7,9 +7,10 @@ from .graph import AttentionGraph
 from .reference import reference_attention
 from .scatter import scatter_attention
 from .scores import BiasFn, ScoreSpec
+from .sparse import sparse_attention
 
 __all__ = [
     "attention", "choose_backend", "KERNELS", "BACKENDS", "AttentionOutput",
     "AttentionGraph", "ScoreSpec", "BiasFn", "reference_attention", "scatter_attention",
-    "dense_attention", "blocked_attention",
+    "dense_attention", "blocked_attention", "sparse_attention",
 ]

@@ -24,6 +24,7 @@ from .graph import AttentionGraph
 from .reference import reference_attention
 from .scatter import scatter_attention
 from .scores import BiasFn, ScoreSpec
+from .sparse import sparse_attention, sparse_unsupported
 from .tiles import plan_tiles
 
 logger = logging.getLogger(__name__)
@@ -39,14 +40,15 @@ KERNELS: dict[str, Kernel] = {
     "dense": dense_attention,
     "blocked": blocked_attention,
     "flex": flex_attention_kernel,
+    "sparse": sparse_attention,
 }
 #: name -> ``unsupported(graph, spec) -> reason | None`` for kernels that cannot run everything.
-UNSUPPORTED = {"dense": dense_unsupported, "blocked": blocked_unsupported, "flex": flex_unsupported}
+UNSUPPORTED = {"dense": dense_unsupported, "blocked": blocked_unsupported, "flex": flex_unsupported, "sparse": sparse_unsupported}
 #: The dense kernel's mask is ``B L^2`` booleans; above this many it is not picked.
 DENSE_MAX_MASK = 1 << 28
 #: Blocked over dense when it computes at most this fraction of dense's key columns.
 BLOCKED_WORK_RATIO = 0.5
-#: Dense over scatter for graphs at least this dense (edges / (B L^2)).
+#: Dense over sparse for graphs at least this dense (edges / (B L^2)).
 DENSE_MIN_DENSITY = 0.05
 #: What ``backend=`` accepts.
 BACKENDS = ("auto", *KERNELS)
@@ -87,7 +89,7 @@ def choose_backend(
       never ``scatter``, which would have to scan the predicate for its edges;
     * otherwise a graph dense enough (``max_edges`` vs ``B L^2``) whose padded mask fits:
       ``dense`` (``Full()`` always when it fits);
-    * everything else: ``scatter``.
+    * everything else (real graphs, explicit edges): ``sparse`` (SDDMM / SpMM on the CSR).
     """
     if not isinstance(graph, AttentionGraph):
         graph = AttentionGraph.build(graph, num_nodes, lengths=sizes)
@@ -107,16 +109,16 @@ def _prefer_flex(name: str, graph: AttentionGraph, spec: ScoreSpec, device: torc
 
 
 def _choose(graph: AttentionGraph, spec: ScoreSpec) -> str:
-    if dense_unsupported(graph, spec) is not None:  # the same features as blocked
+    if dense_unsupported(graph, spec) is not None:  # the same features as blocked and sparse
         return "scatter"
     if graph.pattern is None:
         n = graph.num_nodes
         fits = n * n <= DENSE_MAX_MASK
-        return "dense" if fits and graph.num_edges >= DENSE_MIN_DENSITY * n * n else "scatter"
+        return "dense" if fits and graph.num_edges >= DENSE_MIN_DENSITY * n * n else "sparse"
     sizes = graph.sizes
     batch, length = sizes.numel(), int(sizes.max()) if sizes.numel() else 0
     if length == 0:
-        return "scatter"
+        return "sparse"
     dense_fits = batch * length * length <= DENSE_MAX_MASK
     pieces = graph.cached("pieces", graph.pattern.pieces)
     if pieces is None and not graph.pattern.has_generator:
@@ -129,9 +131,9 @@ def _choose(graph: AttentionGraph, spec: ScoreSpec) -> str:
         if pieces.keys_per_query(length, BLOCK) <= BLOCKED_WORK_RATIO * length or not dense_fits:
             return "blocked"
     if not dense_fits:
-        return "scatter"
+        return "sparse"
     edges = graph.pattern.max_edges(length)
-    return "dense" if edges >= DENSE_MIN_DENSITY * length * length else "scatter"
+    return "dense" if edges >= DENSE_MIN_DENSITY * length * length else "sparse"
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
@@ -211,7 +213,7 @@ def attention(
     if reason is not None:
         logger.warning("backend %r cannot compute %s; using 'scatter'", name, reason)
         name = "scatter"
-    if logger.isEnabledFor(logging.DEBUG):
+    if not torch.compiler.is_compiling() and logger.isEnabledFor(logging.DEBUG):  # a graph break under compile
         logger.debug("attention over %d nodes, %r: backend %r (asked %r)", n, graph, name, backend)
     out, alpha = KERNELS[name](q, k, v, graph, spec, return_weights=return_weights)
     weights = (graph.edge_index, alpha) if return_weights else None
