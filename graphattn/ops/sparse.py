@@ -26,6 +26,7 @@ come back in the caller's edge order. The same code runs on CUDA (cuSPARSE). Slo
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -88,7 +89,9 @@ def _rowptr(rows: Tensor, size: int) -> Tensor:
 
 
 def _csr(rowptr: Tensor, col: Tensor, values: Tensor, size: int) -> Tensor:
-    return torch.sparse_csr_tensor(rowptr, col, values, (size, size), check_invariants=False)
+    with warnings.catch_warnings():  # torch announces CSR as beta once per process; the kernel is tested
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(rowptr, col, values, (size, size), check_invariants=False)
 
 
 def _sddmm(plan: SparsePlan, a: Tensor, b: Tensor, heads: int) -> Tensor:
