@@ -12,21 +12,26 @@ from __future__ import annotations
 import hashlib
 import http.client
 import io
+import json
 import logging
 import os
+import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from tqdm.auto import tqdm
 
-from ..files import write_atomic
+from ..checks import check_path
+from ..files import sha256_file, write_atomic
 from .catalogue import DatasetInfo, FileSpec, get
 
-__all__ = ["DatasetUnavailableError", "data_root", "resolve_mirror", "ensure", "fetch", "DATA_ENV", "MIRROR_ENV"]
+__all__ = ["DatasetUnavailableError", "data_root", "resolve_mirror", "ensure", "fetch", "verified_processed",
+           "DATA_ENV", "MIRROR_ENV", "PROCESSED_RECORD"]
 
 log = logging.getLogger(__name__)
 
@@ -44,29 +49,41 @@ class DatasetUnavailableError(RuntimeError):
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
     """The writable data root: ``root``, else ``$GRAPHATTN_DATA``, else the repository's
-    ``datasets/`` when running from a writable checkout, else ``~/.cache/graphattn``."""
+    ``datasets/`` when running from a writable checkout, else ``~/.cache/graphattn``.
+
+    Raises:
+        TypeError: ``root`` is not a path.
+        ValueError: the chosen root exists but is not a folder.
+    """
+    check_path(root, "root", optional=True)
+    name = "root"
     if root is None:
-        root = os.environ.get(DATA_ENV) or None
+        root, name = os.environ.get(DATA_ENV) or None, f"${DATA_ENV}"
     if root is not None:
-        return Path(root).expanduser()
+        return _folder(Path(root).expanduser(), name)
     checkout = (_REPO / "pyproject.toml").is_file() and (_REPO / "graphattn").is_dir()
     default = _REPO / "datasets"
     if checkout and os.access(default if default.exists() else _REPO, os.W_OK):
-        return default
-    return Path.home() / ".cache" / "graphattn"
+        return _folder(default, "the data root")
+    return _folder(Path.home() / ".cache" / "graphattn", "the data root")
 
 
 def resolve_mirror(mirror: str | os.PathLike | None) -> Path | None:
+    """The mirror folder: ``mirror``, else ``$GRAPHATTN_MIRROR``, else ``None``."""
+    check_path(mirror, "mirror", optional=True)
+    name = "mirror" if mirror is not None else f"${MIRROR_ENV}"
     mirror = mirror if mirror is not None else (os.environ.get(MIRROR_ENV) or None)
-    return Path(mirror).expanduser() if mirror is not None else None
+    return _folder(Path(mirror).expanduser(), name) if mirror is not None else None
+
+
+def _folder(path: Path, name: str) -> Path:
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{name}={str(path)!r} is a file, not a folder; point it at a folder (it is created if missing)")
+    return path
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def _write_verified(dest: Path, chunks: Iterable[bytes], sha256: str) -> None:
@@ -202,4 +219,58 @@ def fetch(name: str, root: str | os.PathLike | None = None, mirror: str | os.Pat
     root = data_root(root)
     ensure(info, info.files, root, resolve_mirror(mirror), progress)
     return root
+
+
+# processed caches ------------------------------------------------------------------------------
+
+#: The file beside a processed cache that records what it was built from and its sha256s.
+PROCESSED_RECORD = "graphattn-processed.json"
+T = TypeVar("T")
+
+
+def _processed_files(folder: Path) -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in sorted(folder.iterdir())
+            if p.is_file() and p.name != PROCESSED_RECORD and not p.name.startswith(".")}
+
+
+def _processed_ok(folder: Path, raw: dict[str, str]) -> str | None:
+    """Why the processed cache in ``folder`` cannot be trusted, or ``None`` if its record matches."""
+    try:
+        record = json.loads((folder / PROCESSED_RECORD).read_text())
+    except FileNotFoundError:
+        return f"it has no {PROCESSED_RECORD} (built before caches were checked, or interrupted)"
+    except (OSError, ValueError) as err:
+        return f"its {PROCESSED_RECORD} cannot be read ({err})"
+    if not isinstance(record, dict) or record.get("raw") != raw:
+        return "it was built from other raw files"
+    files = _processed_files(folder)
+    if record.get("files") != files:
+        changed = sorted(set(files) ^ set(record.get("files") or {}) |
+                         {k for k in files if (record.get("files") or {}).get(k) != files[k]})
+        return f"its sha256 does not match the one recorded when it was built ({', '.join(changed)})"
+    return None
+
+
+def verified_processed(processed_dir: str | os.PathLike, raw: Iterable[FileSpec], build: Callable[[], T],
+                       name: str = "dataset") -> T:
+    """``build()`` a dataset whose processed cache (``processed_dir``, e.g. PyG's ``processed/``)
+    is verified first: its files' sha256s, recorded beside it (:data:`PROCESSED_RECORD`) when it
+    was built from the sha256-verified ``raw`` files, must still match. If they do not (a changed
+    byte, a missing record, other raw files), the cache is removed and rebuilt from the raw files
+    by ``build()``, with a warning; then the new record is written.
+    """
+    folder = Path(processed_dir)
+    raw_shas = {spec.path: spec.sha256 for spec in raw}
+    fresh = not folder.is_dir()
+    if not fresh:
+        why = _processed_ok(folder, raw_shas)
+        if why is not None:
+            log.warning("%s: the processed cache %s is rebuilt from the verified raw files: %s", name, folder, why)
+            shutil.rmtree(folder)
+            fresh = True
+    dataset = build()
+    if fresh and folder.is_dir():
+        record = json.dumps({"raw": raw_shas, "files": _processed_files(folder)}, indent=1, sort_keys=True)
+        write_atomic(folder / PROCESSED_RECORD, lambda f: f.write(record.encode()))
+    return dataset
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .catalogue import PLANETOID_NAMES, get
-from .fetch import DatasetUnavailableError, data_root, ensure, fetch, resolve_mirror
+from .fetch import DatasetUnavailableError, data_root, ensure, fetch, resolve_mirror, verified_processed
 
 __all__ = ["load_planetoid", "load_tudataset", "load_trec", "load_fsdd", "load_mnist",
            "TRECSplit", "FSDDSplit", "MNISTSplit", "TREC_CLASSES"]
@@ -33,7 +33,9 @@ def load_planetoid(name: str, root=None, mirror=None, transform=None, *, progres
         raise ValueError(f"name={name!r} is not a Planetoid dataset; expected one of "
                          f"{sorted(PLANETOID_NAMES.values())}")
     path = fetch(canonical, root, mirror, progress)
-    return Planetoid(str(path / "planetoid"), canonical, split="public", transform=transform)
+    return verified_processed(path / "planetoid" / canonical / "processed", get(canonical).files,
+                              lambda: Planetoid(str(path / "planetoid"), canonical, split="public", transform=transform),
+                              canonical)
 
 
 def load_tudataset(name: str = "MUTAG", root=None, mirror=None, transform=None, *,
@@ -45,7 +47,8 @@ def load_tudataset(name: str = "MUTAG", root=None, mirror=None, transform=None, 
     if str(name).upper() != "MUTAG":
         raise ValueError(f"name={name!r} is not a catalogued TUDataset; expected 'MUTAG'")
     path = fetch("MUTAG", root, mirror, progress)
-    return TUDataset(str(path / "TUDataset"), "MUTAG", transform=transform)
+    return verified_processed(path / "TUDataset" / "MUTAG" / "processed", get("MUTAG").files,
+                              lambda: TUDataset(str(path / "TUDataset"), "MUTAG", transform=transform), "MUTAG")
 
 
 TREC_CLASSES = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")
