@@ -11,6 +11,7 @@ stderr), and never calls ``sys.exit`` itself.
     graphattn node --dataset Cora --models graph gat --seeds 10 --out runs/node/Cora
     graphattn text --epochs 10 --out runs/text          (also: speech, image; --pattern, --limit)
     graphattn graph --add "VirtualNodes(1)" --folds 10 --out runs/mutag
+    graphattn study listops --patterns "Full()" "longformer(8, [0])" --seeds 2   (also: pixels, speech, ...)
 """
 
 from __future__ import annotations
@@ -207,7 +208,9 @@ def _add_experiments(subparsers: argparse._SubParsersAction) -> None:
     from .experiments.config import DEFAULT_PATTERNS, DEFAULT_POOLING
 
     tasks = {"text": "TREC question type (6 classes)", "speech": "FSDD spoken digit (10 classes) over log-mel frames",
-             "image": "MNIST digit (10 classes) over 4x4 patches (7x7 grid; try Grid2D(2, 7))"}
+             "image": "MNIST digit (10 classes) over 4x4 patches (7x7 grid; try Grid2D(2, 7))",
+             "listops": "ListOps value (10 classes), LRA's generator, --max-length tokens (LRA: 2000)",
+             "pixels": "MNIST digit (10 classes) over its 784 pixels in raster order (try Grid2D(2, 28))"}
     for task, what in tasks.items():
         what = f"{what}; default pattern {DEFAULT_PATTERNS[task]}, {DEFAULT_POOLING[task]} pooling"
         parser = subparsers.add_parser(task, help=f"train and test: {what}", description=f"Classify: {what}.")
@@ -217,6 +220,30 @@ def _add_experiments(subparsers: argparse._SubParsersAction) -> None:
                                   description="Classify molecules; attention runs along bonds plus self-loops.")
     _add_options(graph, _config("GraphConfig"))
     graph.set_defaults(func=_graph)
+
+
+# study: patterns side by side ---------------------------------------------------------------
+
+def _study(args: argparse.Namespace) -> int:
+    from .experiments.study import markdown_table, run
+
+    m = _run_experiment(args, _config("StudyConfig"), run, task=args.task)
+    print(markdown_table(m["summary"]))
+    print(f"{len(m['runs'])} runs ({m['runs_reused']} resumed) in {m['wall_time_s']:.0f} s; "
+          f"wrote results.json, results.md, accuracy_cost.png to {m['out']}")
+    return 0
+
+
+def _add_study(subparsers: argparse._SubParsersAction) -> None:
+    from .experiments.config import TASKS
+
+    parser = subparsers.add_parser(
+        "study", help="compare attention patterns on one task: accuracy against time, memory and keys per query",
+        description="Train every pattern with every seed under one protocol and report mean +- std test accuracy, "
+                    "time per epoch, peak memory and keys per query. Rerun the same command to resume.")
+    parser.add_argument("task", choices=TASKS, help="the sequence task")
+    _add_options(parser, _config("StudyConfig"))
+    parser.set_defaults(func=_study)
 
 
 # node classification -------------------------------------------------------------------------
@@ -246,7 +273,8 @@ def _add_node(subparsers: argparse._SubParsersAction) -> None:
 
 # the entry point ----------------------------------------------------------------------------
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_patterns, _add_experiments, _add_node]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_patterns, _add_experiments, _add_node,
+                                                                _add_study]
 """One ``_add_<name>(subparsers)`` per command group."""
 
 

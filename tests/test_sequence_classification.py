@@ -55,3 +55,22 @@ def test_validation_split_is_deterministic_and_disjoint():
     assert len(val) == 10 and sorted(train + val) == list(range(100))
     assert _carve(100, config(seed=3, limit=20))[1] == val[:2]  # limit keeps a prefix of the same shuffle
     assert torch.tensor(train).unique().numel() == 90
+
+
+@pytest.mark.parametrize("task, extra, sizes", [
+    ("listops", ["--max-length", "24", "--pattern", "longformer(2, [0])"], (48, 2000, 2000)),
+    ("pixels", ["--pattern", "Grid2D(1, 28)"], (43, 5, 2000)),
+    ("speech", ["--hop", "40", "--pattern", "Window(left=4, right=0)"], (43, 5, 300)),
+])
+def test_long_sequence_tasks(task, extra, sizes, offline_data, tmp_path):
+    out = tmp_path / task
+    assert main([task, *TINY, *extra, "--out", str(out)]) == 0
+    m = json.loads((out / "results.json").read_text())
+    assert (m["num_train"], m["num_val"], m["num_test"]) == sizes and m["num_classes"] == 10
+    assert 0 < m["keys_per_query"] < {"listops": 7, "pixels": 9.01, "speech": 5}[task]
+    if task == "pixels":
+        assert m["data"]["sequence_length"] == 784 and m["dataset"] == "MNIST"
+    if task == "speech":  # half the 10 ms hop: about twice the frames
+        assert m["data"]["hop_length"] == 40 and m["data"]["frames_mean"] > 60
+    if task == "listops":
+        assert m["data"]["tokens_max"] < 24 and m["data"]["vocabulary"] == 16

@@ -22,7 +22,7 @@ This module imports neither torch nor the experiments, so building the command l
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..checks import check_bool, check_choice, check_float, check_int, check_path, check_probability
@@ -33,7 +33,7 @@ __all__ = [
     "SplitConfig", "EncodingConfig", "RunConfig", "NodeConfig", "SequenceConfig", "GraphConfig",
     "DEVICES", "ENCODINGS", "MODELS", "GRAPHATTN_MODELS", "BASELINE_MODELS", "DEFAULT_MODELS",
     "NODE_DATASETS", "ARCHITECTURES", "TASKS", "DEFAULT_PATTERNS", "DEFAULT_POOLING", "POOLINGS", "POSITIONS",
-    "GRAPH_DATASETS",
+    "GRAPH_DATASETS", "StudyConfig", "STUDY_PATTERNS",
 ]
 
 DEVICES = ("cpu", "cuda")
@@ -223,12 +223,19 @@ class NodeConfig(Options):
 
 # ------------------------------------------------------------------------------- sequence classification
 
-TASKS = ("text", "speech", "image")
-DEFAULT_PATTERNS = {"text": "Window(2) | Global([0])", "speech": "Window(left=8, right=0)", "image": "Full()"}
-DEFAULT_POOLING = {"text": "cls", "speech": "mean", "image": "mean"}
+TASKS = ("text", "speech", "image", "listops", "pixels")
+DEFAULT_PATTERNS = {"text": "Window(2) | Global([0])", "speech": "Window(left=8, right=0)", "image": "Full()",
+                    "listops": "Full()", "pixels": "Full()"}
+DEFAULT_POOLING = {"text": "cls", "speech": "mean", "image": "mean", "listops": "mean", "pixels": "mean"}
 POOLINGS = ("cls", "mean")
 POSITIONS = ("sinusoidal", "rope", "none")
-IMAGE_NODES = 49  # MNIST: 28 x 28 -> a 7 x 7 grid of 4 x 4 patches
+#: Nodes per example where every example has the same length: 7 x 7 patches; 28 x 28 pixels.
+FIXED_NODES = {"image": 49, "pixels": 784}
+#: ListOps training examples drawn when ``limit`` is unset (LRA draws 96,000; see ``max_length``).
+LISTOPS_TRAIN = 8000
+#: The offline default: expressions of 33..127 tokens train in minutes on a 2-core CPU;
+#: ``max_length=2000`` is LRA's setting (500..1999 tokens), for a GPU.
+LISTOPS_MAX_LENGTH = 128
 
 
 @document
@@ -236,17 +243,22 @@ IMAGE_NODES = 49  # MNIST: 28 x 28 -> a 7 x 7 grid of 4 x 4 patches
 class SequenceConfig(Options):
     """One sequence-classification run (:mod:`graphattn.experiments.sequence_classification`).
 
-    ``task`` is ``"text"`` (TREC), ``"speech"`` (FSDD) or ``"image"`` (MNIST); the command line
-    takes it from the command. ``pattern`` is stored canonically (its ``repr``) after
-    validation; ``pooling`` unset is ``"cls"`` for text (the ``<cls>`` token), ``"mean"``
-    otherwise. The test split is always scored in full.
+    ``task`` is ``"text"`` (TREC), ``"speech"`` (FSDD), ``"image"`` (MNIST patches),
+    ``"listops"`` (generated ListOps, :mod:`graphattn.datasets.listops`) or ``"pixels"`` (MNIST
+    as 784-pixel sequences); the command line takes it from the command. ``pattern`` is stored
+    canonically (its ``repr``) after validation; ``pooling`` unset is ``"cls"`` for text (the
+    ``<cls>`` token), ``"mean"`` otherwise. The test split is always scored in full.
     """
 
     task: str = "text"
     pattern: str | None = option(None, 'attention pattern, e.g. "Window(4)"; unset: the task\'s default')
     pooling: str | None = option(None, "cls (text only; its default) or mean", choices=POOLINGS)
     position: str = option("sinusoidal", "positional encoding (2-D for images)", choices=POSITIONS)
-    limit: int | None = option(None, "use at most N training examples (validation is carved from them)")
+    limit: int | None = option(None, f"use at most N training examples (validation is carved from them); "
+                                     f"unset: all, ListOps {LISTOPS_TRAIN}")
+    max_length: int = option(LISTOPS_MAX_LENGTH, "listops: expressions shorter than this many tokens and longer "
+                                                 "than a quarter of it (LRA: 2000)")
+    hop: int = option(80, "speech: frame hop in samples at 8 kHz (80: 10 ms; 20: 2.5 ms, hundreds of frames)")
     model: ModelConfig = piece(ModelConfig(), "model")
     training: BatchTrainingConfig = piece(BatchTrainingConfig(), "training")
     split: SplitConfig = piece(SplitConfig(), "seed and validation split")
@@ -264,11 +276,18 @@ class SequenceConfig(Options):
         check_choice(self.position, "position", POSITIONS)
         if self.limit is not None:
             check_int(self.limit, "limit")
+        check_int(self.max_length, "max_length", 8)
+        check_int(self.hop, "hop")
         hidden, heads = self.model.hidden, self.model.heads
         if self.position == "rope" and (hidden // heads) % (4 if self.task == "image" else 2):
             raise ValueError(f"position='rope' needs hidden / heads divisible by {4 if self.task == 'image' else 2}")
         if self.position == "sinusoidal" and self.task == "image" and hidden % 2:
             raise ValueError("2-D sinusoidal positions need an even hidden")
+
+    @property
+    def train_limit(self) -> int | None:
+        """The training examples asked for: ``limit``, else the task's default (``None``: all)."""
+        return LISTOPS_TRAIN if self.limit is None and self.task == "listops" else self.limit
 
     def parsed_pattern(self):
         """The pattern object (raises ``ValueError`` naming the problem)."""
@@ -277,11 +296,63 @@ class SequenceConfig(Options):
         text = DEFAULT_PATTERNS[self.task] if self.pattern is None else self.pattern
         try:
             pattern = parse_pattern(text)
-            if self.task == "image":
-                pattern.validate(IMAGE_NODES)  # a Grid2D must have the patch grid's width (7)
+            if self.task in FIXED_NODES:
+                pattern.validate(FIXED_NODES[self.task])  # a Grid2D must have the grid's width (7 or 28)
         except (TypeError, ValueError) as e:
             raise ValueError(f"pattern: {e}") from None
         return pattern
+
+
+#: What ``graphattn study TASK`` compares when ``patterns`` is unset: full attention, a local
+#: window, the Sparse Transformer's strided pattern (window + stride), Longformer, BigBird; on
+#: pixels also Grid2D (the 2-D neighbourhood); on speech truncated (causal-local) windows.
+STUDY_PATTERNS = {
+    "listops": ("Full()", "Window(8)", "Window(8) | Stride(8)", "longformer(8, [0])", "bigbird(8, [0], 3)"),
+    "pixels": ("Full()", "Window(14)", "Window(14) | Stride(28)", "longformer(14, [0])", "bigbird(14, [0], 4)",
+               "Grid2D(2, 28)"),
+    "speech": ("Full()", "Window(left=16, right=0)", "Window(left=64, right=0)", "longformer(16, [0])"),
+    "text": ("Full()", "Window(2) | Global([0])", "Window(2)"),
+    "image": ("Full()", "Grid2D(1, 7)", "Grid2D(2, 7)", "longformer(7, [0])"),
+}
+
+
+@document
+@dataclass(frozen=True)
+class StudyConfig(SequenceConfig):
+    """Patterns side by side (:mod:`graphattn.experiments.study`): one :class:`SequenceConfig`
+    run per pattern and seed, everything else equal. Seeds are ``seed``, ``seed + 1``, ...;
+    results go to ``out`` (unset: ``runs/study/<task>``), one folder per run, and a run whose
+    ``results.json`` is there with the same settings is not run again (resume by rerunning).
+    """
+
+    pattern: str | None = None  # one per run, from ``patterns``
+    patterns: tuple[str, ...] | None = option(None, "the patterns compared; unset: the task's study set",
+                                              metavar="PATTERN")
+    seeds: int = option(2, "runs per pattern (seeds seed, seed + 1, ...)")
+    isolate: bool = option(True, "each run in a fresh process, so the CPU peak memory is that run's own")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "pattern", None)
+        patterns = STUDY_PATTERNS.get(self.task, (DEFAULT_PATTERNS[self.task],)) if self.patterns is None \
+            else self.patterns
+        if isinstance(patterns, str) or not patterns:
+            raise ValueError(f"patterns must be a non-empty list of pattern texts, got {patterns!r}")
+        object.__setattr__(self, "patterns", tuple(self.run_config(p, self.split.seed).pattern for p in patterns))
+        check_int(self.seeds, "seeds")
+        check_bool(self.isolate, "isolate")
+
+    def run_config(self, pattern: str, seed: int, out: str | None = None) -> SequenceConfig:
+        """The :class:`SequenceConfig` of one run (validates ``pattern``)."""
+        from dataclasses import fields
+
+        own = {f.name: getattr(self, f.name) for f in fields(SequenceConfig)}
+        return SequenceConfig(**{**own, "pattern": pattern, "split": replace(self.split, seed=seed),
+                                 "run": replace(self.run, out=out)})
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.run.out) if self.run.out is not None else Path("runs") / "study" / self.task
 
 
 # ------------------------------------------------------------------------------- graph classification

@@ -7,6 +7,13 @@
   mean pooling.
 * ``image``: MNIST digits (10 classes); 4 x 4 patches of the 28 x 28 image are nodes (a 7 x 7
   grid of 49), default pattern ``Full()`` (ViT; try ``Grid2D(2, 7)``), mean pooling.
+* ``listops``: ListOps expressions (10 classes) from :mod:`graphattn.datasets.listops`, LRA's
+  generator; tokens are nodes, at most ``max_length`` of them (LRA: 2000), mean pooling. The
+  splits are LRA's own (validation 2,000, test 2,000, training ``limit``), not carved.
+* ``pixels``: MNIST digits as sequences of 784 pixels (LRA's image task on MNIST), one node per
+  pixel in raster order with 1-D positions, mean pooling; try ``Grid2D(2, 28)``.
+
+Speech at frame rate: ``hop=20`` (2.5 ms) gives about 170 frames a clip on average and up to 900.
 
 Each example becomes a ``Data`` through :mod:`graphattn.convert`; a PyG ``DataLoader`` lays
 examples of different lengths block-diagonally and the model lays the pattern on each of them
@@ -37,12 +44,13 @@ from ..train import peak_memory_mb, reset_peak_memory, set_seed
 from .common import EVAL_BATCH, evaluate, fit_minibatches, write_results
 from .config import DEFAULT_PATTERNS, POSITIONS, TASKS, SequenceConfig
 
-__all__ = ["SequenceConfig", "run", "TASKS", "DEFAULT_PATTERNS", "POSITIONS"]
+__all__ = ["SequenceConfig", "run", "keys_per_query", "TASKS", "DEFAULT_PATTERNS", "POSITIONS"]
 
-DATASETS = {"text": "TREC", "speech": "FSDD", "image": "MNIST"}
+DATASETS = {"text": "TREC", "speech": "FSDD", "image": "MNIST", "listops": "ListOps", "pixels": "MNIST"}
 
 PATCH = 4  # MNIST: 28 x 28 -> a 7 x 7 grid of 4 x 4 patches
-MEL = {"n_fft": 256, "hop_length": 80, "n_mels": 40}  # FSDD is 8 kHz: 32 ms windows, 10 ms hop
+KEY_SAMPLE = 256  # test examples over which keys_per_query is counted
+MEL = {"n_fft": 256, "n_mels": 40}  # FSDD is 8 kHz: 32 ms windows; the hop is cfg.hop (80: 10 ms)
 
 
 # ----------------------------------------------------------------------------- data
@@ -50,7 +58,7 @@ MEL = {"n_fft": 256, "hop_length": 80, "n_mels": 40}  # FSDD is 8 kHz: 32 ms win
 def _carve(n: int, cfg: SequenceConfig) -> tuple[list[int], list[int]]:
     """Deterministic (train, val) indices into a training split of ``n`` examples."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.split.seed)).tolist()
-    order = order[: cfg.limit] if cfg.limit is not None else order
+    order = order[: cfg.train_limit] if cfg.train_limit is not None else order
     n_val = max(1, round(cfg.split.val_fraction * len(order)))
     if len(order) - n_val < 1:
         raise ValueError(f"limit={cfg.limit} leaves no training examples after the validation split")
@@ -86,9 +94,10 @@ def _speech(cfg: SequenceConfig, pattern: Pattern) -> tuple[list[list[Data]], in
 
     train, test = load_fsdd("train", progress=cfg.run.progress), load_fsdd("test", progress=cfg.run.progress)
     tr, va = _carve(len(train.labels), cfg)
+    mel = {**MEL, "hop_length": cfg.hop}
 
     def convert(split, idx: Iterable[int]) -> list[Data]:
-        return [_slim(audio_to_graph(split.waveforms[i], split.sample_rate, pattern, y=int(split.labels[i]), **MEL))
+        return [_slim(audio_to_graph(split.waveforms[i], split.sample_rate, pattern, y=int(split.labels[i]), **mel))
                 for i in tqdm(list(idx), desc="log-mel", leave=False, disable=not cfg.run.progress)]
 
     splits = [convert(train, tr), convert(train, va), convert(test, range(len(test.labels)))]
@@ -98,7 +107,7 @@ def _speech(cfg: SequenceConfig, pattern: Pattern) -> tuple[list[list[Data]], in
         d.x = (d.x - mean) / std
     lengths = [d.num_nodes for d in splits[0]]
     return splits, 10, {"in_channels": MEL["n_mels"], "frames_max": max(lengths),
-                        "frames_mean": sum(lengths) / len(lengths), **MEL}
+                        "frames_mean": sum(lengths) / len(lengths), **mel}
 
 
 def _image(cfg: SequenceConfig, pattern: Pattern) -> tuple[list[list[Data]], int, dict]:
@@ -116,7 +125,38 @@ def _image(cfg: SequenceConfig, pattern: Pattern) -> tuple[list[list[Data]], int
     return splits, 10, {"in_channels": PATCH * PATCH, "patch_size": PATCH, "grid": [7, 7], "mnist_source": train.source}
 
 
-_LOADERS: dict[str, Callable] = {"text": _text, "speech": _speech, "image": _image}
+def _sequence(x: torch.Tensor, y: int) -> Data:
+    # What sequence_to_graph gives less its edges (_slim), without laying the pattern first:
+    # Full() on 784 pixels is 615k edges an image.
+    return Data(x=x, pos=torch.arange(x.size(0)), y=torch.tensor([y]), num_nodes=x.size(0))
+
+
+def _pixels(cfg: SequenceConfig, pattern: Pattern) -> tuple[list[list[Data]], int, dict]:
+    from ..datasets import load_mnist
+
+    train, test = load_mnist("train", progress=cfg.run.progress), load_mnist("test", progress=cfg.run.progress)
+    tr, va = _carve(len(train.labels), cfg)
+
+    def convert(split, idx: Iterable[int]) -> list[Data]:
+        pixels = ((split.images.float() / 255 - 0.1307) / 0.3081).flatten(1)[:, :, None]  # (N, 784, 1), raster order
+        return [_sequence(pixels[i], int(split.labels[i])) for i in idx]
+
+    splits = [convert(train, tr), convert(train, va), convert(test, range(len(test.labels)))]
+    return splits, 10, {"in_channels": 1, "sequence_length": 784, "mnist_source": train.source}
+
+
+def _listops(cfg: SequenceConfig, pattern: Pattern) -> tuple[list[list[Data]], int, dict]:
+    from ..datasets.listops import VOCABULARY, load_listops
+
+    splits = load_listops(cfg.max_length, (cfg.train_limit, 2000, 2000))  # the data seed is fixed: one task
+    splits = [[_sequence(ids, y) for ids, y in split] for split in splits]
+    lengths = [d.num_nodes for d in splits[0]]
+    return splits, 10, {"in_channels": len(VOCABULARY), "vocabulary": len(VOCABULARY), "max_length": cfg.max_length,
+                        "tokens_max": max(lengths), "tokens_mean": sum(lengths) / len(lengths)}
+
+
+_LOADERS: dict[str, Callable] = {"text": _text, "speech": _speech, "image": _image, "listops": _listops,
+                                 "pixels": _pixels}
 
 
 # ----------------------------------------------------------------------------- model and loop
@@ -125,7 +165,7 @@ def _model(cfg: SequenceConfig, pattern: Pattern, in_channels: int, num_classes:
     m = cfg.model
     return GraphTransformer(
         in_channels, m.hidden, num_classes, num_layers=m.layers, heads=m.heads, pattern=pattern,
-        pooling=cfg.pooling, dropout=m.dropout, embedding=cfg.task == "text",
+        pooling=cfg.pooling, dropout=m.dropout, embedding=cfg.task in ("text", "listops"),
         feature_encoding=SinusoidalEncoding(m.hidden) if cfg.position == "sinusoidal" else None,
         position=RotaryEncoding(m.hidden // m.heads) if cfg.position == "rope" else None,
     )
@@ -135,6 +175,14 @@ def _forward(model: GraphTransformer, batch, pattern: Pattern, rope: bool) -> to
     # score-side positions cannot be laid on the model's virtual nodes: those use sequence positions
     pos = None if rope and pattern.extra_nodes else batch.pos
     return model(batch.x, pattern, batch=batch.batch, pos=pos)
+
+
+def keys_per_query(pattern: Pattern, lengths: Iterable[int]) -> float:
+    """Edges over nodes of ``pattern`` laid on sequences of these ``lengths``: the mean number of
+    keys a query attends to (self included), whatever the kernel."""
+    lengths = list(lengths)
+    edges = {n: pattern.edge_index(n).size(1) for n in set(lengths)}
+    return sum(edges[n] for n in lengths) / max(sum(lengths), 1)
 
 
 def run(cfg: SequenceConfig) -> dict:
@@ -167,6 +215,7 @@ def run(cfg: SequenceConfig) -> dict:
         "epochs_run": history.epochs_run, "stopped_early": history.stopped_early,
         "time_per_epoch_s": history.mean_epoch_time_s, "data_prep_s": data_s,
         "peak_memory_mb": peak_memory_mb(device), "device": str(device),
+        "keys_per_query": keys_per_query(pattern, (d.num_nodes for d in test[:KEY_SAMPLE])),
         "num_train": len(train), "num_val": len(val), "num_test": len(test), "num_classes": num_classes,
         "parameters": sum(p.numel() for p in model.parameters()), "data": info,
         "config": cfg.options(), "history": rows,

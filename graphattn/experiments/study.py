@@ -1,0 +1,178 @@
+"""Attention patterns side by side on one sequence task: accuracy against cost.
+
+Every pattern of :class:`StudyConfig` ``patterns`` is trained with every seed under one
+protocol, the :mod:`~graphattn.experiments.sequence_classification` run with the same model,
+data, budget and early stopping; only the pattern differs. Per pattern the study reports the
+mean ± std test accuracy over seeds (sample std; 0 for one seed), the time per epoch
+(training plus validation), the peak memory and the keys per query (edges over nodes on the
+first 256 test examples: what the pattern costs, whatever the kernel). Against the
+reference pattern (``Full()`` when it is compared, else the first) it gives the accuracy
+difference in points and the time and memory as fractions.
+
+Peak memory: on CUDA the tensors' peak of the run; on CPU the peak resident set of the process,
+so with ``isolate`` (the default) each run gets a fresh process (``spawn``) and its own peak,
+which then includes Python, torch and the data (the same for every pattern) on top of the
+attention.
+
+Outputs in ``out`` (default ``runs/study/<task>``): ``runs/<pattern>/seed<k>/results.json`` per
+run, ``results.json`` (summary and runs), ``results.md`` (the table) and ``accuracy_cost.png``.
+A run whose ``results.json`` exists with the same settings is read instead of rerun, so an
+interrupted study resumes where it stopped when the same command is given again.
+
+    from graphattn.experiments.study import StudyConfig, run
+    summary = run(StudyConfig.from_options(task="listops", patterns=("Full()", "Window(8)"), seeds=1))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import statistics
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..files import write_atomic
+from .config import StudyConfig
+
+__all__ = ["StudyConfig", "run", "summarise", "markdown_table", "plot_accuracy_cost"]
+
+
+def _slug(pattern: str) -> str:
+    """A folder name for a pattern: its readable start and a hash of the whole text."""
+    readable = re.sub(r"[^A-Za-z0-9]+", "-", pattern).strip("-")[:48]
+    return f"{readable}-{hashlib.sha1(pattern.encode()).hexdigest()[:8]}"
+
+
+def _one(cfg) -> dict:
+    from .sequence_classification import run as run_sequence
+
+    return run_sequence(cfg)
+
+
+def _finished(folder: Path, options: dict) -> dict | None:
+    """The metrics of a finished run with exactly these settings, else ``None``."""
+    try:
+        metrics = json.loads((folder / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    def same(a: dict) -> dict:
+        return {k: v for k, v in a.items() if k != "progress"}  # bars on or off: the same run
+
+    return metrics if isinstance(metrics.get("config"), dict) and same(metrics["config"]) == same(options) else None
+
+
+def _run_one(cfg, isolate: bool) -> dict:
+    if not isolate:
+        return _one(cfg)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_one, cfg).result()
+
+
+def summarise(runs: list[dict]) -> list[dict]:
+    """One row per pattern (in the order first seen) over its seeds."""
+    by: dict[str, list[dict]] = {}
+    for r in runs:
+        by.setdefault(r["pattern"], []).append(r)
+    rows = []
+    for pattern, rs in by.items():
+        accs = [r["test_acc"] for r in rs]
+        rows.append({
+            "pattern": pattern, "runs": len(rs), "seeds": [r["config"]["seed"] for r in rs],
+            "test_acc_mean": statistics.fmean(accs), "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "test_accs": accs, "val_acc_mean": statistics.fmean(r["best_val_acc"] for r in rs),
+            "epochs_mean": statistics.fmean(r["epochs_run"] for r in rs),
+            "time_per_epoch_s": statistics.fmean(r["time_per_epoch_s"] for r in rs),
+            "peak_memory_mb": max(r["peak_memory_mb"] for r in rs),
+            "keys_per_query": rs[0]["keys_per_query"], "parameters": rs[0]["parameters"],
+        })
+    ref = next((r for r in rows if r["pattern"] == "Full()"), rows[0])
+    for r in rows:
+        r["reference"] = ref["pattern"]
+        r["acc_vs_reference_points"] = 100 * (r["test_acc_mean"] - ref["test_acc_mean"])
+        r["time_vs_reference"] = r["time_per_epoch_s"] / ref["time_per_epoch_s"]
+        r["memory_vs_reference"] = r["peak_memory_mb"] / ref["peak_memory_mb"]
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The study table: accuracy, its difference to the reference, cost and its fraction."""
+    ref = rows[0]["reference"]
+    lines = [f"| pattern | keys / query | test acc (%) | vs {ref} (points) | s / epoch | time vs {ref} "
+             f"| peak MiB | memory vs {ref} | epochs | runs |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| `{r['pattern']}` | {r['keys_per_query']:.1f} | {100 * r['test_acc_mean']:.1f} ± "
+                     f"{100 * r['test_acc_std']:.1f} | {r['acc_vs_reference_points']:+.1f} | "
+                     f"{r['time_per_epoch_s']:.2f} | {r['time_vs_reference']:.2f} | {r['peak_memory_mb']:.0f} | "
+                     f"{r['memory_vs_reference']:.2f} | {r['epochs_mean']:.1f} | {r['runs']} |")
+    return "\n".join(lines)
+
+
+def plot_accuracy_cost(rows: list[dict], title: str, path: str | Path | None = None):
+    """Test accuracy (mean ± std over seeds) against time per epoch and against peak memory."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
+    for ax, key, label in zip(fig.subplots(1, 2), ("time_per_epoch_s", "peak_memory_mb"),
+                              ("time per epoch (s)", "peak memory (MiB)")):
+        for i, r in enumerate(rows):
+            ax.errorbar(r[key], 100 * r["test_acc_mean"], yerr=100 * r["test_acc_std"], fmt="o", capsize=3,
+                        color=f"C{i % 10}", label=r["pattern"])
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    fig.axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle(title)
+    if path is not None:
+        write_atomic(path, lambda f: fig.savefig(f, format="png"))
+    return fig
+
+
+def _protocol(cfg: StudyConfig, first: dict) -> str:
+    m, t = cfg.model, cfg.training
+    data = first["data"]
+    length = {k: data[k] for k in ("max_length", "tokens_mean", "frames_mean", "sequence_length", "hop_length")
+              if k in data}
+    return (f"{first['dataset']} ({cfg.task}): {first['num_train']} train / {first['num_val']} val / "
+            f"{first['num_test']} test, {', '.join(f'{k} {v:.0f}' for k, v in length.items())}; "
+            f"GraphTransformer {m.layers} layers, width {m.hidden}, {m.heads} heads, {first['parameters']} weights, "
+            f"{cfg.pooling} pooling, {cfg.position} positions; AdamW lr {t.lr}, batch {t.batch_size}, at most "
+            f"{t.epochs} epochs, early stopping on validation accuracy (patience {t.patience}), test accuracy of "
+            f"the best validation epoch; {first['device']}.")
+
+
+def run(cfg: StudyConfig) -> dict:
+    """Run (or resume) the study; returns ``{"summary", "runs", ...}`` (also in ``out``)."""
+    if not isinstance(cfg, StudyConfig):
+        raise TypeError(f"cfg must be a StudyConfig, got {type(cfg).__name__}")
+    out = cfg.out_dir
+    tic = time.perf_counter()
+    jobs = [(p, cfg.split.seed + k) for p in cfg.patterns for k in range(cfg.seeds)]
+    runs, reused = [], 0
+    for pattern, seed in tqdm(jobs, desc=f"study {cfg.task}", disable=not cfg.run.progress):
+        folder = out / "runs" / _slug(pattern) / f"seed{seed}"
+        one = cfg.run_config(pattern, seed, str(folder))
+        metrics = _finished(folder, one.options())
+        reused += metrics is not None
+        runs.append(metrics if metrics is not None else _run_one(one, cfg.isolate))
+    rows = summarise(runs)
+    protocol = _protocol(cfg, runs[0])
+    title = f"{runs[0]['dataset']} ({cfg.task}), {cfg.seeds} seed{'s' if cfg.seeds > 1 else ''} per pattern"
+    result = {"task": cfg.task, "protocol": protocol, "summary": rows, "wall_time_s": time.perf_counter() - tic,
+              "runs_reused": reused, "config": cfg.options(), "out": str(out),
+              "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs]}
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=2, allow_nan=False) + "\n"
+    write_atomic(out / "results.json", lambda f: f.write(text.encode()))
+    md = (f"# Study: {title}\n\n{markdown_table(rows)}\n\n{protocol} Mean ± sample std over seeds; time per "
+          f"epoch is training plus validation; peak memory as in graphattn.experiments.study. "
+          f"Wall time {result['wall_time_s']:.0f} s ({reused} of {len(runs)} runs read from an earlier run).\n")
+    write_atomic(out / "results.md", lambda f: f.write(md.encode()))
+    plot_accuracy_cost(rows, title, out / "accuracy_cost.png")
+    return result

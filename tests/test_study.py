@@ -1,0 +1,71 @@
+"""The pattern study: one protocol per pattern, a table, a plot, and resuming where it stopped."""
+
+import json
+
+import pytest
+
+from graphattn.cli import main
+from graphattn.experiments.config import StudyConfig
+from graphattn.experiments.study import markdown_table, summarise
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = ["--limit", "40", "--max-length", "24", "--epochs", "1", "--hidden", "16", "--heads", "2", "--layers", "1",
+        "--no-progress", "--no-isolate"]
+
+
+def test_study_runs_writes_and_resumes(offline_data, tmp_path, capsys):
+    out = tmp_path / "study"
+    argv = ["study", "listops", "--patterns", "Full()", "Window(2)", "--seeds", "2", *TINY, "--out", str(out)]
+    assert main(argv) == 0
+    result = json.loads((out / "results.json").read_text())
+    rows = {r["pattern"]: r for r in result["summary"]}
+    assert list(rows) == ["Full()", "Window(radius=2)"] and result["runs_reused"] == 0
+    assert rows["Full()"]["runs"] == 2 and rows["Full()"]["seeds"] == [0, 1]
+    assert rows["Window(radius=2)"]["keys_per_query"] < rows["Full()"]["keys_per_query"]
+    assert rows["Full()"]["time_vs_reference"] == 1.0 and rows["Full()"]["acc_vs_reference_points"] == 0.0
+    assert (out / "accuracy_cost.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| `Window(radius=2)` |" in (out / "results.md").read_text()
+    assert "2 seeds per pattern" in (out / "results.md").read_text()
+    printed = capsys.readouterr().out
+    assert "4 runs (0 resumed)" in printed
+
+    # A rerun reads every finished run (progress bars on or off is the same run) ...
+    assert main([*argv[:-3], "--out", str(out)]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["runs_reused"] == 4
+    assert [r["test_accs"] for r in again["summary"]] == [r["test_accs"] for r in result["summary"]]
+    # ... and a changed setting is a new run.
+    assert main([*argv, "--lr", "0.002"]) == 0
+    assert json.loads((out / "results.json").read_text())["runs_reused"] == 0
+
+
+def test_study_config_defaults_and_errors():
+    cfg = StudyConfig.from_options(task="pixels")
+    assert cfg.patterns[0] == "Full()" and "Grid2D(radius=2, width=28)" in cfg.patterns
+    assert cfg.run_config(cfg.patterns[1], 5).split.seed == 5
+    with pytest.raises(ValueError, match="pattern"):
+        StudyConfig.from_options(task="pixels", patterns=("Grid2D(2, 30)",))  # 784 pixels are no rows of 30
+    with pytest.raises(ValueError, match="patterns"):
+        StudyConfig.from_options(task="listops", patterns=())
+
+
+def test_summary_against_the_reference():
+    def one(pattern, acc, seed, t):
+        return {"pattern": pattern, "test_acc": acc, "best_val_acc": acc, "epochs_run": 3, "time_per_epoch_s": t,
+                "peak_memory_mb": 100 * t, "keys_per_query": 4.0, "parameters": 10, "config": {"seed": seed}}
+
+    rows = summarise([one("Window(radius=1)", 0.5, 0, 1.0), one("Full()", 0.8, 0, 4.0), one("Full()", 0.6, 1, 4.0)])
+    window, full = rows
+    assert full["test_acc_mean"] == pytest.approx(0.7) and full["test_acc_std"] == pytest.approx(0.1414, abs=1e-4)
+    assert window["reference"] == "Full()" and window["acc_vs_reference_points"] == pytest.approx(-20.0)
+    assert window["time_vs_reference"] == 0.25 and window["memory_vs_reference"] == 0.25
+    assert "| `Window(radius=1)` | 4.0 | 50.0 ± 0.0 | -20.0 |" in markdown_table(rows)
+
+
+def test_isolated_runs_report_their_own_process(offline_data, tmp_path):
+    out = tmp_path / "isolated"
+    argv = ["study", "listops", "--patterns", "Window(1)", "--seeds", "1", *TINY[:-1], "--out", str(out)]
+    assert main(argv) == 0
+    (run,) = json.loads((out / "results.json").read_text())["runs"]
+    assert run["pattern"] == "Window(radius=1)" and run["peak_memory_mb"] > 0 and run["keys_per_query"] < 3
