@@ -89,6 +89,8 @@ def flex_attention_kernel(
     n, heads, channels = q.shape
     if q.device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         raise NotImplementedError(CPU_BACKWARD)
+    if q.device.type == "cpu" and not torch.is_grad_enabled():  # torch refuses CPU inputs that require grad at all
+        q, k, v = q.detach(), k.detach(), v.detach()
     if n == 0:
         return v.new_zeros(v.shape), (q.new_zeros(0, heads) if return_weights else None)
     plan: FlexPlan = graph.cached(("flex", str(q.device), FLEX_BLOCK), lambda: plan_flex(graph, FLEX_BLOCK))
