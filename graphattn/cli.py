@@ -43,12 +43,42 @@ def _patterns_list(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The most edges (or generator work, see :func:`_check_cost`) ``patterns show`` takes on: 2**26
+#: (key, query) int64 pairs are 1 GiB.
+SHOW_MAX_EDGES = 1 << 26
+
+
+def _check_cost(pattern, n: int) -> None:
+    """Refuse, before anything is allocated, a pattern whose edges on ``n`` nodes may exceed
+    :data:`SHOW_MAX_EDGES`, or one with an int parameter (a radius, a degree; not a seed) whose
+    product with ``n`` does: generators may do that much work (``Expander(degree)`` draws
+    ``degree / 2`` permutations of ``n``) even where few edges come out."""
+    limit = f"at most {SHOW_MAX_EDGES:,} (2**26)"
+    edges = pattern.max_edges(n)
+    if edges > SHOW_MAX_EDGES:
+        raise CommandError(f"{pattern!r} on --n {n} may have up to {edges:,} edges; patterns show lays out {limit}; "
+                           "use a smaller --n")
+    from dataclasses import fields, is_dataclass
+
+    todo = [pattern]
+    while todo:
+        part = todo.pop()
+        todo.extend(getattr(part, "parts", ()))
+        for f in fields(part) if is_dataclass(part) else ():
+            value = getattr(part, f.name)
+            if f.name != "seed" and isinstance(value, int) and not isinstance(value, bool) and value * n > SHOW_MAX_EDGES:
+                raise CommandError(f"{f.name}={value:,} of {part!r} times --n {n} is {value * n:,}; patterns show "
+                                   f"takes on {limit}; use a smaller {f.name} or --n")
+
+
 def _patterns_show(args: argparse.Namespace) -> int:
     from .patterns import parse_pattern
     from .patterns.base import TEXT_VIEW_MAX
 
     try:
         pattern = parse_pattern(args.pattern)
+        pattern.validate(args.n)
+        _check_cost(pattern, args.n)
         edges = pattern.edge_index(args.n)
     except (TypeError, ValueError) as e:
         raise CommandError(str(e)) from None
@@ -286,17 +316,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Set to 1 to let an unexpected error end in its traceback instead of one line.
+DEBUG_ENV = "GRAPHATTN_DEBUG"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "(no message)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``graphattn`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Run ``graphattn`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status:
+    0 on success, 2 on any error, reported as one line on stderr (an unexpected one with its
+    type; ``GRAPHATTN_DEBUG=1`` shows its traceback), 130 when interrupted."""
+    import os
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse exits on --help (0) and on usage errors (2)
         return e.code if isinstance(e.code, int) else 2
+    prefix = f"graphattn {args.command}: error:"
     try:
         return args.func(args)
-    except CommandError as e:
-        print(f"graphattn {args.command}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"graphattn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (CommandError, ValueError, TypeError, OSError) as e:  # bad input, a corrupt file, a missing dataset
+        print(f"{prefix} {_one_line(e)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{prefix} out of memory; use smaller sizes (--n, --batch-size, --limit)", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if os.environ.get(DEBUG_ENV) == "1":
+            raise
+        print(f"{prefix} {type(e).__name__}: {_one_line(e)} (set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
         return 2
 
 
