@@ -286,9 +286,10 @@ def _node(args: argparse.Namespace) -> int:
         m = _run_experiment(args, _config("NodeConfig"), run)
     except ValueError as e:  # refused before anything was written: output folder, checkpoints
         raise CommandError(str(e)) from None
-    print(markdown_table(m["summary"]))
-    print(f"{len(m['runs'])} runs in {m['wall_time_s']:.0f} s; "
-          f"wrote results.json, results.md, accuracy.png to {m['out']}")
+    if m.get("rank", 0) == 0:  # under torchrun only rank 0 reports (and writes)
+        print(markdown_table(m["summary"]))
+        print(f"{len(m['runs'])} runs in {m['wall_time_s']:.0f} s; "
+              f"wrote results.json, results.md, accuracy.png to {m['out']}")
     return 0
 
 

@@ -138,6 +138,7 @@ def fit(
     config: TrainConfig,
     *,
     experiment: Mapping[str, Any] | None = None,
+    set_epoch: Callable[[int], None] | None = None,
 ) -> History:
     """Train for ``config.epochs`` epochs and leave the best weights in ``model``.
 
@@ -154,6 +155,16 @@ def fit(
     stored in the checkpoint; ``resume=True`` refuses, without writing anything, a checkpoint whose
     stored dict differs. ``config`` itself is not compared, so a run may be resumed with more
     epochs. A resumed run on CPU ends in exactly the state of an uninterrupted one.
+
+    ``set_epoch(epoch)``, if given, is called before each ``train_epoch()`` (like
+    ``DistributedSampler.set_epoch``), so a loader can draw its order from the epoch number and a
+    resumed run sees the same batches as an uninterrupted one.
+
+    Under ``torch.distributed`` (``torchrun``) every process calls :func:`fit` with the same
+    configuration; ``evaluate()`` must return metrics reduced over the processes (so every
+    process makes the same early-stopping decision). Only rank 0 shows the progress bar and
+    writes the checkpoint, which stores every process's RNG state; every process reads it back
+    on resume (a checkpoint written by another number of processes gives each one rank 0's).
 
     Raises:
         ValueError: ``experiment`` is not JSON-able; the checkpoint folder is not writable;
@@ -181,16 +192,19 @@ def fit(
         best_tie = ckpt.get("best_tie", math.inf)
         history = History(**{**ckpt["history"], "rows": [EpochRow(**r) for r in ckpt["history"]["rows"]]})
         start = ckpt["epoch"] + 1
-        _set_rng_state(ckpt["rng"])
-    if path is not None:
+        ranks = ckpt.get("rng_ranks", [])
+        _set_rng_state(ranks[rank()] if len(ranks) == world_size() else ckpt["rng"])
+    if path is not None and is_main():
         _check_writable(path)
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     epochs = range(start, config.epochs + 1) if not history.stopped_early else range(0)
-    bar = tqdm(epochs, total=config.epochs, initial=start - 1, desc="epoch", disable=not config.progress,
-               file=sys.stderr)
+    bar = tqdm(epochs, total=config.epochs, initial=start - 1, desc="epoch",
+               disable=not (config.progress and is_main()), file=sys.stderr)
     for epoch in bar:
         tic = time.perf_counter()
+        if set_epoch is not None:
+            set_epoch(epoch)
         model.train()
         loss = float(train_epoch())
         model.eval()
@@ -214,12 +228,14 @@ def fit(
         history.rows.append(EpochRow(epoch, loss, metrics, elapsed))
         history.stopped_early = config.patience is not None and bad_epochs >= config.patience
         bar.set_postfix({"loss": f"{loss:.4f}", config.monitor: f"{value:.4f}"})
-        if path is not None:
+        rng = _get_rng_state() if world_size() == 1 or path is None else _gather_objects(_get_rng_state())
+        if path is not None and is_main():
             _save_checkpoint(path, {
                 "format": 2, "experiment": experiment, "epoch": epoch,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "best_state": best_state, "best_value": best_value, "best_tie": best_tie, "bad_epochs": bad_epochs,
-                "history": asdict(history), "rng": _get_rng_state(),
+                "history": asdict(history), "rng": rng[0] if isinstance(rng, list) else rng,
+                **({"rng_ranks": rng} if isinstance(rng, list) else {}),
             })
         if history.stopped_early:
             break
@@ -349,3 +365,74 @@ def reset_peak_memory(device: torch.device | str) -> None:
         torch.cuda.reset_peak_memory_stats(device)
     elif device.type != "cpu":
         raise ValueError(f"device must be 'cpu' or 'cuda', got {str(device)!r}")
+
+
+# ---------------------------------------------------------------------- several processes (DDP)
+
+__all__ += ["rank", "world_size", "is_main", "init_distributed", "all_reduce_sum", "agree"]
+
+
+def rank() -> int:
+    """This process's rank under ``torch.distributed`` (0 without it)."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """The number of processes under ``torch.distributed`` (1 without it)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    """Whether this process writes files and shows progress: rank 0, or the only process."""
+    return rank() == 0
+
+
+def init_distributed(device: str, timeout_s: float) -> bool:
+    """Join the process group that ``torchrun`` describes (``WORLD_SIZE`` > 1 in the environment):
+    gloo on CPU, nccl on CUDA (one device per local rank). A collective that waits longer than
+    ``timeout_s`` for another process raises instead of hanging. Returns whether a group is
+    joined; without ``torchrun`` (or with one process) nothing happens."""
+    import datetime
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return dist.is_initialized()
+    if device == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if device == "cuda" else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
+    return True
+
+
+def all_reduce_sum(values: list[float], device: torch.device | str = "cpu") -> list[float]:
+    """``values`` summed over the processes (float64; unchanged with one process)."""
+    if world_size() == 1:
+        return [float(v) for v in values]
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def agree(error: str | None) -> str | None:
+    """Every process learns whether one of them failed: the first failed rank's ``error`` message
+    (prefixed with its rank), else ``None``. Lets the others stop with that message instead of
+    waiting on a collective the failed one never reaches."""
+    if world_size() == 1:
+        return error
+    errors = _gather_objects(error)
+    return next((f"rank {r}: {e}" for r, e in enumerate(errors) if e is not None), None)
+
+
+def _gather_objects(obj: object) -> list[object]:
+    import torch.distributed as dist
+
+    out: list[object] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out

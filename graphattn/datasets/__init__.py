@@ -17,9 +17,10 @@ it is only read and uses the same relative paths as the data root.
 from .catalogue import CATALOGUE, DatasetInfo, FileSpec, get
 from .fetch import DatasetUnavailableError, data_root, fetch
 from .loaders import FSDDSplit, MNISTSplit, TRECSplit, load_fsdd, load_mnist, load_planetoid, load_trec, load_tudataset
+from .synthetic import load_sbm, sbm_graph
 
 __all__ = [
     "CATALOGUE", "DatasetInfo", "DatasetUnavailableError", "FSDDSplit", "FileSpec",
     "MNISTSplit", "TRECSplit", "data_root", "fetch", "get", "load_fsdd", "load_mnist",
-    "load_planetoid", "load_trec", "load_tudataset",
+    "load_planetoid", "load_sbm", "load_trec", "load_tudataset", "sbm_graph",
 ]

@@ -156,8 +156,27 @@ _MNIST = {  # the digests published by TFDS / Keras for the canonical files
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
 
+def _sbm(name: str) -> DatasetInfo:
+    from .synthetic import SBM_OPTIONS, SBM_SIZES
+
+    arguments = ", ".join(f"{k}={v!r}" for k, v in {"num_nodes": SBM_SIZES[name], **SBM_OPTIONS}.items())
+    return DatasetInfo(
+        name, "graph (synthetic homophilous stochastic block model), node classification",
+        f"generated on first use by graphattn.datasets.synthetic.sbm_graph({arguments}); "
+        "cached with the sha256 of what was generated", "generated here: no licence",
+        (), _loader("load_sbm", name), "torch_geometric Data(x, y, edge_index, train/val/test_mask)")
+
+
 CATALOGUE: dict[str, DatasetInfo] = {
     **{key: _planetoid(key) for key in PLANETOID_NAMES},
+    **{name.lower(): _sbm(name) for name in ("SBM-10k", "SBM-100k", "SBM-1M")},
+    # Downloaded and unpacked by the optional `ogb` package itself (its own URL; it publishes no
+    # checksum, so none is recorded here). Not run on these offline machines.
+    "ogbn-arxiv": DatasetInfo(
+        "ogbn-arxiv", "graph (citation network, 169k nodes), node classification",
+        "https://ogb.stanford.edu/docs/nodeprop/#ogbn-arxiv (Hu et al. 2020), via `pip install ogb`",
+        "ODC-BY (Microsoft Academic Graph)", (), _loader("load_ogbn_arxiv"),
+        "torch_geometric Data(x, y, edge_index, train/val/test_mask) with OGB's time split"),
     "mutag": DatasetInfo(
         "MUTAG", "graphs (molecules), graph classification",
         "https://chrsmrrs.github.io/datasets/ (TUDataset, Morris et al. 2020)",

@@ -16,8 +16,9 @@ import torch
 
 from .catalogue import PLANETOID_NAMES, get
 from .fetch import DatasetUnavailableError, data_root, ensure, fetch, resolve_mirror, verified_processed
+from .synthetic import load_sbm
 
-__all__ = ["load_planetoid", "load_tudataset", "load_trec", "load_fsdd", "load_mnist",
+__all__ = ["load_planetoid", "load_tudataset", "load_sbm", "load_ogbn_arxiv", "load_trec", "load_fsdd", "load_mnist",
            "TRECSplit", "FSDDSplit", "MNISTSplit", "TREC_CLASSES"]
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,29 @@ def load_tudataset(name: str = "MUTAG", root=None, mirror=None, transform=None, 
     path = fetch("MUTAG", root, mirror, progress)
     return verified_processed(path / "TUDataset" / "MUTAG" / "processed", get("MUTAG").files,
                               lambda: TUDataset(str(path / "TUDataset"), "MUTAG", transform=transform), "MUTAG")
+
+
+def load_ogbn_arxiv(root=None, mirror=None, *, progress: bool = True):
+    """ogbn-arxiv (169,343 papers, 40 subject areas, OGB's time split) as one ``Data`` with
+    ``train_mask`` / ``val_mask`` / ``test_mask``, through the optional ``ogb`` package
+    (``pip install ogb``), which downloads it into ``<root>/ogb``. Features and labels as OGB
+    gives them; the directed citation edges are made undirected, as in OGB's GNN baselines."""
+    try:
+        from ogb.nodeproppred import PygNodePropPredDataset
+    except ImportError:
+        raise DatasetUnavailableError("ogbn-arxiv needs the optional extra 'ogb' (pip install ogb), "
+                                      "which is not installed") from None
+    from torch_geometric.utils import to_undirected
+
+    dataset = PygNodePropPredDataset("ogbn-arxiv", root=str(data_root(root) / "ogb"))
+    data, split = dataset[0], dataset.get_idx_split()
+    data.edge_index = to_undirected(data.edge_index, num_nodes=data.num_nodes)
+    data.y = data.y.view(-1)
+    for name, key in (("train", "train"), ("val", "valid"), ("test", "test")):
+        mask = torch.zeros(data.num_nodes, dtype=torch.bool)
+        mask[split[key]] = True
+        data[f"{name}_mask"] = mask
+    return data
 
 
 TREC_CLASSES = ("ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM")

@@ -26,11 +26,11 @@ __all__ = ["GCN", "GAT", "Baseline", "BASELINES"]
 class GCN(nn.Module):
     """Two ``GCNConv`` layers with ReLU and dropout between them."""
 
-    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, dropout: float):
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, dropout: float, cached: bool = True):
         super().__init__()
         self.dropout = dropout
-        self.conv1 = GCNConv(in_channels, hidden_channels, cached=True)
-        self.conv2 = GCNConv(hidden_channels, out_channels, cached=True)
+        self.conv1 = GCNConv(in_channels, hidden_channels, cached=cached)
+        self.conv2 = GCNConv(hidden_channels, out_channels, cached=cached)
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         x = F.relu(self.conv1(x, edge_index))
@@ -63,9 +63,10 @@ class Baseline:
     lr: float
     weight_decay: float
 
-    def build(self, name: str, in_channels: int, out_channels: int) -> nn.Module:
+    def build(self, name: str, in_channels: int, out_channels: int, *, cached: bool = True) -> nn.Module:
+        """The model; ``cached=False`` for mini-batches (GCN may cache its normalisation only for one graph)."""
         if name == "gcn":
-            return GCN(in_channels, self.hidden, out_channels, self.dropout)
+            return GCN(in_channels, self.hidden, out_channels, self.dropout, cached=cached)
         return GAT(in_channels, self.hidden, out_channels, self.heads, self.dropout)
 
 

@@ -33,7 +33,7 @@ __all__ = [
     "SplitConfig", "EncodingConfig", "RunConfig", "NodeConfig", "SequenceConfig", "GraphConfig",
     "DEVICES", "ENCODINGS", "MODELS", "GRAPHATTN_MODELS", "BASELINE_MODELS", "DEFAULT_MODELS",
     "NODE_DATASETS", "ARCHITECTURES", "TASKS", "DEFAULT_PATTERNS", "DEFAULT_POOLING", "POOLINGS", "POSITIONS",
-    "GRAPH_DATASETS", "StudyConfig", "STUDY_PATTERNS",
+    "GRAPH_DATASETS", "StudyConfig", "STUDY_PATTERNS", "NodeBatchConfig", "LOADERS", "PLANETOID_DATASETS",
 ]
 
 DEVICES = ("cpu", "cuda")
@@ -135,13 +135,61 @@ class RunConfig:
 
 # ------------------------------------------------------------------------------- node classification
 
-GRAPHATTN_MODELS = ("graph", "graph+virtual", "graph+expander", "full")
+GRAPHATTN_MODELS = ("graph", "graph+virtual", "graph+expander", "graph+bigbird", "full")
 BASELINE_MODELS = ("gcn", "gat")  # recipes in .baselines
 MODELS = (*GRAPHATTN_MODELS, *BASELINE_MODELS)
 #: ``full`` is left out by default: dense attention over all N nodes costs N^2 per head and
 #: layer (7.3M scores on Cora), minutes per run on a laptop CPU; ask for it with ``models``.
-DEFAULT_MODELS = tuple(m for m in MODELS if m != "full")
-NODE_DATASETS = ("Cora", "CiteSeer", "PubMed")
+#: ``graph+bigbird`` (global attention made for batches of nodes) is asked for by name too.
+DEFAULT_MODELS = tuple(m for m in MODELS if m not in ("full", "graph+bigbird"))
+PLANETOID_DATASETS = ("Cora", "CiteSeer", "PubMed")
+#: Planetoid; the synthetic stochastic block models (generated on first use); ogbn-arxiv (needs ``ogb``).
+NODE_DATASETS = (*PLANETOID_DATASETS, "SBM-10k", "SBM-100k", "SBM-1M", "ogbn-arxiv")
+#: ``full``: the whole graph in every step; ``random``: PyG's ``RandomNodeLoader`` partitions;
+#: ``neighbor``: PyG's ``NeighborLoader`` (needs torch-sparse or pyg-lib).
+LOADERS = ("full", "random", "neighbor")
+DEFAULT_BATCH_SIZE = 4096
+DEFAULT_NEIGHBORS = 10
+
+
+@dataclass(frozen=True)
+class NodeBatchConfig:
+    """Mini-batches of nodes for graphs too large for one step (PyG's loaders).
+
+    ``batch_size`` is the global batch, the same whatever the number of processes: each of P
+    processes (``torchrun``) scores its share of the batch's target nodes.
+    """
+
+    loader: str | None = option(None, "full: the whole graph per step; random: RandomNodeLoader partitions of "
+                                      "batch-size nodes; neighbor: NeighborLoader around batch-size training "
+                                      "seeds (needs torch-sparse or pyg-lib); unset: full for Planetoid, "
+                                      "random otherwise", choices=LOADERS)
+    batch_size: int | None = option(None, f"random: nodes per partition; neighbor: seed nodes per batch; "
+                                          f"unset: {DEFAULT_BATCH_SIZE} (not with --loader full)")
+    num_neighbors: tuple[int, ...] | None = option(None, f"neighbor: neighbours sampled per hop, one number per "
+                                                         f"hop; unset: {DEFAULT_NEIGHBORS} per layer", metavar="K")
+    disjoint: bool = option(False, "neighbor: every seed gets its own subgraph and attends only within it "
+                                   "(NeighborLoader disjoint=True; needs pyg-lib)")
+
+    def __post_init__(self) -> None:
+        if self.loader is not None:
+            check_choice(self.loader, "loader", LOADERS)
+        if self.batch_size is not None:
+            check_int(self.batch_size, "batch_size")
+        if self.num_neighbors is not None:
+            hops = (self.num_neighbors,) if isinstance(self.num_neighbors, (int, str)) else tuple(self.num_neighbors)
+            try:  # the command line hands over strings
+                hops = tuple(int(k) if isinstance(k, str) else k for k in hops)
+            except ValueError:
+                raise ValueError(f"num_neighbors must be ints (-1: all neighbours), got {self.num_neighbors!r}") from None
+            if not hops:
+                raise ValueError("num_neighbors must give at least one hop")
+            for k in hops:
+                check_int(k, "num_neighbors", -1)
+                if k == 0:
+                    raise ValueError("num_neighbors must be positive or -1 (all neighbours), got 0")
+            object.__setattr__(self, "num_neighbors", hops)
+        check_bool(self.disjoint, "disjoint")
 #: ``attention``: GraphAttentionNetwork (GAT form, shared projections); ``transformer``:
 #: GraphTransformer (pre-norm blocks with feed-forward layers, ``ffn_ratio=1``).
 ARCHITECTURES = ("attention", "transformer")
@@ -177,6 +225,7 @@ class NodeConfig(Options):
         TrainingConfig(epochs=200, patience=50, lr=0.005, weight_decay=5e-4), "training of the graphattn models",
         patience="early stopping on validation accuracy, ties broken by validation loss",
         lr="Adam learning rate", weight_decay="Adam weight decay")
+    batching: NodeBatchConfig = piece(NodeBatchConfig(), "mini-batches (large graphs)")
     run: RunConfig = piece(RunConfig(), "output and device", out="output folder; unset: runs/node/<dataset>")
     save: bool = option(False, "checkpoint every (model, seed) under DIR/checkpoints after each epoch")
     resume: bool = option(False, "continue the runs saved with --save (same settings; more --epochs allowed)")
@@ -184,7 +233,8 @@ class NodeConfig(Options):
     mirror: str | None = option(None, "offline mirror; unset: $GRAPHATTN_MIRROR", metavar="DIR")
     threads: int | None = option(None, "torch CPU threads; unset: leave torch's setting")
     workers: int | None = option(None, "runs trained at once in separate one-thread processes; "
-                                       "unset: CPU cores, at most 2 (1 on CUDA)")
+                                       "unset: CPU cores, at most 2 (1 on CUDA or under torchrun)")
+    dist_timeout: int = option(300, "torchrun: seconds a process waits for the others before the job stops")
 
     def __post_init__(self) -> None:
         canonical = {d.lower(): d for d in NODE_DATASETS}.get(str(self.dataset).lower())
@@ -210,11 +260,27 @@ class NodeConfig(Options):
         if self.threads is not None:
             check_int(self.threads, "threads")
         cuda = self.run.device == "cuda"
+        distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.workers is None:
-            object.__setattr__(self, "workers", 1 if cuda else max(1, min(2, os.cpu_count() or 1)))
+            object.__setattr__(self, "workers", 1 if cuda or distributed else max(1, min(2, os.cpu_count() or 1)))
         check_int(self.workers, "workers")
         if self.workers > 1 and cuda:
             raise ValueError(f"workers > 1 needs device='cpu', got device={self.run.device!r}")
+        if self.workers > 1 and distributed:
+            raise ValueError("workers > 1 cannot run under torchrun (each process trains every run in turn); "
+                             "leave workers unset")
+        check_int(self.dist_timeout, "dist_timeout")
+        b = self.batching
+        loader = b.loader or ("full" if self.dataset in PLANETOID_DATASETS else "random")
+        if loader == "full" and b.batch_size is not None:
+            raise ValueError(f"batch_size={b.batch_size} needs loader='random' or 'neighbor' (loader='full' "
+                             "trains on the whole graph)")
+        if loader != "neighbor" and (b.num_neighbors is not None or b.disjoint):
+            raise ValueError(f"num_neighbors and disjoint need loader='neighbor', got loader={loader!r}")
+        hops = b.num_neighbors or (DEFAULT_NEIGHBORS,) * self.model.layers
+        size = b.batch_size if b.batch_size is not None or loader == "full" else DEFAULT_BATCH_SIZE
+        object.__setattr__(self, "batching", replace(b, loader=loader, batch_size=size,
+                                                     num_neighbors=hops if loader == "neighbor" else None))
 
     @property
     def out_dir(self) -> Path:

@@ -46,10 +46,22 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..train import TrainConfig, fit, load_checkpoint, peak_memory_mb, reset_peak_memory
+from ..train import (
+    TrainConfig,
+    agree,
+    all_reduce_sum,
+    fit,
+    init_distributed,
+    is_main,
+    load_checkpoint,
+    peak_memory_mb,
+    rank,
+    reset_peak_memory,
+    world_size,
+)
 from .config import ARCHITECTURES, BASELINE_MODELS, ENCODINGS, GRAPHATTN_MODELS, MODELS, NodeConfig
 from .config import NODE_DATASETS as DATASETS
-from .node_setup import Task, build
+from .node_setup import Run, Task, build
 
 __all__ = ["NodeConfig", "run", "MODELS", "GRAPHATTN_MODELS", "DATASETS", "ENCODINGS", "ARCHITECTURES"]
 
@@ -93,6 +105,8 @@ def _preflight(config: NodeConfig, task: Task) -> None:
 
 
 def _train_one(name: str, seed: int, task: Task, config: NodeConfig) -> dict[str, Any]:
+    if config.batching.loader != "full" or world_size() > 1:
+        return _train_batches(name, seed, task, config)
     built = build(name, task, config, seed)
     model = built.model
     optimizer = torch.optim.Adam(model.parameters(), lr=built.lr, weight_decay=built.weight_decay)
@@ -111,27 +125,63 @@ def _train_one(name: str, seed: int, task: Task, config: NodeConfig) -> dict[str
         mask = task.masks["val"]
         return {"val_acc": task.accuracy(logits, "val"), "val_loss": F.cross_entropy(logits[mask], task.y[mask]).item()}
 
-    path = _checkpoint(config, name, seed)
-    saving = config.save or config.resume
-    train_config = TrainConfig(epochs=config.training.epochs, patience=config.training.patience, monitor="val_acc",
-                               mode="max", tie_break="val_loss", progress=config.run.progress,
-                               checkpoint=path if saving else None, resume=config.resume and path.is_file())
     _reset_peak(config.run.device)
-    history = fit(model, optimizer, train_epoch, evaluate, train_config, experiment=built.experiment)
+    history = fit(model, optimizer, train_epoch, evaluate, _train_config(config, name, seed), experiment=built.experiment)
     model.eval()
     with torch.no_grad():
         logits = built.forward(task.x)
+    return _result(name, seed, built, config, history,
+                   {"val_acc": task.accuracy(logits, "val"), "test_acc": task.accuracy(logits, "test")})
+
+
+def _train_batches(name: str, seed: int, task: Task, config: NodeConfig) -> dict[str, Any]:
+    """One run on the global batches of ``config.batching`` (:mod:`.node_minibatch`), shared
+    among the processes of ``torchrun`` (DistributedDataParallel) when there are several."""
+    from .node_minibatch import Batches, score, train_epoch_fn
+
+    built = build(name, task, config, seed)
+    model = trained = built.model
+    if world_size() > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(model)  # averages the gradients of the processes' shares
+    optimizer = torch.optim.Adam(model.parameters(), lr=built.lr, weight_decay=built.weight_decay)
+    batches = Batches(task, config, seed, ("train",), train=True)
+    val = Batches(task, config, seed, ("val",), train=False)
+
+    def evaluate() -> dict[str, float]:
+        return score(built, val, config)
+
+    _reset_peak(config.run.device)
+    history = fit(model, optimizer, train_epoch_fn(built, trained, optimizer, batches, config), evaluate,
+                  _train_config(config, name, seed), experiment=built.experiment, set_epoch=batches.set_epoch)
+    final = score(built, Batches(task, config, seed, ("val", "test"), train=False), config)
+    return _result(name, seed, built, config, history, {"val_acc": final["val_acc"], "test_acc": final["test_acc"]})
+
+
+def _train_config(config: NodeConfig, name: str, seed: int) -> TrainConfig:
+    path = _checkpoint(config, name, seed)
+    return TrainConfig(epochs=config.training.epochs, patience=config.training.patience, monitor="val_acc",
+                       mode="max", tie_break="val_loss", progress=config.run.progress,
+                       checkpoint=path if config.save or config.resume else None,
+                       resume=config.resume and path.is_file())
+
+
+def _result(name: str, seed: int, built: Run, config: NodeConfig, history, accuracy: dict[str, float]) -> dict:
+    peaks = [0.0] * world_size()  # every process's peak, gathered by a sum
+    peaks[rank()] = peak_memory_mb(config.run.device)
     return {
         "model": name,
         "pattern": built.pattern,
         "seed": seed,
-        "val_acc": task.accuracy(logits, "val"),
-        "test_acc": task.accuracy(logits, "test"),
+        **accuracy,
         "epochs": history.epochs_run,
         "best_epoch": history.best_epoch,
         "epoch_time_s": history.mean_epoch_time_s,
-        "peak_mem_mb": peak_memory_mb(config.run.device),
+        "peak_mem_mb": max(all_reduce_sum(peaks, config.run.device)),
         "encoding": "none" if name in BASELINE_MODELS else config.positional.encoding,
+        **({"loader": config.batching.loader, "batch_size": config.batching.batch_size, "processes": world_size()}
+           if config.batching.loader != "full" or world_size() > 1 else {}),
     }
 
 
@@ -185,9 +235,15 @@ def run(config: NodeConfig) -> dict[str, Any]:
     ``results.json``; ``summary`` one row per model (mean and std of test accuracy over seeds,
     mean validation accuracy, epochs and epoch time, largest peak memory).
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process joins one process group (gloo on
+    CPU, nccl on CUDA, ``dist_timeout`` seconds for each collective) and trains every run on its
+    share of each batch (:mod:`.node_minibatch`); only rank 0 checks and writes the output
+    folder and the checkpoints. A refusal on rank 0 stops every process with its message.
+
     Raises:
         ValueError: the output folder is not writable; ``resume=True`` without checkpoints, or
-            with a checkpoint of another experiment. Nothing is written in these cases.
+            with a checkpoint of another experiment; the loader's optional extra is missing.
+            Nothing is written in these cases.
     """
     if not isinstance(config, NodeConfig):
         raise TypeError(f"config must be a NodeConfig, got {type(config).__name__}")
@@ -195,11 +251,12 @@ def run(config: NodeConfig) -> dict[str, Any]:
     threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    joined = world_size() == 1 and init_distributed(config.run.device, config.dist_timeout)
     try:
-        task = Task(config)
-        _preflight(config, task)
+        task = _prepare(config)
         jobs = [(name, seed) for name in config.models for seed in range(config.seeds)]
-        bar = tqdm(total=len(jobs), desc=f"{config.dataset} runs", disable=not config.run.progress, file=sys.stderr)
+        bar = tqdm(total=len(jobs), desc=f"{config.dataset} runs", disable=not (config.run.progress and is_main()),
+                   file=sys.stderr)
         if config.workers == 1:
             runs = []
             for name, seed in jobs:
@@ -208,15 +265,42 @@ def run(config: NodeConfig) -> dict[str, Any]:
         else:
             runs = _train_parallel(jobs, config, bar)
         bar.close()
+        wall = time.perf_counter() - tic
+        summary = summarize(runs)
+        me = rank()
+        if is_main():
+            from .node_report import write_outputs
+
+            write_outputs(config, runs, summary, wall)
     finally:
         torch.set_num_threads(threads)
-    wall = time.perf_counter() - tic
-    summary = summarize(runs)
-    from .node_report import write_outputs
+        if joined:
+            import torch.distributed as dist
 
-    write_outputs(config, runs, summary, wall)
+            dist.destroy_process_group()
     return {"config": config.options(), "runs": runs, "summary": summary, "wall_time_s": wall,
-            "out": str(config.out_dir)}
+            "out": str(config.out_dir), "rank": me}
+
+
+def _prepare(config: NodeConfig) -> Task:
+    """The task, after the refusals of :func:`_preflight`. With several processes rank 0 goes
+    first (it generates a synthetic graph's cache once), and its refusal stops every process."""
+    from .node_minibatch import check_loader
+
+    task, error = None, None
+    if is_main():
+        try:
+            check_loader(config)
+            task = Task(config)
+            _preflight(config, task)
+        except ValueError as err:  # DatasetUnavailableError is a RuntimeError and stops rank 0 alone
+            error = err
+    message = agree(None if error is None else str(error))
+    if error is not None:
+        raise error
+    if message is not None:
+        raise ValueError(message)
+    return task if task is not None else Task(config)
 
 
 def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -127,6 +127,8 @@ class AttentionModel(nn.Module):
         pair per attention layer (indexing the nodes with the virtual ones)."""
         n = self._check_x(x)
         graph = self._graph(edges, n, batch, pos, edge_attr, x.device)
+        if batch is None and graph.sizes.numel() > 1:  # a prepared graph holds the batch: pool per graph
+            batch = graph.real(graph.batch)
 
         if self.embedding:
             h = self.input_drop(self.lin_in(x))  # (N, hidden)

@@ -1,4 +1,4 @@
-"""Neural-network modules: the attention layer, encodings and the transformer block."""
+"""Neural-network modules: the attention layer, encodings, the transformer block and the GPS layer."""
 
 from .attention import SelfAttentionConv
 from .block import TransformerBlock
@@ -13,9 +13,10 @@ from .encodings import (
     ShortestPathBias,
     SinusoidalEncoding,
 )
+from .gps import GPSConv
 
 __all__ = [
-    "SelfAttentionConv", "TransformerBlock",
+    "SelfAttentionConv", "TransformerBlock", "GPSConv",
     "SinusoidalEncoding", "LearnedEncoding", "LaplacianEncoding", "RandomWalkEncoding",
     "RelativePositionBias", "ALiBi", "RotaryEncoding", "ShortestPathBias", "Compose",
 ]
