@@ -26,8 +26,9 @@ once per :class:`~graphattn.ops.graph.AttentionGraph` and cached there, so the l
 model and the backward pass reuse it.
 
 Memory: O(N x keys per block row) for the mask, O(N H C x (b + left + right) / b) for
-the unfolded keys in backward; never O(N^2) or O(E H C). Bias, dropout and weights use the
-explicit matmul + log-sum-exp path on the same tiles. Slow twin:
+the unfolded keys in backward; never O(N^2) or O(E H C). A score bias is evaluated on the same
+tiles and handed to SDPA as a float mask (still fused); dropout and weights use the explicit
+matmul + log-sum-exp path on the same tiles. Slow twin:
 :func:`graphattn.ops.reference.reference_attention`.
 """
 
@@ -232,11 +233,11 @@ def _global_rows(
     """Global queries attend to their whole sequence: dense rows over the block rows."""
     rows, mask = plan.global_rows, plan.global_mask
     qg, kg, vg = q[rows].transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # (H, Gq|N, C)
-    if not explicit_path:
-        return out.index_copy(0, rows, sdpa(qg, kg, vg, mask, spec.scale).transpose(0, 1)), lse
     bias = None
     if spec.bias is not None:
         bias = spec.bias(rows[:, None], torch.arange(q.size(0), device=q.device)[None, :]).permute(2, 0, 1)  # (H, Gq, N)
+    if not explicit_path:
+        return out.index_copy(0, rows, sdpa(qg, kg, vg, mask, spec.scale, bias).transpose(0, 1)), lse
     og, lg = explicit(qg, kg, vg, mask, spec, bias)  # (H, Gq, C), (H, Gq)
     return out.index_copy(0, rows, og.transpose(0, 1)), lse.index_copy(0, rows, lg.T)
 

@@ -5,8 +5,9 @@ masked out, so the block-diagonal graph costs ``B L_max^2`` instead of ``N^2``. 
 needs no mask for one sequence and only a key-padding mask ``[B, 1, 1, L]`` for a batch;
 other patterns pass their ``mask`` as a boolean ``[B, 1, L, L]``; an ``edge_index`` graph
 passes its adjacency (``log`` multiplicity as a float mask when it has duplicate edges).
-Memory: O(B L^2) for the mask, O(N H C) for the rest on the fused path; bias, dropout and
-attention weights take the explicit path (O(B H L^2) scores). Slow twin:
+Memory: O(B L^2) for the mask, O(N H C) for the rest on the fused path (a score bias joins it
+as a float mask, O(B H L^2)); dropout and attention weights take the explicit path (O(B H L^2)
+scores). Slow twin:
 :func:`graphattn.ops.reference.reference_attention`.
 """
 
@@ -89,15 +90,15 @@ def dense_core(
     if mask is not None and mask.dtype != torch.bool:  # duplicate edges: log-counts in the scores
         bias, mask = mask, mask > float("-inf")
     qp, kp, vp = pad(q), pad(k), pad(v)
+    if spec.bias is not None:
+        gid = torch.full((batch * length,), n - 1, dtype=torch.long, device=q.device)
+        gid = gid.index_copy(0, slot, torch.arange(n, device=q.device)).view(batch, length)
+        score_bias = spec.bias(gid[:, :, None], gid[:, None, :]).permute(0, 3, 1, 2)  # (B, H, L, L)
+        bias = score_bias if bias is None else bias + score_bias
     lse = None
-    if not needs_explicit(spec, with_lse) and bias is None:
-        out = sdpa(qp, kp, vp, mask, spec.scale)  # (B, H, L, C)
+    if not needs_explicit(spec, with_lse):
+        out = sdpa(qp, kp, vp, mask, spec.scale, bias)  # (B, H, L, C)
     else:
-        if spec.bias is not None:
-            gid = torch.full((batch * length,), n - 1, dtype=torch.long, device=q.device)
-            gid = gid.index_copy(0, slot, torch.arange(n, device=q.device)).view(batch, length)
-            score_bias = spec.bias(gid[:, :, None], gid[:, None, :]).permute(0, 3, 1, 2)  # (B, H, L, L)
-            bias = score_bias if bias is None else bias + score_bias
         out, lse = explicit(qp, kp, vp, mask, spec, bias)  # (B, H, L, C), (B, H, L)
         lse = lse.transpose(1, 2).reshape(batch * length, heads)  # (B * L, H)
         lse = lse[slot] if padded else lse

@@ -1,9 +1,10 @@
 """Shared pieces of the dense and blocked kernels: one masked softmax attention, two ways.
 
 ``sdpa`` hands the mask to ``scaled_dot_product_attention`` (fused on CPU and GPU, no
-scores in memory) and is used when nothing else is asked for. ``explicit`` writes the same
-attention as matmul, masked log-sum-exp and matmul; it runs when a score bias, dropout or
-attention weights are needed, and also returns the log-sum-exp ``lse`` of each query, from
+scores in memory), a score bias folded in as a float mask (``bias`` where allowed, ``-inf``
+elsewhere), so relative / ALiBi / shortest-path encodings stay fused; it is used unless
+dropout or attention weights are asked for. ``explicit`` writes the same attention as matmul,
+masked log-sum-exp and matmul, and also returns the log-sum-exp ``lse`` of each query, from
 which :func:`edge_weights` recovers ``alpha`` on any edge without keeping the scores.
 A query with no allowed key gets zeros on both paths (contract "empty rows" of ``docs/architecture.md``).
 """
@@ -21,12 +22,16 @@ __all__ = ["sdpa", "explicit", "edge_weights", "needs_explicit", "tile_attention
 
 
 def needs_explicit(spec: ScoreSpec, return_weights: bool) -> bool:
-    """Whether the fused SDPA path cannot compute this: bias, dropout or weights asked for."""
-    return return_weights or spec.bias is not None or (spec.dropout > 0 and spec.training)
+    """Whether the fused SDPA path cannot compute this: dropout or weights asked for."""
+    return return_weights or (spec.dropout > 0 and spec.training)
 
 
-def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> Tensor:
-    """``q (..., L, C)``, ``k, v (..., S, C)``, boolean ``mask`` broadcasting to ``(..., L, S)``."""
+def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, bias: Tensor | None = None) -> Tensor:
+    """``q (..., L, C)``, ``k, v (..., S, C)``, boolean ``mask`` and float ``bias`` broadcasting
+    to ``(..., L, S)``."""
+    if bias is not None:
+        bias = bias.to(q.dtype)
+        mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 
 
@@ -61,12 +66,12 @@ def tile_attention(
     query_ids: Tensor, key_ids: Tensor,
 ) -> tuple[Tensor, Tensor | None]:
     """Attention of query tiles ``qb [H, nb, b, C]`` over their key rows ``kb, vb [H, nb, S, C]``
-    with ``mask [nb, b, S]``: the fused SDPA call, or the explicit path with a bias evaluated on
-    the node ids ``query_ids [nb, b]`` x ``key_ids [nb, S]``. Returns ``(out [H, nb, b, C],
+    with ``mask [nb, b, S]`` and a score bias evaluated on the node ids ``query_ids [nb, b]`` x
+    ``key_ids [nb, S]``: the fused SDPA call, or the explicit path. Returns ``(out [H, nb, b, C],
     lse [H, nb, b] | None)``; the tile kernels (blocked, tiles) share it."""
-    if not explicit_path:
-        return sdpa(qb, kb, vb, mask[None], spec.scale), None
     bias = None
     if spec.bias is not None:
         bias = spec.bias(query_ids[:, :, None], key_ids[:, None, :]).permute(3, 0, 1, 2)  # (H, nb, b, S)
+    if not explicit_path:
+        return sdpa(qb, kb, vb, mask[None], spec.scale, bias), None
     return explicit(qb, kb, vb, mask[None], spec, bias)
