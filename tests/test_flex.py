@@ -44,8 +44,8 @@ class StrictlyEarlier(Pattern):
 
 
 CASES = [
-    (Window(5), [300, 0, 77, 150]),  # partial tiles only, an empty sequence, a tile across sequences
-    (Full(), [300, 40]),  # full tiles
+    (Window(5), [200, 0, 77, 60]),  # partial tiles only, an empty sequence, a tile across sequences
+    (Full(), [200, 40]),  # full tiles
     (Causal(), [260]),  # full, partial and empty tiles
     (Window(left=9, right=0) & Causal(), [129]),
     (Stride(3), [11, 140]),
@@ -131,14 +131,15 @@ def test_block_mask_is_built_once_per_graph_and_sparse(monkeypatch):
 
     calls = []
     monkeypatch.setattr(flex, "plan_flex", lambda *a: calls.append(a) or plan_flex(*a))
-    graph = AttentionGraph.build(Window(128), num_nodes=4096)
-    q, k, v = qkv(4096, 1, 8, "cpu", torch.float32)
+    graph = AttentionGraph.build(Window(128), num_nodes=1024)
+    q, k, v = qkv(1024, 1, 8, "cpu", torch.float32)
     with torch.no_grad():
         for _ in range(2):
             ops.attention(q, k, v, graph, backend="flex")
     assert len(calls) == 1
     plan = graph.cached(("flex", "cpu", FLEX_BLOCK), lambda: None)
-    assert int(plan.block_mask.kv_num_blocks.max()) + int(plan.block_mask.full_kv_num_blocks.max()) <= 4  # of 32
+    per_row = plan.block_mask.kv_num_blocks + plan.block_mask.full_kv_num_blocks  # key blocks per query block
+    assert int(per_row.max()) == 3 and int(per_row.min()) == 2  # of 8: the band's own blocks only
 
 
 def test_cpu_autograd_is_refused_with_its_reason():
