@@ -220,11 +220,13 @@ def _graph(args: argparse.Namespace) -> int:
     from .experiments.graph_classification import run
 
     m = _run_experiment(args, _config("GraphConfig"), run)
-    _print_table([("task", f"graph ({m['dataset']})"), ("pattern", m["pattern"]), ("encoding", m["encoding"]),
-                  ("test_acc", f"{m['test_acc_mean']:.4f} +- {m['test_acc_std']:.4f} over {len(m['folds'])} folds"),
-                  ("majority class", m["majority_baseline"]), ("epochs (mean)", m["epochs_run_mean"]),
-                  ("time/epoch (s)", m["time_per_epoch_s"]), ("peak memory (MB)", m["peak_memory_mb"]),
-                  ("parameters", m["parameters"])] + ([("wrote", args.out)] if "out" in args else []))
+    rows = [("task", f"graph ({m['dataset']}), {len(m['folds'])}-fold cross-validation"), ("encoding", m["encoding"]),
+            ("majority class", m["majority_baseline"])]
+    for name, r in m["models"].items():  # the first is the default model, the rest its controls
+        rows += [(name, r["pattern"]), (f"{name} test_acc", f"{r['test_acc_mean']:.4f} +- {r['test_acc_std']:.4f}"),
+                 (f"{name} epochs / run time (s)", f"{r['epochs_run_mean']:.1f} / {r['run_time_s']:.0f}"),
+                 (f"{name} parameters", r["parameters"])]
+    _print_table(rows + [("peak memory (MB)", m["peak_memory_mb"])] + ([("wrote", args.out)] if "out" in args else []))
     return 0
 
 
