@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..checks import check_choice, check_probability
+from ..checks import all_finite, check_choice, check_probability
 from ..patterns import Pattern
 from .blocked import BLOCK, blocked_attention, blocked_unsupported
 from .dense import dense_attention, dense_unsupported
@@ -50,6 +50,10 @@ DENSE_MAX_MASK = 1 << 28
 BLOCKED_WORK_RATIO = 0.5
 #: Dense over sparse for graphs at least this dense (edges / (B L^2)).
 DENSE_MIN_DENSITY = 0.05
+#: Kernels whose dense products touch keys a query does not attend to (0 * NaN = NaN): with a
+#: non-finite key or value they hand over to an edge-wise kernel, so containment is the same
+#: everywhere (contract "bad input" of ``docs/architecture.md``).
+MIXING = frozenset({"dense", "blocked", "flex"})
 #: What ``backend=`` accepts.
 BACKENDS = ("auto", *KERNELS)
 SCORES = ("dot", "additive")
@@ -212,6 +216,11 @@ def attention(
     reason = UNSUPPORTED[name](graph, spec) if name in UNSUPPORTED else None
     if reason is not None:
         logger.warning("backend %r cannot compute %s; using 'scatter'", name, reason)
+        name = "scatter"
+    if name in MIXING and not torch.compiler.is_compiling() and not (all_finite(k) and all_finite(v)):
+        # a NaN / inf key or value may reach only the queries attending to it: compute on the edges
+        name = "sparse" if sparse_unsupported(graph, spec) is None else "scatter"
+    if name == "sparse" and torch.compiler.is_compiling():  # dynamo cannot build sparse tensors; the same answer
         name = "scatter"
     if not torch.compiler.is_compiling() and logger.isEnabledFor(logging.DEBUG):  # a graph break under compile
         logger.debug("attention over %d nodes, %r: backend %r (asked %r)", n, graph, name, backend)

@@ -7,7 +7,8 @@ For every query ``i`` with in-neighbours ``N(i)`` (counted with multiplicity ``c
     \\alpha_{ij} = \\frac{c_{ij} e^{s_{ij}}}{\\sum_{l} c_{il} e^{s_{il}}}, \\qquad
     o_i = \\sum_j \\alpha_{ij} v_j
 
-and ``o_i = 0`` when ``N(i)`` is empty. Memory is O(N^2 H) (O(N^2 H C) for additive scores
+and ``o_i = 0`` when ``N(i)`` is empty; a non-finite key or value reaches only the queries that
+attend to it. Memory is O(N^2 H) (O(N^2 H C) for additive scores
 and edge features): use it for tests, never for speed.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..checks import all_finite
 from .graph import AttentionGraph
 from .scores import ScoreSpec
 
@@ -56,9 +58,15 @@ def reference_attention(
     denom = expo.sum(dim=-1, keepdim=True)
     probs = expo / torch.where(denom > 0, denom, 1)  # (H, N_q, N_k); empty rows stay 0
     dropped = spec.apply_dropout(probs)
-    out = torch.einsum("hij,jhc->ihc", dropped, v)
-    if edge_kv is not None:
-        out = out + torch.einsum("hij,ijhc->ihc", dropped, edge_kv)
+    if all_finite(v) and (edge_kv is None or all_finite(edge_kv)):
+        out = torch.einsum("hij,jhc->ihc", dropped, v)
+        if edge_kv is not None:
+            out = out + torch.einsum("hij,ijhc->ihc", dropped, edge_kv)
+    else:  # 0 * NaN = NaN: sum over each query's own keys only, so a bad value stays local
+        terms = dropped[..., None] * v.transpose(0, 1)[:, None]  # (H, N_q, N_k, C)
+        if edge_kv is not None:
+            terms = terms + dropped[..., None] * edge_kv.permute(2, 0, 1, 3)
+        out = torch.where(allowed[None, :, :, None], terms, 0).sum(dim=2).transpose(0, 1)  # (N_q, H, C)
     weights = None
     if return_weights:
         src, dst = graph.edge_index.to(q.device)
