@@ -45,7 +45,8 @@ def test_non_finite_inputs_stay_with_the_queries_that_attend_to_them(data):
     where = {}
     for node in bad_nodes:
         which = data.draw(st.sampled_from([0, 1, 2]))  # q, k or v
-        poisoned[which][node, data.draw(st.integers(0, 1))] = data.draw(st.sampled_from([float("nan"), float("inf"), -float("inf")]))
+        value = data.draw(st.sampled_from([float("nan"), float("inf"), -float("inf")]))
+        poisoned[which][node, data.draw(st.integers(0, 1))] = value
         where.setdefault(which, set()).add(node)
     src, dst = graph.edge_index
     reached = set(where.get(0, set()))  # a bad query spoils its own row
