@@ -35,18 +35,19 @@ SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[Healt
 
 def alibi(heads: int):
     slopes = torch.tensor([2.0 ** -(h + 1) for h in range(heads)], dtype=torch.float64)
-    return lambda q_idx, k_idx: -(q_idx - k_idx).abs().to(torch.float64)[..., None] * slopes  # (..., H)
+    return lambda q_idx, k_idx: -(q_idx - k_idx).abs().to(torch.float64)[..., None] * slopes.to(q_idx.device)  # (..., H)
 
 
-def qkv(n: int, heads: int, channels: int, seed: int = 0):
+def qkv(n: int, heads: int, channels: int, seed: int = 0, device: str = "cpu"):
     gen = torch.Generator().manual_seed(seed)
-    return [torch.randn(n, heads, channels, generator=gen, dtype=torch.float64).requires_grad_() for _ in range(3)]
+    return [torch.randn(n, heads, channels, generator=gen, dtype=torch.float64).to(device).requires_grad_()
+            for _ in range(3)]
 
 
 def assert_equals_reference(kernel, q, k, v, graph: AttentionGraph, spec: ScoreSpec, atol: float = 1e-10):
     """Outputs (fused path), outputs and weights (explicit path) and gradients of both paths."""
     ref_out, ref_alpha = ops.reference_attention(q, k, v, graph, spec, return_weights=True)
-    probe = torch.randn(ref_out.shape, generator=torch.Generator().manual_seed(1), dtype=ref_out.dtype)
+    probe = torch.randn(ref_out.shape, generator=torch.Generator().manual_seed(1), dtype=ref_out.dtype).to(ref_out.device)
     ref_grads = torch.autograd.grad((ref_out * probe).sum(), (q, k, v))
     for with_weights in (False, True):
         out, alpha = kernel(q, k, v, graph, spec, return_weights=with_weights)
@@ -93,43 +94,44 @@ def _graph(pattern, sizes) -> AttentionGraph:
 
 @SETTINGS
 @given(cases())
-def test_blocked_equals_reference(case):
+def test_blocked_equals_reference(device, case):
     pattern, sizes, heads, channels, block, with_bias = case
-    graph = _graph(pattern, sizes)
+    graph = _graph(pattern, sizes).to(device)
     spec = ScoreSpec(scale=channels**-0.5, bias=alibi(heads) if with_bias else None)
 
     def kernel(*args, **kwargs):
         return blocked_attention(*args, block=block, **kwargs)
 
     assert ops.dispatch.blocked_unsupported(graph, spec) is None
-    assert_equals_reference(kernel, *qkv(sum(sizes), heads, channels), graph, spec)
+    assert_equals_reference(kernel, *qkv(sum(sizes), heads, channels, device=device), graph, spec)
 
 
 @SETTINGS
 @given(cases())
-def test_dense_equals_reference(case):
+def test_dense_equals_reference(device, case):
     pattern, sizes, heads, channels, _, with_bias = case
-    graph = _graph(pattern, sizes)
+    graph = _graph(pattern, sizes).to(device)
     spec = ScoreSpec(scale=0.7, bias=alibi(heads) if with_bias else None)
-    assert_equals_reference(dense_attention, *qkv(sum(sizes), heads, channels), graph, spec)
+    assert_equals_reference(dense_attention, *qkv(sum(sizes), heads, channels, device=device), graph, spec)
 
 
 @SETTINGS
 @given(n=st.integers(1, 12), extra=st.integers(0, 30), seed=st.integers(0, 100))
-def test_dense_on_edge_index_with_duplicates_and_isolated_queries(n, extra, seed):
+def test_dense_on_edge_index_with_duplicates_and_isolated_queries(device, n, extra, seed):
     gen = torch.Generator().manual_seed(seed)
     ei = torch.randint(n, (2, extra), generator=gen)
     ei = torch.cat([ei[:, ei[1] != 0], ei[:, :3]], dim=1)  # node 0 isolated; some duplicates
-    graph = AttentionGraph.build(ei, n)
-    assert_equals_reference(dense_attention, *qkv(n, 2, 3, seed), graph, ScoreSpec(scale=0.5, bias=alibi(2)))
+    graph = AttentionGraph.build(ei, n).to(device)
+    assert_equals_reference(dense_attention, *qkv(n, 2, 3, seed, device), graph, ScoreSpec(scale=0.5, bias=alibi(2)))
 
 
-def test_lengths_not_a_multiple_of_the_block_and_global_rows_in_batches():
+def test_lengths_not_a_multiple_of_the_block_and_global_rows_in_batches(device):
     sizes = [70, 4, 0, 133]
     for pattern in (longformer(5, (0, 3, -1)), bigbird(4, (2,), 3), Window(left=9, right=2) | Global((-1,))):
-        graph = AttentionGraph.build(pattern, lengths=sizes)
+        graph = AttentionGraph.build(pattern, lengths=sizes).to(device)
         kernel = lambda *a, **kw: blocked_attention(*a, block=16, **kw)  # noqa: E731
-        assert_equals_reference(kernel, *qkv(sum(sizes), 2, 4), graph, ScoreSpec(scale=0.4, bias=alibi(2)), atol=1e-9)
+        assert_equals_reference(kernel, *qkv(sum(sizes), 2, 4, device=device), graph, ScoreSpec(scale=0.4, bias=alibi(2)),
+                                atol=1e-9)
 
 
 @pytest.mark.parametrize("backend", ["dense", "blocked"])
