@@ -197,3 +197,18 @@ def test_layer_logs_its_backend_and_equals_the_reference_layer(caplog):
     assert "backend 'blocked'" in caplog.text
     layer.backend = "reference"
     torch.testing.assert_close(out, layer(x, longformer(4, (0,)), lengths=torch.tensor([100, 200])))
+
+
+@pytest.mark.parametrize("pattern", [Random(0), Global(()), Random(0) | Global(())])
+def test_patterns_without_any_key_give_zeros_on_every_backend(pattern):
+    q = torch.randn(70, 2, 4)
+    for backend in ("auto", "blocked", "dense", "sparse", "scatter", "reference"):
+        res = ops.attention(q, q, q, pattern, backend=backend, return_weights=True)
+        assert res.out.abs().sum() == 0 and res.weights[1].shape == (0, 2), backend
+
+
+@pytest.mark.parametrize("make", [lambda: Window(2**63), lambda: Stride(1, reach=2**63), lambda: Window(left=2**40),
+                                  lambda: Random(2, seed=2**70)])
+def test_reaches_past_int64_arithmetic_are_refused(make):
+    with pytest.raises(ValueError, match="must be <="):
+        make()
