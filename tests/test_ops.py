@@ -43,9 +43,10 @@ def close(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-10) -> 
     torch.testing.assert_close(actual, expected, atol=atol, rtol=0)
 
 
-def qkv(n: int, heads: int = 2, channels: int = 3, seed: int = 0, grad: bool = False):
+def qkv(n: int, heads: int = 2, channels: int = 3, seed: int = 0, grad: bool = False, device: str = "cpu"):
     gen = torch.Generator().manual_seed(seed)
-    return [torch.randn(n, heads, channels, generator=gen, dtype=torch.float64).requires_grad_(grad) for _ in range(3)]
+    return [torch.randn(n, heads, channels, generator=gen, dtype=torch.float64).to(device).requires_grad_(grad)
+            for _ in range(3)]
 
 
 def run(backend: str, *args, **kwargs) -> ops.AttentionOutput:
@@ -75,7 +76,7 @@ def unique_graph(n: int, seed: int = 0) -> torch.Tensor:
 
 def alibi(heads: int):
     slopes = torch.tensor([2.0 ** -(h + 1) for h in range(heads)], dtype=torch.float64)
-    return lambda q_idx, k_idx: -(q_idx - k_idx).abs().to(torch.float64)[..., None] * slopes  # (..., H)
+    return lambda q_idx, k_idx: -(q_idx - k_idx).abs().to(torch.float64)[..., None] * slopes.to(q_idx.device)  # (..., H)
 
 
 def assert_matches_reference(backend, q, k, v, edges, **kwargs):
@@ -83,7 +84,7 @@ def assert_matches_reference(backend, q, k, v, edges, **kwargs):
     ref = ops.attention(q, k, v, edges, backend="reference", return_weights=True, **kwargs)
     assert res.backend in (backend, "scatter")  # a kernel may hand a graph it cannot do to scatter
     close(res.out, ref.out)
-    assert torch.equal(res.weights[0], ref.weights[0])
+    assert torch.equal(res.weights[0].cpu(), ref.weights[0].cpu())
     close(res.weights[1], ref.weights[1])
     return res, ref
 
@@ -93,34 +94,34 @@ def assert_matches_reference(backend, q, k, v, edges, **kwargs):
 
 @pytest.mark.parametrize("backend", KERNELS)
 @pytest.mark.parametrize("pattern", PATTERNS, ids=repr)
-def test_kernel_equals_reference_on_patterns(backend, pattern):
+def test_kernel_equals_reference_on_patterns(device, backend, pattern):
     n = 11
-    q, k, v = qkv(n)
+    q, k, v = qkv(n, device=device)
     res, _ = assert_matches_reference(backend, q, k, v, pattern)
-    assert torch.equal(res.weights[0], pattern.edge_index(n))
+    assert torch.equal(res.weights[0].cpu(), pattern.edge_index(n))
 
 
 @pytest.mark.parametrize("backend", KERNELS)
-def test_kernel_equals_reference_on_batches(backend):
+def test_kernel_equals_reference_on_batches(device, backend):
     sizes = torch.tensor([5, 0, 1, 8])
-    q, k, v = qkv(14)
+    q, k, v = qkv(14, device=device)
     for pattern in (Full(), Window(1), bigbird(1, [0], 1), Causal() | Global((-1,))):
         res, _ = assert_matches_reference(backend, q, k, v, pattern, sizes=sizes)
-        assert torch.equal(res.weights[0], batch_edge_index(pattern, sizes))
+        assert torch.equal(res.weights[0].cpu(), batch_edge_index(pattern, sizes))
         # the pattern and its edge_index are the same graph
         close(run(backend, q, k, v, res.weights[0]).out, res.out)
 
 
 @pytest.mark.parametrize("backend", KERNELS)
 @pytest.mark.parametrize("score", ["dot", "additive"])
-def test_kernel_equals_reference_on_messy_edge_index(backend, score):
+def test_kernel_equals_reference_on_messy_edge_index(device, backend, score):
     """Duplicates (each copy a message), self-loops, an isolated query, arbitrary edge order."""
     n, heads, channels = 9, 3, 4
-    q, k, v = qkv(n, heads, channels)
-    att = torch.randn(heads, channels, dtype=torch.float64)
-    ei = messy_graph(n)
+    q, k, v = qkv(n, heads, channels, device=device)
+    att = torch.randn(heads, channels, dtype=torch.float64).to(device)
+    ei = messy_graph(n).to(device)
     res, _ = assert_matches_reference(backend, q, k, v, ei, score=score, att=att)
-    assert torch.equal(res.out[n - 1], torch.zeros(heads, channels, dtype=torch.float64))
+    assert torch.equal(res.out[n - 1], torch.zeros(heads, channels, dtype=torch.float64, device=device))
     # a doubled edge weighs as two messages: its weight equals its twin's
     first, twin = 0, ei.size(1) - 6  # ei[:, :4] was appended before the two self-loops
     assert torch.equal(ei[:, first], ei[:, twin])
