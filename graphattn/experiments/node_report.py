@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from ..files import write_atomic
+from .config import PLANETOID_DATASETS
 
 __all__ = ["write_outputs", "markdown_table", "plot_accuracy"]
 
@@ -52,7 +53,10 @@ def write_outputs(config, runs: list[dict[str, Any]], summary: list[dict[str, An
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
     seeds = sorted({r["seed"] for r in runs})
-    title = (f"{config.dataset}, public split, {len(seeds)} seed{'s' if len(seeds) != 1 else ''}, "
+    b = config.batching
+    split = "public split" if config.dataset in PLANETOID_DATASETS else "its split"
+    batches = "" if b.loader == "full" else f", {b.loader} batches of {b.batch_size}"
+    title = (f"{config.dataset}, {split}{batches}, {len(seeds)} seed{'s' if len(seeds) != 1 else ''}, "
              f"graphattn {config.architecture}")
     table = markdown_table(summary)
     md = (f"# Node classification: {title}\n\n{table}\n\n"
