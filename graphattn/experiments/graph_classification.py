@@ -66,7 +66,7 @@ class GINClassifier(nn.Module):
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int, dropout: float):
         super().__init__()
-        self.gin = GIN(in_channels, hidden_channels, num_layers, dropout=dropout, jk="cat")
+        self.gin = GIN(in_channels, hidden_channels, num_layers, dropout=dropout, norm="batch_norm", jk="cat")
         self.head = nn.Sequential(nn.Linear(hidden_channels, hidden_channels), nn.ReLU(), nn.Dropout(dropout),
                                   nn.Linear(hidden_channels, out_channels))
 
