@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ..checks import all_finite, check_int
+from ..checks import MAX_INDEX, all_finite, check_float, check_int
 from ..patterns import Pattern, Window
 from .sequence import build_data, check_pattern
 
@@ -108,15 +108,16 @@ def log_mel(waveform: Tensor, sample_rate: int, *, n_fft: int = 400, win_length:
         ValueError: empty or non-finite audio, or an invalid setting (each named).
     """
     wave = _mono(waveform)
-    check_int(sample_rate, "sample_rate")
-    check_int(n_fft, "n_fft")
-    check_int(hop_length, "hop_length")
-    check_int(n_mels, "n_mels")
-    win_length = n_fft if win_length is None else check_int(win_length, "win_length")
+    check_int(sample_rate, "sample_rate", 1, MAX_INDEX)
+    check_int(n_fft, "n_fft", 1, MAX_INDEX)
+    check_int(hop_length, "hop_length", 1, MAX_INDEX)
+    check_int(n_mels, "n_mels", 1, MAX_INDEX)
+    win_length = n_fft if win_length is None else check_int(win_length, "win_length", 1, MAX_INDEX)
     if win_length > n_fft:
         raise ValueError(f"win_length must be <= n_fft ({n_fft}), got {win_length}")
     nyquist = sample_rate / 2
-    f_max = nyquist if f_max is None else f_max
+    f_min = check_float(f_min, "f_min", minimum=0.0)
+    f_max = nyquist if f_max is None else check_float(f_max, "f_max", above=f_min)
     if not 0 <= f_min < f_max <= nyquist:
         raise ValueError(f"need 0 <= f_min < f_max <= sample_rate / 2 = {nyquist}, got f_min={f_min}, f_max={f_max}")
     if not (isinstance(floor, (int, float)) and floor > 0 and math.isfinite(floor)):

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from ..checks import MAX_INDEX, check_int
 from ..patterns import Full, Grid2D, Intersection, Pattern, Union
 from .sequence import build_data, check_pattern
 
@@ -23,8 +24,7 @@ def _check_image(image: object, patch_size: object) -> tuple[Tensor, int]:
         image = image.unsqueeze(0)  # [H, W] is one channel
     if image.dim() != 3:
         raise ValueError(f"image must have shape [C, H, W] (or [H, W]), got {list(image.shape)}")
-    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
-        raise ValueError(f"patch_size must be a positive int, got {patch_size!r}")
+    check_int(patch_size, "patch_size", 1, MAX_INDEX)
     _, h, w = image.shape
     bad = [f"{name}={size}" for name, size in (("height", h), ("width", w)) if size == 0 or size % patch_size]
     if bad:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import check_int
+from ..checks import check_int, check_probability
 from ..nn.attention import SelfAttentionConv
 from ..ops import AttentionGraph
 from ..patterns import Pattern
@@ -85,8 +85,7 @@ class GraphAttentionNetwork(AttentionModel):
         super().__init__(in_channels, hidden_channels, out_channels, num_layers, heads, pattern, pooling, **inputs)
         check_int(out_heads, "out_heads")
         for name, p in (("dropout", dropout), ("attn_dropout", attn_dropout)):
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {p}")
+            check_probability(p, name)
         if not isinstance(residual, bool):
             raise TypeError(f"residual must be a bool, got {type(residual).__name__}")
         self.out_heads = out_heads

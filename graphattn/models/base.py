@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import global_mean_pool
 
-from ..checks import check_int
+from ..checks import check_int, check_probability
 from ..ops import AttentionGraph
 from ..patterns import Pattern, parse_pattern
 
@@ -70,8 +70,7 @@ class AttentionModel(nn.Module):
             raise TypeError(f"pattern must be a Pattern, its text, or None, got {type(pattern).__name__}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        if not 0.0 <= input_dropout < 1.0:
-            raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout}")
+        check_probability(input_dropout, "input_dropout")
         for name, module in (("feature_encoding", feature_encoding), ("position", position)):
             if module is not None and not isinstance(module, nn.Module):
                 raise TypeError(f"{name} must be an nn.Module or None, got {type(module).__name__}")

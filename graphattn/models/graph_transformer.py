@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..checks import check_probability
 from ..nn.block import TransformerBlock
 from ..ops import AttentionGraph
 from ..patterns import Pattern
@@ -82,8 +83,7 @@ class GraphTransformer(AttentionModel):
     ):
         super().__init__(in_channels, hidden_channels, out_channels, num_layers, heads, pattern, pooling, **inputs)
         for name, p in (("dropout", dropout), ("attn_dropout", attn_dropout)):
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {p}")
+            check_probability(p, name)
         self.input_norm = nn.LayerNorm(hidden_channels) if input_norm else None
         self.blocks = nn.ModuleList(
             TransformerBlock(hidden_channels, heads, ffn_ratio=ffn_ratio, dropout=dropout, attn_dropout=attn_dropout,

@@ -12,7 +12,7 @@ from torch_geometric.nn.dense.linear import Linear as LazyLinear
 from torch_geometric.utils import softmax
 
 from .. import ops
-from ..checks import all_finite, check_int
+from ..checks import all_finite, check_int, check_probability
 from ..ops import AttentionGraph
 from ..patterns import Pattern, check_edge_index
 
@@ -133,8 +133,7 @@ class SelfAttentionConv(MessagePassing):
             raise ValueError(f"heads ({heads}) must divide out_channels ({out_channels})")
         if score not in ops.dispatch.SCORES:
             raise ValueError(f"score must be one of {ops.dispatch.SCORES}, got {score!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_probability(dropout, "dropout")  # a str or None named, not a comparison error
         if backend not in ops.BACKENDS:
             raise ValueError(f"backend must be one of {ops.BACKENDS}, got {backend!r}")
         if projection not in PROJECTIONS:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..checks import check_int
+from ..checks import check_int, check_probability
 from ..ops import AttentionGraph
 from ..patterns import Pattern
 from .attention import SelfAttentionConv
@@ -57,8 +57,7 @@ class TransformerBlock(nn.Module):
     ):
         super().__init__()
         check_int(ffn_ratio, "ffn_ratio")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        check_probability(dropout, "dropout")
         self.channels = channels
         self.heads = heads
         self.ffn_ratio = ffn_ratio

@@ -166,6 +166,8 @@ class Global(Pattern):
         else:  # None, a dict (its keys), a set (no order), a str: say what is expected
             raise TypeError(f"Global nodes must be an int or a list / tuple of ints, got {type(raw).__name__} {raw!r}")
         for g in nodes:
+            if isinstance(g, bool) or not isinstance(g, int):
+                raise TypeError(f"Global nodes must be ints, got {type(g).__name__} {g!r}")
             check_int(g, "Global nodes", -MAX_INDEX, MAX_INDEX)
         object.__setattr__(self, "nodes", nodes)
 
