@@ -150,6 +150,32 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
         raise ValueError(f"q and k must have the same shape, got {list(q.shape)} and {list(k.shape)}")
     if v.shape[:2] != q.shape[:2]:
         raise ValueError(f"v must be [N, H, C_v] with N, H as in q {list(q.shape[:2])}, got {list(v.shape)}")
+    for name, t in (("k", k), ("v", v)):
+        if t.dtype != q.dtype or t.device != q.device:
+            raise TypeError(f"{name} must have q's dtype and device ({q.dtype}, {q.device}), got {t.dtype}, {t.device}")
+
+
+def _checked_bias(bias: BiasFn, heads: int) -> BiasFn:
+    """``bias`` with its result checked where the kernels call it: a float tensor broadcasting to
+    ``[..., H]`` over the index shapes, expanded to exactly that."""
+    if not callable(bias):
+        raise TypeError(f"bias must be a callable bias(q_idx, k_idx) -> [..., H], got {type(bias).__name__}")
+
+    def checked(q_idx: Tensor, k_idx: Tensor) -> Tensor:
+        out = bias(q_idx, k_idx)
+        want = (*torch.broadcast_shapes(q_idx.shape, k_idx.shape), heads)
+        if not isinstance(out, Tensor) or not out.is_floating_point():
+            raise TypeError(f"bias(q_idx, k_idx) must return a float tensor of shape {list(want)}, got "
+                            f"{out.dtype if isinstance(out, Tensor) else type(out).__name__}")
+        try:
+            if out.dim() != len(want) or torch.broadcast_shapes(out.shape, want) != want:
+                raise RuntimeError
+        except RuntimeError:
+            raise ValueError(f"bias(q_idx, k_idx) must return a tensor of shape [..., H] = {list(want)}, "
+                             f"got {list(out.shape)}") from None
+        return out.expand(want)
+
+    return checked
 
 
 def attention(
@@ -211,6 +237,7 @@ def attention(
         if edge_kv.dim() != 3 or edge_kv.shape != (graph.num_edges, heads, channels):
             raise ValueError(f"edge_kv must be [E, H, C] = [{graph.num_edges}, {heads}, {channels}], "
                              f"got {list(edge_kv.shape)}")
+    bias = None if bias is None else _checked_bias(bias, heads)
     spec = ScoreSpec(score, channels**-0.5 if scale is None else scale, att, bias, edge_kv, dropout, training)
     name = choose_backend(graph, spec, q.device) if backend == "auto" else backend
     reason = UNSUPPORTED[name](graph, spec) if name in UNSUPPORTED else None

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..checks import all_finite
+from ..checks import all_finite, check_tensor
 from ..patterns import Pattern, batch_edge_index, check_sizes, positions, sizes_from_batch
 from .adjacency import as_edge_index
 
@@ -335,13 +335,10 @@ def _real_sizes(num_nodes: int | None, batch: Tensor | None, lengths: object) ->
 
 
 def _check_pos(pos: object, n: int) -> Tensor:
-    if not isinstance(pos, Tensor):
-        raise TypeError(f"pos must be a tensor of shape [N] or [N, D], got {type(pos).__name__}")
+    pos = check_tensor(pos, "pos", kind="real", shape="[N] or [N, D]")
     if pos.dim() not in (1, 2) or pos.size(0) != n:
         raise ValueError(f"pos must be a tensor of shape [N] or [N, D] with N={n} (real nodes), got {list(pos.shape)}")
-    if pos.is_floating_point() and not all_finite(pos):
-        raise ValueError("pos contains NaN or infinite values")
-    return pos
+    return check_tensor(pos, "pos", finite=True)
 
 
 def _check_edge_attr(edge_attr: object, graph: AttentionGraph) -> Tensor:

@@ -24,13 +24,10 @@ from dataclasses import MISSING, dataclass, fields
 import torch
 from torch import Tensor
 
-from ..checks import MAX_INDEX, check_int
+from ..checks import MAX_INDEX, MAX_SEED, check_device, check_int
 from .pieces import Pieces
 
-__all__ = ["Pattern", "Union", "Intersection", "check_num_nodes", "check_fields", "scan_mask", "MAX_SEED"]
-
-#: Seeds go to ``torch.Generator.manual_seed``, which takes 64-bit integers.
-MAX_SEED = (1 << 63) - 1
+__all__ = ["Pattern", "Union", "Intersection", "check_num_nodes", "check_fields", "scan_mask"]
 
 TEXT_VIEW_MAX = 128
 #: Predicate evaluations per chunk when a mask is scanned (a few MB of booleans at a time).
@@ -110,6 +107,7 @@ class Pattern:
     def edge_index(self, n: int, device: torch.device | str | None = None) -> Tensor:
         """The pattern on ``n`` nodes as a ``[2, E]`` long tensor (row 0 keys, row 1 queries)."""
         self.validate(n)
+        device = None if device is None else check_device(device)
         if n == 0:
             return torch.empty(2, 0, dtype=torch.long, device=device)
         return self._edges(n).to(device)
@@ -117,6 +115,7 @@ class Pattern:
     def dense_mask(self, n: int, device: torch.device | str | None = None) -> Tensor:
         """The ``[n, n]`` boolean mask indexed ``[query, key]``, evaluated from ``mask``."""
         self.validate(n)
+        device = None if device is None else check_device(device)
         idx = torch.arange(n, device=device)
         return self.mask(idx[:, None], idx[None, :], n).expand(n, n).clone()
 

@@ -151,6 +151,10 @@ class VirtualNodes(Pattern):
         return f"VirtualNodes(count={self.count})"
 
 
+#: The most permutation entries an expander may draw (degree x n): about 1 GB of int64 codes.
+EXPANDER_MAX_DRAWS = 1 << 27
+
+
 @lru_cache(maxsize=32)
 def _expander_keys(degree: int, seed: int, n: int) -> Tensor:
     gen = torch.Generator().manual_seed(seed)
@@ -182,7 +186,14 @@ class Expander(Pattern):
         if self.degree % 2:
             raise ValueError(f"Expander degree must be even (pairs of permutations), got {self.degree}")
 
+    def validate(self, n: int) -> None:
+        check_num_nodes(n)
+        if self.degree * n > EXPANDER_MAX_DRAWS:
+            raise ValueError(f"Expander(degree={self.degree}) on n={n} nodes draws degree * n = {self.degree * n} "
+                             f"edges, more than the {EXPANDER_MAX_DRAWS} that can be allocated; use a smaller degree")
+
     def _keys(self, n: int) -> Tensor:
+        self.validate(n)
         return _expander_keys(self.degree, self.seed, n)
 
     def mask(self, q_idx: Tensor, k_idx: Tensor, n: int) -> Tensor:
