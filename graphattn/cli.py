@@ -140,10 +140,21 @@ def _add_patterns(subparsers: argparse._SubParsersAction) -> None:
 # experiments: generated from the config dataclasses -------------------------------------------
 
 class _Names(argparse.Action):
-    """``--models a b,c`` -> ``("a", "b", "c")``."""
+    """``--models a b,c`` -> ``("a", "b", "c")``; commas inside brackets stay, so
+    ``--patterns "longformer(8, [0])" "Full()"`` is two patterns."""
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        setattr(namespace, self.dest, tuple(name for text in values for name in text.split(",") if name))
+        setattr(namespace, self.dest, tuple(name for text in values for name in _split_top(text) if name))
+
+
+def _split_top(text: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += (char in "([{") - (char in ")]}")
+        if char == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    return [*parts, text[start:].strip()]
 
 
 def _add_options(parser: argparse.ArgumentParser, config_cls: type) -> None:

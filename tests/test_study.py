@@ -69,3 +69,10 @@ def test_isolated_runs_report_their_own_process(offline_data, tmp_path):
     assert main(argv) == 0
     (run,) = json.loads((out / "results.json").read_text())["runs"]
     assert run["pattern"] == "Window(radius=1)" and run["peak_memory_mb"] > 0 and run["keys_per_query"] < 3
+
+
+def test_patterns_with_commas_stay_whole():
+    from graphattn.cli import build_parser
+
+    args = build_parser().parse_args(["study", "listops", "--patterns", "longformer(8, [0])", "Full(),Window(2)"])
+    assert args.patterns == ("longformer(8, [0])", "Full()", "Window(2)")

@@ -107,7 +107,8 @@ def markdown_table(rows: list[dict]) -> str:
              f"| peak MiB | memory vs {ref} | epochs | runs |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        lines.append(f"| `{r['pattern']}` | {r['keys_per_query']:.1f} | {100 * r['test_acc_mean']:.1f} ± "
+        pattern = r["pattern"].replace("|", "\\|")  # a bare | would end the table cell, even in backticks
+        lines.append(f"| `{pattern}` | {r['keys_per_query']:.1f} | {100 * r['test_acc_mean']:.1f} ± "
                      f"{100 * r['test_acc_std']:.1f} | {r['acc_vs_reference_points']:+.1f} | "
                      f"{r['time_per_epoch_s']:.2f} | {r['time_vs_reference']:.2f} | {r['peak_memory_mb']:.0f} | "
                      f"{r['memory_vs_reference']:.2f} | {r['epochs_mean']:.1f} | {r['runs']} |")
