@@ -142,22 +142,26 @@ def test_block_mask_is_built_once_per_graph_and_sparse(monkeypatch):
     assert int(per_row.max()) == 3 and int(per_row.min()) == 2  # of 8: the band's own blocks only
 
 
-def test_cpu_autograd_is_refused_with_its_reason():
+def test_cpu_autograd_goes_to_what_auto_runs_and_the_kernel_refuses_it(caplog):
     q, k, v = (t.requires_grad_() for t in qkv(20, 2, 4, "cpu", torch.float64))
+    with caplog.at_level(logging.WARNING, logger="graphattn.ops.dispatch"):
+        res = ops.attention(q, k, v, Window(2), backend="flex")
+    assert res.backend == ops.choose_backend(Window(2), num_nodes=20) and "backward on CPU" in caplog.text
+    graph = AttentionGraph.build(Window(2), 20)
     with pytest.raises(NotImplementedError, match="no backward on CPU"):
-        ops.attention(q, k, v, Window(2), backend="flex")
+        flex_attention_kernel(q, k, v, graph, ScoreSpec(scale=0.5))
     assert "torch.no_grad()" in CPU_BACKWARD
     with torch.no_grad():
         assert ops.attention(q, k, v, Window(2), backend="flex").backend == "flex"
 
 
-def test_what_flex_cannot_compute_goes_to_scatter_visibly(caplog):
+def test_what_flex_cannot_compute_goes_to_what_auto_runs_visibly(caplog):
     q, k, v = qkv(20, 2, 3, "cpu", torch.float64)
     with caplog.at_level(logging.WARNING, logger="graphattn.ops.dispatch"), torch.no_grad():
         res = ops.attention(q, k, v, Window(1).edge_index(20), backend="flex")
-        assert res.backend == "scatter" and "no pattern" in caplog.text
+        assert res.backend == ops.choose_backend(Window(1).edge_index(20), num_nodes=20) and "no pattern" in caplog.text
         res = ops.attention(q, k, v, Window(1), dropout=0.2, training=True, backend="flex")
-        assert res.backend == "scatter" and "dropout" in caplog.text
+        assert res.backend == ops.choose_backend(Window(1), num_nodes=20) and "dropout" in caplog.text
 
 
 @pytest.mark.parametrize(("edges", "n", "cuda", "cpu"), [

@@ -82,7 +82,8 @@ def alibi(heads: int):
 def assert_matches_reference(backend, q, k, v, edges, **kwargs):
     res = run(backend, q, k, v, edges, **kwargs)
     ref = ops.attention(q, k, v, edges, backend="reference", return_weights=True, **kwargs)
-    assert res.backend in (backend, "scatter")  # a kernel may hand a graph it cannot do to scatter
+    # a kernel that declares what it cannot compute hands such a call to what auto runs
+    assert res.backend == backend or backend in ops.dispatch.UNSUPPORTED
     close(res.out, ref.out)
     assert torch.equal(res.weights[0].cpu(), ref.weights[0].cpu())
     close(res.weights[1], ref.weights[1])

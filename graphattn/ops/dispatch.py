@@ -238,12 +238,14 @@ def attention(
             raise ValueError(f"edge_kv must be [E, H, C] = [{graph.num_edges}, {heads}, {channels}], "
                              f"got {list(edge_kv.shape)}")
     bias = None if bias is None else _checked_bias(bias, heads)
-    spec = ScoreSpec(score, channels**-0.5 if scale is None else scale, att, bias, edge_kv, dropout, training)
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    spec = ScoreSpec(score, channels**-0.5 if scale is None else scale, att, bias, edge_kv, dropout, training, grad)
     name = choose_backend(graph, spec, q.device) if backend == "auto" else backend
     reason = UNSUPPORTED[name](graph, spec) if name in UNSUPPORTED else None
     if reason is not None:
-        logger.warning("backend %r cannot compute %s; using 'scatter'", name, reason)
-        name = "scatter"
+        fallback = choose_backend(graph, spec, q.device)  # what auto runs: it never picks a refused kernel
+        logger.warning("backend %r cannot compute %s; using %r", name, reason, fallback)
+        name = fallback
     if name in MIXING and not torch.compiler.is_compiling() and not (all_finite(k) and all_finite(v)):
         # a NaN / inf key or value may reach only the queries attending to it: compute on the edges
         name = "sparse" if sparse_unsupported(graph, spec) is None else "scatter"

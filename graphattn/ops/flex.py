@@ -64,8 +64,9 @@ _COMPILED: dict[str, object] = {}
 
 
 def flex_unsupported(graph: AttentionGraph, spec: ScoreSpec) -> str | None:
-    """Why the flex kernel cannot run this (``None`` if it can). Autograd on CPU is refused
-    by the kernel itself (:data:`CPU_BACKWARD`): it depends on the inputs, not the graph."""
+    """Why the flex kernel cannot run this (``None`` if it can), e.g. autograd on CPU
+    (``spec.grad``); ``ops.attention`` then runs what ``auto`` picks, and the kernel called
+    directly with inputs that need a backward on CPU raises :data:`CPU_BACKWARD`."""
     if flex_attention is None:
         return f"FlexAttention (needs torch >= 2.5, this is {torch.__version__})"
     if spec.score != "dot":
@@ -78,6 +79,8 @@ def flex_unsupported(graph: AttentionGraph, spec: ScoreSpec) -> str | None:
         return "dropout on the attention weights (FlexAttention has none)"
     if graph.device.type not in ("cuda", "cpu"):
         return f"tensors on {graph.device.type} (FlexAttention here runs on cuda and cpu)"
+    if graph.device.type == "cpu" and spec.grad:
+        return "a backward on CPU (torch's FlexAttention has none there)"
     return None
 
 

@@ -33,6 +33,8 @@ class ScoreSpec:
     edge_kv: Tensor | None = None
     dropout: float = 0.0
     training: bool = False
+    #: Whether autograd will differentiate through the call (a kernel without a backward refuses it).
+    grad: bool = False
 
     def apply_dropout(self, probs: Tensor) -> Tensor:
         if self.dropout > 0 and self.training:
