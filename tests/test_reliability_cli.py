@@ -77,7 +77,7 @@ def test_patterns_show_answers_or_refuses_in_one_line(capsys, text, n):
 
 
 @pytest.mark.parametrize("text, n, what", [
-    ("Expander(1000000000)", 2, "degree=1,000,000,000"),
+    ("Expander(1000000000)", 2, "Expander(degree=1000000000) on n=2 nodes draws"),
     ("Full()", 100000, "10,000,000,000 edges"),
     ("bigbird(2, random_per_query=100000)", 10**5, "edges"),
     ("Global(None)", 4, "Global nodes must be an int or a list"),

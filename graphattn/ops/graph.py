@@ -148,7 +148,7 @@ class AttentionGraph:
         real = _real_sizes(num_nodes, batch, lengths)
         if isinstance(patterns, Pattern):
             k = patterns.extra_nodes
-            sizes = real + k if real.numel() else real
+            sizes = real + k
             for size in set(sizes.tolist()):  # kernels that never build edge_index must not see bad patterns
                 patterns.validate(size)
             return cls(int(sizes.sum()), pattern=patterns, sizes=sizes, num_virtual=k, device=device)
@@ -329,8 +329,7 @@ def _real_sizes(num_nodes: int | None, batch: Tensor | None, lengths: object) ->
     if lengths is not None:
         return check_sizes(lengths, num_nodes, name="lengths").cpu()
     if batch is not None:
-        sizes = sizes_from_batch(batch, num_nodes).cpu()
-        return sizes
+        return sizes_from_batch(batch, num_nodes).cpu()
     return torch.tensor([num_nodes])
 
 
