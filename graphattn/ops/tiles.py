@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..patterns import Pattern
@@ -36,13 +37,17 @@ class TilePlan(NamedTuple):
     ``slot [N]``: each node's row in the padded layout of ``nb * b`` rows; ``key_blocks [nb, K]``:
     the key blocks of every query block (``nb`` = an all-masked padding block); ``mask
     [nb, b, K b]``: which keys each query counts; ``node [nb * b + b]``: the node in every padded
-    row (for score biases; padding rows repeat node 0).
+    row (for score biases; padding rows repeat node 0). ``band``: when every query block ``i``
+    touches only blocks ``i + band .. i + band + K - 1`` (a local pattern), the key rows are laid
+    as that window, a strided view of the keys (no gather), and ``band`` is its first offset;
+    else ``None``.
     """
 
     slot: Tensor
     key_blocks: Tensor
     mask: Tensor
     node: Tensor
+    band: int | None
 
 
 def _sequence_tiles(pattern: Pattern, size: int, block: int) -> tuple[Tensor, Tensor]:
@@ -102,9 +107,28 @@ def plan_tiles(graph: AttentionGraph, block: int) -> TilePlan:
             node[first_block * block : first_block * block + s] = torch.arange(s) + first_node
         first_block, first_node = first_block + count, first_node + s
     slot_t = torch.cat(slot) if slot else torch.zeros(0, dtype=torch.long)
-    mask = masks.permute(0, 2, 1, 3).reshape(nb, block, width * block)  # (nb, b, K b)
+    key_blocks, masks, band = _as_window(key_blocks, masks)
+    mask = masks.permute(0, 2, 1, 3).reshape(nb, block, -1)  # (nb, b, K b)
     device = graph.device
-    return TilePlan(slot_t.to(device), key_blocks.to(device), mask.to(device), node.to(device))
+    return TilePlan(slot_t.to(device), key_blocks.to(device), mask.to(device), node.to(device), band)
+
+
+def _as_window(key_blocks: Tensor, masks: Tensor) -> tuple[Tensor, Tensor, int | None]:
+    """Re-lay the tiles as one window of blocks per query block when that costs at most one block
+    more than the gathered rows: ``(key_blocks, masks, first offset)``, or the input and ``None``."""
+    nb, width = key_blocks.shape
+    valid = key_blocks < nb
+    if not valid.any():
+        return key_blocks, masks, None
+    offsets = key_blocks - torch.arange(nb)[:, None]
+    lo, hi = int(offsets[valid].min()), int(offsets[valid].max())
+    if hi - lo + 1 > width + 1:
+        return key_blocks, masks, None
+    window = torch.arange(nb)[:, None] + torch.arange(lo, hi + 1)  # (nb, W) key block of every slot
+    laid = torch.zeros(nb, hi - lo + 1, *masks.shape[2:], dtype=masks.dtype)
+    rows, cols = valid.nonzero(as_tuple=True)
+    laid[rows, offsets[rows, cols] - lo] = masks[rows, cols]
+    return torch.where((window >= 0) & (window < nb), window, nb), laid, lo
 
 
 def tiled_core(
@@ -121,9 +145,16 @@ def tiled_core(
     def pad(t: Tensor) -> Tensor:  # (N, H, C) -> (nb + 1, b, H, C), the last block all zeros
         return t.new_zeros((nb + 1) * block, *t.shape[1:]).index_copy(0, plan.slot, t).view(nb + 1, block, heads, -1)
 
+    def keys(t: Tensor) -> Tensor:  # (N, H, C) -> (H, nb, K b, C)
+        if plan.band is None:
+            return pad(t)[plan.key_blocks].flatten(1, 2).permute(2, 0, 1, 3)
+        rows = pad(t)[:nb].flatten(0, 1)  # (nb b, H, C), then the window of every block as a view
+        before, after = max(0, -plan.band), max(0, plan.band + width - 1)
+        rows = F.pad(rows[max(0, plan.band) * block:], (0, 0, 0, 0, before * block, after * block))
+        return rows.unfold(0, width * block, block)[:nb].permute(1, 0, 3, 2)
+
     qb = pad(q)[:nb].permute(2, 0, 1, 3)  # (H, nb, b, C)
-    kb = pad(k)[plan.key_blocks].flatten(1, 2).permute(2, 0, 1, 3)  # (H, nb, K b, C)
-    vb = pad(v)[plan.key_blocks].flatten(1, 2).permute(2, 0, 1, 3)
+    kb, vb = keys(k), keys(v)
     rows = plan.node[: nb * block].view(nb, block)  # (nb, b) node of every query slot
     cols = plan.node.view(nb + 1, block)[plan.key_blocks].flatten(1)  # (nb, K b) node of every key slot
     out, lse = tile_attention(qb, kb, vb, plan.mask, spec, explicit_path, rows, cols)  # (H, nb, b, C)
