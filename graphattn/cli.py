@@ -267,26 +267,38 @@ def _add_experiments(subparsers: argparse._SubParsersAction) -> None:
 
 # study: patterns side by side ---------------------------------------------------------------
 
+def _report(m: dict, table, files: str, runs: str = "") -> None:
+    """The summary table of an experiment, then one line: how many runs, how long, what was written."""
+    print(table(m["summary"]))
+    print(f"{len(m['runs'])} runs{runs} in {m['wall_time_s']:.0f} s; wrote {files} to {m['out']}")
+
+
 def _study(args: argparse.Namespace) -> int:
     from .experiments.study import markdown_table, run
 
     m = _run_experiment(args, _config("StudyConfig"), run, task=args.task)
-    print(markdown_table(m["summary"]))
-    print(f"{len(m['runs'])} runs ({m['runs_reused']} resumed) in {m['wall_time_s']:.0f} s; "
-          f"wrote results.json, results.md, accuracy_cost.png to {m['out']}")
+    _report(m, markdown_table, "results.json, results.md, accuracy_cost.png", f" ({m['runs_reused']} resumed)")
     return 0
+
+
+def _add_command(subparsers: argparse._SubParsersAction, name: str, func, config: str, help: str,
+                 description: str) -> argparse.ArgumentParser:
+    """A subcommand whose options are generated from the config dataclass named ``config``."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    _add_options(parser, _config(config))
+    parser.set_defaults(func=func)
+    return parser
 
 
 def _add_study(subparsers: argparse._SubParsersAction) -> None:
     from .experiments.config import TASKS
 
-    parser = subparsers.add_parser(
-        "study", help="compare attention patterns on one task: accuracy against time, memory and keys per query",
+    parser = _add_command(
+        subparsers, "study", _study, "StudyConfig",
+        help="compare attention patterns on one task: accuracy against time, memory and keys per query",
         description="Train every pattern with every seed under one protocol and report mean +- std test accuracy, "
                     "time per epoch, peak memory and keys per query. Rerun the same command to resume.")
     parser.add_argument("task", choices=TASKS, help="the sequence task")
-    _add_options(parser, _config("StudyConfig"))
-    parser.set_defaults(func=_study)
 
 
 # node classification -------------------------------------------------------------------------
@@ -300,19 +312,16 @@ def _node(args: argparse.Namespace) -> int:
     except ValueError as e:  # refused before anything was written: output folder, checkpoints
         raise CommandError(str(e)) from None
     if m.get("rank", 0) == 0:  # under torchrun only rank 0 reports (and writes)
-        print(markdown_table(m["summary"]))
-        print(f"{len(m['runs'])} runs in {m['wall_time_s']:.0f} s; "
-              f"wrote results.json, results.md, accuracy.png to {m['out']}")
+        _report(m, markdown_table, "results.json, results.md, accuracy.png")
     return 0
 
 
 def _add_node(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "node", help="node classification on Planetoid (Cora, CiteSeer, PubMed): graphattn vs GCN and GAT",
+    _add_command(
+        subparsers, "node", _node, "NodeConfig",
+        help="node classification on Planetoid (Cora, CiteSeer, PubMed): graphattn vs GCN and GAT",
         description="Train every model with every seed on the public split (early stopping on validation "
                     "accuracy) and report mean +- std test accuracy, epochs, time per epoch and peak memory.")
-    _add_options(parser, _config("NodeConfig"))
-    parser.set_defaults(func=_node)
 
 
 # the entry point ----------------------------------------------------------------------------

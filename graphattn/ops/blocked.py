@@ -46,7 +46,7 @@ from ..patterns.pieces import Pieces
 from .dense import dense_core
 from .graph import AttentionGraph
 from .masked import edge_weights, explicit, needs_explicit, sdpa, tile_attention
-from .scatter import scatter_attention
+from .scatter import falls_back_to_scatter
 from .scores import ScoreSpec
 from .tiles import tiled_core
 
@@ -67,12 +67,11 @@ def blocked_unsupported(graph: AttentionGraph, spec: ScoreSpec) -> str | None:
     return None
 
 
+@falls_back_to_scatter(blocked_unsupported)
 def blocked_attention(
     q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *,
     return_weights: bool = False, block: int = BLOCK,
 ) -> tuple[Tensor, Tensor | None]:
-    if blocked_unsupported(graph, spec) is not None:
-        return scatter_attention(q, k, v, graph, spec, return_weights=return_weights)
     if q.size(0) == 0:
         return v.new_zeros(v.shape), (q.new_zeros(0, q.size(1)) if return_weights else None)
     out, lse = blocked_core(q, k, v, graph, spec, with_lse=return_weights, block=block)

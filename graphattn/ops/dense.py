@@ -18,7 +18,7 @@ from torch import Tensor
 
 from .graph import AttentionGraph
 from .masked import edge_weights, explicit, needs_explicit, sdpa
-from .scatter import scatter_attention
+from .scatter import falls_back_to_scatter
 from .scores import ScoreSpec
 
 __all__ = ["dense_attention", "dense_core", "dense_unsupported"]
@@ -106,11 +106,10 @@ def dense_core(
     return (out[slot] if padded else out), lse
 
 
+@falls_back_to_scatter(dense_unsupported)
 def dense_attention(
     q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *, return_weights: bool = False
 ) -> tuple[Tensor, Tensor | None]:
-    if dense_unsupported(graph, spec) is not None:
-        return scatter_attention(q, k, v, graph, spec, return_weights=return_weights)
     if q.size(0) == 0:
         return v.new_zeros(v.shape), (q.new_zeros(0, q.size(1)) if return_weights else None)
     out, lse = dense_core(q, k, v, graph, spec, with_lse=return_weights)

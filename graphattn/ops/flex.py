@@ -36,9 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .blocked import blocked_unsupported
 from .graph import AttentionGraph
 from .masked import edge_weights
-from .scatter import scatter_attention
+from .scatter import falls_back_to_scatter
 from .scores import BiasFn, ScoreSpec
 
 try:
@@ -69,12 +70,9 @@ def flex_unsupported(graph: AttentionGraph, spec: ScoreSpec) -> str | None:
     directly with inputs that need a backward on CPU raises :data:`CPU_BACKWARD`."""
     if flex_attention is None:
         return f"FlexAttention (needs torch >= 2.5, this is {torch.__version__})"
-    if spec.score != "dot":
-        return f"{spec.score} scores"
-    if spec.edge_kv is not None:
-        return "edge features (edge_kv)"
-    if graph.pattern is None:
-        return "an explicit edge_index (no pattern)"
+    reason = blocked_unsupported(graph, spec)  # a pattern and dot scores, as the tile kernels
+    if reason is not None:
+        return reason
     if spec.dropout > 0 and spec.training:
         return "dropout on the attention weights (FlexAttention has none)"
     if graph.device.type not in ("cuda", "cpu"):
@@ -84,11 +82,10 @@ def flex_unsupported(graph: AttentionGraph, spec: ScoreSpec) -> str | None:
     return None
 
 
+@falls_back_to_scatter(flex_unsupported)
 def flex_attention_kernel(
     q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *, return_weights: bool = False
 ) -> tuple[Tensor, Tensor | None]:
-    if flex_unsupported(graph, spec) is not None:
-        return scatter_attention(q, k, v, graph, spec, return_weights=return_weights)
     n, heads, channels = q.shape
     if q.device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
         raise NotImplementedError(CPU_BACKWARD)

@@ -9,6 +9,9 @@ messages. Memory: O(E H C) for the gathered rows, O(E H) for the scores. Its slo
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 from torch_geometric.utils import scatter, softmax
@@ -16,7 +19,7 @@ from torch_geometric.utils import scatter, softmax
 from .graph import AttentionGraph
 from .scores import ScoreSpec
 
-__all__ = ["scatter_attention"]
+__all__ = ["scatter_attention", "falls_back_to_scatter"]
 
 
 def scatter_attention(
@@ -38,3 +41,17 @@ def scatter_attention(
     messages = spec.apply_dropout(alpha).unsqueeze(-1) * v_j
     out = scatter(messages, dst, dim=0, dim_size=n, reduce="sum")  # (N, H, C)
     return out, (alpha if return_weights else None)
+
+
+def falls_back_to_scatter(unsupported: Callable[[AttentionGraph, ScoreSpec], str | None]) -> Callable:
+    """Decorate a kernel so that what ``unsupported(graph, spec)`` refuses runs on this general
+    kernel instead (a kernel called directly still answers; ``ops.attention`` warns first)."""
+    def wrap(kernel: Callable) -> Callable:
+        @functools.wraps(kernel)
+        def run(q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *,
+                return_weights: bool = False, **options) -> tuple[Tensor, Tensor | None]:
+            if unsupported(graph, spec) is not None:
+                return scatter_attention(q, k, v, graph, spec, return_weights=return_weights)
+            return kernel(q, k, v, graph, spec, return_weights=return_weights, **options)
+        return run
+    return wrap

@@ -32,20 +32,19 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from .dense import dense_unsupported
 from .graph import AttentionGraph
-from .scatter import scatter_attention
+from .scatter import falls_back_to_scatter
 from .scores import ScoreSpec
 
 __all__ = ["sparse_attention", "sparse_unsupported", "SparsePlan"]
 
 
 def sparse_unsupported(graph: AttentionGraph, spec: ScoreSpec) -> str | None:
-    """Why the sparse kernel cannot run this (``None`` if it can)."""
-    if spec.score != "dot":
-        return f"{spec.score} scores (tanh(q_i + k_j) needs every per-edge pair: scatter)"
-    if spec.edge_kv is not None:
-        return "edge features (edge_kv [E, H, C] is per-edge already: scatter)"
-    return None
+    """Why the sparse kernel cannot run this (``None`` if it can): what the dense kernel cannot
+    either, additive scores and edge features, which need per-edge per-channel values."""
+    reason = dense_unsupported(graph, spec)
+    return None if reason is None else f"{reason} (per-edge per-channel values: scatter computes them)"
 
 
 class SparsePlan(NamedTuple):
@@ -168,11 +167,10 @@ class _SparseAttention(torch.autograd.Function):
         return tuple(grads)
 
 
+@falls_back_to_scatter(sparse_unsupported)
 def sparse_attention(
     q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *, return_weights: bool = False
 ) -> tuple[Tensor, Tensor | None]:
-    if sparse_unsupported(graph, spec) is not None:
-        return scatter_attention(q, k, v, graph, spec, return_weights=return_weights)
     n, heads, _ = q.shape
     if n == 0:
         return v.new_zeros(v.shape), (q.new_zeros(0, heads) if return_weights else None)

@@ -190,7 +190,8 @@ class Expander(Pattern):
         check_num_nodes(n)
         if self.degree * n > EXPANDER_MAX_DRAWS:
             raise ValueError(f"Expander(degree={self.degree}) on n={n} nodes draws degree * n = {self.degree * n} "
-                             f"edges, more than the {EXPANDER_MAX_DRAWS} that can be allocated; use a smaller degree")
+                             f"edges, which must be at most 2**27 = {EXPANDER_MAX_DRAWS} to be allocated; "
+                             "use a smaller degree")
 
     def _keys(self, n: int) -> Tensor:
         self.validate(n)
