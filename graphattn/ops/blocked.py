@@ -43,6 +43,7 @@ from torch import Tensor
 
 from ..patterns import Full, Window
 from ..patterns.pieces import Pieces
+from .bias import tile_bias
 from .dense import dense_core
 from .graph import AttentionGraph
 from .masked import edge_weights, explicit, needs_explicit, sdpa, tile_attention
@@ -105,12 +106,13 @@ def blocked_core(
     vb = values[0] if len(values) == 1 else torch.cat(values, dim=2)
     nb = plan.mask.size(0)
     qb = F.pad(q, (0, 0, 0, 0, 0, plan.npad - n)).view(nb, block, heads, channels).permute(2, 0, 1, 3)  # (H, nb, b, C)
-    out, lse = tile_attention(qb, kb, vb, plan.mask, spec, explicit_path, plan.query_ids, plan.key_ids)
+    out, lse = tile_attention(qb, kb, vb, plan.mask, spec, explicit_path, plan.query_ids, plan.key_ids,
+                              graph, ("band", block))
     if lse is not None:
         lse = lse.permute(1, 2, 0).reshape(plan.npad, heads)[:n]  # (N, H)
     out = out.permute(1, 2, 0, 3).reshape(plan.npad, heads, -1)[:n]  # (N, H, C)
     if plan.global_rows.numel():
-        out, lse = _global_rows(q, k, v, spec, plan, out, lse, explicit_path)
+        out, lse = _global_rows(q, k, v, graph, spec, plan, out, lse, explicit_path, block)
     return out, lse
 
 
@@ -226,17 +228,19 @@ def _random_ids(pieces: Pieces, sizes: Tensor, starts: Tensor) -> Tensor:
 
 
 def _global_rows(
-    q: Tensor, k: Tensor, v: Tensor, spec: ScoreSpec, plan: BandPlan, out: Tensor, lse: Tensor | None,
-    explicit_path: bool,
+    q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: BandPlan, out: Tensor,
+    lse: Tensor | None, explicit_path: bool, block: int,
 ) -> tuple[Tensor, Tensor | None]:
     """Global queries attend to their whole sequence: dense rows over the block rows."""
     rows, mask = plan.global_rows, plan.global_mask
     qg, kg, vg = q[rows].transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # (H, Gq|N, C)
     bias = None
-    if spec.bias is not None:
-        bias = spec.bias(rows[:, None], torch.arange(q.size(0), device=q.device)[None, :]).permute(2, 0, 1)  # (H, Gq, N)
+    if spec.bias is not None:  # (H, Gq, N), -inf where masked, as in tile_attention
+        keys = torch.arange(q.size(0), device=q.device)[None, :]
+        bias = tile_bias(graph, spec.bias, ("global_rows", block), rows[:, None], keys,
+                         None if mask is None else mask[0], q.dtype)
     if not explicit_path:
-        return out.index_copy(0, rows, sdpa(qg, kg, vg, mask, spec.scale, bias).transpose(0, 1)), lse
+        return out.index_copy(0, rows, sdpa(qg, kg, vg, mask if bias is None else bias, spec.scale).transpose(0, 1)), lse
     og, lg = explicit(qg, kg, vg, mask, spec, bias)  # (H, Gq, C), (H, Gq)
     return out.index_copy(0, rows, og.transpose(0, 1)), lse.index_copy(0, rows, lg.T)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .bias import dense_bias
 from .graph import AttentionGraph
 from .masked import edge_weights, explicit, needs_explicit, sdpa
 from .scatter import falls_back_to_scatter
@@ -93,11 +94,12 @@ def dense_core(
     if spec.bias is not None:
         gid = torch.full((batch * length,), n - 1, dtype=torch.long, device=q.device)
         gid = gid.index_copy(0, slot, torch.arange(n, device=q.device)).view(batch, length)
-        score_bias = spec.bias(gid[:, :, None], gid[:, None, :]).permute(0, 3, 1, 2)  # (B, H, L, L)
+        score_bias = dense_bias(graph, spec.bias, gid, None if mask is None else mask[:, 0], q.dtype)  # (B, H, L, L)
         bias = score_bias if bias is None else bias + score_bias
     lse = None
     if not needs_explicit(spec, with_lse):
-        out = sdpa(qp, kp, vp, mask, spec.scale, bias)  # (B, H, L, C)
+        # a float bias (log-counts, score bias) holds -inf where masked: SDPA's one mask then
+        out = sdpa(qp, kp, vp, mask if bias is None else bias, spec.scale)  # (B, H, L, C)
     else:
         out, lse = explicit(qp, kp, vp, mask, spec, bias)  # (B, H, L, C), (B, H, L)
         lse = lse.transpose(1, 2).reshape(batch * length, heads)  # (B * L, H)

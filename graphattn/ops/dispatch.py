@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import NamedTuple
 
 import torch
@@ -23,7 +24,7 @@ from .flex import flex_attention_kernel, flex_unsupported
 from .graph import AttentionGraph
 from .reference import reference_attention
 from .scatter import scatter_attention
-from .scores import BiasFn, ScoreSpec
+from .scores import BiasFn, OffsetBias, ScoreSpec
 from .sparse import sparse_attention, sparse_unsupported
 from .tiles import plan_tiles
 
@@ -155,11 +156,18 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
             raise TypeError(f"{name} must have q's dtype and device ({q.dtype}, {q.device}), got {t.dtype}, {t.device}")
 
 
-def _checked_bias(bias: BiasFn, heads: int) -> BiasFn:
+def _checked_bias(bias: BiasFn, heads: int, num_nodes: int) -> BiasFn:
     """``bias`` with its result checked where the kernels call it: a float tensor broadcasting to
-    ``[..., H]`` over the index shapes, expanded to exactly that."""
+    ``[..., H]`` over the index shapes, expanded to exactly that. An :class:`OffsetBias` keeps its
+    split (its table is checked where the kernels gather from it) and needs ``pos [N]``."""
     if not callable(bias):
         raise TypeError(f"bias must be a callable bias(q_idx, k_idx) -> [..., H], got {type(bias).__name__}")
+    if isinstance(bias, OffsetBias):
+        pos = bias.pos
+        if not isinstance(pos, Tensor) or pos.shape != (num_nodes,) or pos.dtype != torch.long:
+            got = f"{pos.dtype} {list(pos.shape)}" if isinstance(pos, Tensor) else type(pos).__name__
+            raise ValueError(f"OffsetBias.pos must be a long tensor of shape [N] = [{num_nodes}], got {got}")
+        return replace(bias, fn=_checked_bias(bias.fn, heads, num_nodes))
 
     def checked(q_idx: Tensor, k_idx: Tensor) -> Tensor:
         out = bias(q_idx, k_idx)
@@ -237,7 +245,7 @@ def attention(
         if edge_kv.dim() != 3 or edge_kv.shape != (graph.num_edges, heads, channels):
             raise ValueError(f"edge_kv must be [E, H, C] = [{graph.num_edges}, {heads}, {channels}], "
                              f"got {list(edge_kv.shape)}")
-    bias = None if bias is None else _checked_bias(bias, heads)
+    bias = None if bias is None else _checked_bias(bias, heads, n)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     spec = ScoreSpec(score, channels**-0.5 if scale is None else scale, att, bias, edge_kv, dropout, training, grad)
     name = choose_backend(graph, spec, q.device) if backend == "auto" else backend

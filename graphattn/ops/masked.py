@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .bias import tile_bias
 from .graph import AttentionGraph
 from .scores import ScoreSpec
 
@@ -26,12 +27,11 @@ def needs_explicit(spec: ScoreSpec, return_weights: bool) -> bool:
     return return_weights or (spec.dropout > 0 and spec.training)
 
 
-def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float, bias: Tensor | None = None) -> Tensor:
-    """``q (..., L, C)``, ``k, v (..., S, C)``, boolean ``mask`` and float ``bias`` broadcasting
-    to ``(..., L, S)``."""
-    if bias is not None:
-        bias = bias.to(q.dtype)
-        mask = bias if mask is None else bias.masked_fill(~mask, float("-inf"))
+def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> Tensor:
+    """``q (..., L, C)``, ``k, v (..., S, C)`` and a ``mask`` broadcasting to ``(..., L, S)``:
+    boolean, or a float score bias holding ``-inf`` where masked (see :mod:`graphattn.ops.bias`)."""
+    if mask is not None and mask.is_floating_point():
+        mask = mask.to(q.dtype)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 
 
@@ -63,15 +63,16 @@ def edge_weights(q: Tensor, k: Tensor, graph: AttentionGraph, spec: ScoreSpec, l
 
 def tile_attention(
     qb: Tensor, kb: Tensor, vb: Tensor, mask: Tensor, spec: ScoreSpec, explicit_path: bool,
-    query_ids: Tensor, key_ids: Tensor,
+    query_ids: Tensor, key_ids: Tensor, graph: AttentionGraph, tile: object,
 ) -> tuple[Tensor, Tensor | None]:
     """Attention of query tiles ``qb [H, nb, b, C]`` over their key rows ``kb, vb [H, nb, S, C]``
     with ``mask [nb, b, S]`` and a score bias evaluated on the node ids ``query_ids [nb, b]`` x
-    ``key_ids [nb, S]``: the fused SDPA call, or the explicit path. Returns ``(out [H, nb, b, C],
-    lse [H, nb, b] | None)``; the tile kernels (blocked, tiles) share it."""
+    ``key_ids [nb, S]`` (the layout ``tile`` of ``graph``, see :func:`~graphattn.ops.bias.tile_bias`):
+    the fused SDPA call, or the explicit path. Returns ``(out [H, nb, b, C], lse [H, nb, b] | None)``;
+    the tile kernels (blocked, tiles) share it."""
     bias = None
-    if spec.bias is not None:
-        bias = spec.bias(query_ids[:, :, None], key_ids[:, None, :]).permute(3, 0, 1, 2)  # (H, nb, b, S)
+    if spec.bias is not None:  # (H, nb, b, S), -inf where masked: SDPA's one float mask
+        bias = tile_bias(graph, spec.bias, tile, query_ids[:, :, None], key_ids[:, None, :], mask, qb.dtype)
     if not explicit_path:
-        return sdpa(qb, kb, vb, mask[None], spec.scale, bias), None
+        return sdpa(qb, kb, vb, mask[None] if bias is None else bias, spec.scale), None
     return explicit(qb, kb, vb, mask[None], spec, bias)

@@ -8,12 +8,39 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["ScoreSpec", "BiasFn"]
+__all__ = ["ScoreSpec", "BiasFn", "OffsetBias"]
 
 #: ``bias(q_idx, k_idx) -> [..., H]``: an additive score term from the (batch-global) node
 #: ids of query and key, broadcasting like a pattern's ``mask``. Positional encodings close
 #: over the positions they need.
 BiasFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class OffsetBias:
+    r"""A score bias that depends on 1-D integer positions only through their offset, split into a
+    position-only part and a per-forward part:
+
+    .. math::
+        b^h_{ij} = T\big[h, \operatorname{clamp}(p_j - p_i, -R, R) + R\big]
+
+    with ``T = table(R)`` of shape ``[H, 2R + 1]`` (heads first). ``R = reach`` when offsets past
+    it share the edge columns (T5 buckets); ``reach=None`` means no clamp: the kernel asks for a
+    table as wide as the largest offset it meets (ALiBi). The index tile (the clamped offsets)
+    depends only on ``pos`` and the pattern, so tile kernels derive it once per graph and only
+    gather ``table(R)`` per forward (see :mod:`graphattn.ops.bias`). It is still a plain
+    ``bias(q_idx, k_idx) -> [..., H]`` (``fn``, the same values), which every other kernel calls.
+    """
+
+    fn: BiasFn
+    #: ``[N]`` integer positions the bias was built on (the graph's own ``node_positions()``,
+    #: the same tensor, lets kernels cache the index tile on the graph).
+    pos: Tensor
+    table: Callable[[int], Tensor]
+    reach: int | None = None
+
+    def __call__(self, q_idx: Tensor, k_idx: Tensor) -> Tensor:
+        return self.fn(q_idx, k_idx)
 
 
 @dataclass

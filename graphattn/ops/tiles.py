@@ -157,7 +157,7 @@ def tiled_core(
     kb, vb = keys(k), keys(v)
     rows = plan.node[: nb * block].view(nb, block)  # (nb, b) node of every query slot
     cols = plan.node.view(nb + 1, block)[plan.key_blocks].flatten(1)  # (nb, K b) node of every key slot
-    out, lse = tile_attention(qb, kb, vb, plan.mask, spec, explicit_path, rows, cols)  # (H, nb, b, C)
+    out, lse = tile_attention(qb, kb, vb, plan.mask, spec, explicit_path, rows, cols, graph, ("tiles", block))
     if lse is not None:
         lse = lse.permute(1, 2, 0).reshape(nb * block, heads)[plan.slot]  # (N, H)
     out = out.permute(1, 2, 0, 3).reshape(nb * block, heads, -1)[plan.slot]  # (N, H, C)

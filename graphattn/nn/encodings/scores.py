@@ -6,7 +6,9 @@ live on the edges of the attention graph. ``q, k`` are ``[N, H, C]``; ``pos`` is
 and batches of sequences of different lengths use the right distances. ``bias(q_idx, k_idx)
 -> [..., H]`` takes batch-global node ids, broadcasting like a pattern's ``mask``: kernels call
 it on dense grids, tiles or edge lists. Each bias does O(1) gathers per index pair (lookup
-tables and slopes are prepared once per call), never a Python loop over edges.
+tables and slopes are prepared once per call), never a Python loop over edges. On 1-D integer
+positions ALiBi and the relative bias come as an :class:`~graphattn.ops.OffsetBias`: a table
+per offset ``p_j - p_i``, so the tile kernels gather it on offset tiles they cache per graph.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ...checks import MAX_INDEX, check_bool, check_float, check_int, check_tensor
-from ...ops import BiasFn
+from ...ops import BiasFn, OffsetBias
 from ._pos import check_coords, check_heads
 
 __all__ = ["RelativePositionBias", "ALiBi", "RotaryEncoding", "Compose", "t5_bucket", "alibi_slopes"]
@@ -102,7 +104,10 @@ class RelativePositionBias(nn.Module):
                 return per_offset[0, offset[..., 0]]  # (..., H)
             return per_offset[axes, offset].sum(dim=-2)  # (..., D, H) -> (..., H)
 
-        return q, k, bias
+        if self.dims > 1:
+            return q, k, bias
+        # one axis: per_offset is the offset table itself, so tile kernels can gather from it heads first
+        return q, k, OffsetBias(bias, _flat_positions(pos, coords), lambda _: per_offset[0].t(), reach)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.heads}, num_buckets={self.num_buckets}, "
@@ -150,10 +155,22 @@ class ALiBi(nn.Module):
             dist = delta[..., 0].abs() if one_axis else torch.linalg.vector_norm(delta, dim=-1)
             return dist[..., None] * neg_slopes  # (..., H)
 
-        return q, k, bias
+        def table(reach: int) -> Tensor:  # (H, 2R + 1): -m_h |d| for d = -R .. R, as bias computes it
+            dist = torch.arange(-reach, reach + 1, device=neg_slopes.device).abs().to(neg_slopes.dtype)
+            return neg_slopes[:, None] * dist
+
+        if not one_axis or pos.is_floating_point():  # Euclidean or fractional distances: no offset table
+            return q, k, bias
+        return q, k, OffsetBias(bias, _flat_positions(pos, coords), table)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.heads})"
+
+
+def _flat_positions(pos: Tensor, coords: Tensor) -> Tensor:
+    """``[N]`` long positions for an :class:`~graphattn.ops.scores.OffsetBias`: ``pos`` itself when it
+    already is one (the graph's own tensor lets kernels cache index tiles on the graph)."""
+    return pos if pos.dim() == 1 and pos.dtype == torch.long else coords[:, 0].long()
 
 
 class RotaryEncoding(nn.Module):
