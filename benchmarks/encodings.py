@@ -7,6 +7,7 @@ and each encoding's time divided by the time without one, measured in the same r
 
     python benchmarks/encodings.py            # n = 4096 (Window) and 1024 (Full)
     python benchmarks/encodings.py --quick    # smaller and fewer rounds
+    python benchmarks/encodings.py --threads 1  # on a shared machine (set OMP_NUM_THREADS=1 too)
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="n = 1024 / 512, 3 rounds")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     runs = 3 if args.quick else args.runs
     configs = [(Window(128), 1024 if args.quick else 4096), (Full(), 512 if args.quick else 1024)]
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
