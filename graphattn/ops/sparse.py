@@ -50,15 +50,20 @@ def sparse_unsupported(graph: AttentionGraph, spec: ScoreSpec) -> str | None:
 class SparsePlan(NamedTuple):
     """The block-diagonal CSR of all heads, forward and transposed (cached per graph and heads).
 
-    Edges are sorted by (query, key): ``perm [E]`` maps a sorted edge to the caller's edge and
-    ``row [E]`` is its query. The products run on the ``U`` distinct (query, key) pairs (a
-    duplicate edge has the same score; its weight adds to the pair's): ``slot [E]`` is each
-    edge's pair, or ``None`` when there are no duplicates; ``rowptr, col`` the ``H N x H N`` CSR
-    of the pairs of all heads; ``t_rowptr, t_col`` the CSR of its transpose and ``t_order [H U]``
-    the position of each transposed entry in the forward order.
+    Heads are laid one after the other (row ``h N + i`` is query ``i`` in head ``h``): each
+    product then reads one head's ``N x C`` block at a time, which measured 1.3-1.5x faster on
+    CPU than interleaving the heads node by node, more than the head-first copies cost. Edges
+    are sorted by (query, key): ``perm [E]`` maps a sorted edge to the caller's edge, ``rank [E]``
+    is its inverse and ``row [E]`` a sorted edge's query. The products run on the ``U`` distinct
+    (query, key) pairs (a duplicate edge has the same score; its weight adds to the pair's):
+    ``slot [E]`` is each edge's pair, or ``None`` when there are no duplicates; ``rowptr, col``
+    the ``H N x H N`` CSR of the pairs of all heads; ``t_rowptr, t_col`` the CSR of its transpose
+    and ``t_order [H U]`` the position of each transposed entry in the forward order. CSR indices
+    are int32 where they fit: MKL's SpMM converts int64 ones on every call, and SDDMM runs faster.
     """
 
     perm: Tensor
+    rank: Tensor
     row: Tensor
     slot: Tensor | None
     rowptr: Tensor
@@ -78,8 +83,11 @@ def plan_sparse(graph: AttentionGraph, heads: int) -> SparsePlan:
     cols_all = (pairs % n + offsets[:, None]).flatten()
     size = heads * n
     t_order = torch.sort(cols_all * size + rows_all, stable=True).indices  # the transpose, by key then query
-    return SparsePlan(perm, dst[perm], slot if pairs.numel() < code.numel() else None, _rowptr(rows_all, size),
-                      cols_all, _rowptr(cols_all[t_order], size), rows_all[t_order], t_order)
+    index = torch.int32 if max(size, cols_all.numel()) < 2**31 else torch.long
+    rank = torch.empty_like(perm).index_copy_(0, perm, torch.arange(perm.numel(), device=device))
+    return SparsePlan(perm, rank, dst[perm], slot if pairs.numel() < code.numel() else None,
+                      _rowptr(rows_all, size).to(index), cols_all.to(index),
+                      _rowptr(cols_all, size).to(index), rows_all[t_order].to(index), t_order)
 
 
 def _rowptr(rows: Tensor, size: int) -> Tensor:
@@ -97,7 +105,7 @@ def _sddmm(plan: SparsePlan, a: Tensor, b: Tensor, heads: int) -> Tensor:
     """``[H, E]``: ``a_i . b_j`` on every edge, for ``a, b [H N, C]`` laid head after head."""
     pattern = _csr(plan.rowptr, plan.col, a.new_zeros(plan.col.numel()), a.size(0))
     pairs = torch.sparse.sampled_addmm(pattern, a, b.T, beta=0.0).values().view(heads, -1)  # (H, U)
-    return pairs if plan.slot is None else pairs[:, plan.slot]
+    return pairs if plan.slot is None else pairs.index_select(1, plan.slot)
 
 
 def _spmm(plan: SparsePlan, values: Tensor, x: Tensor, transpose: bool = False) -> Tensor:
@@ -106,7 +114,7 @@ def _spmm(plan: SparsePlan, values: Tensor, x: Tensor, transpose: bool = False) 
         values = values.new_zeros(values.size(0), plan.col.numel() // values.size(0)).index_add_(1, plan.slot, values)
     values, size = values.flatten(), x.size(0)
     if transpose:
-        return _csr(plan.t_rowptr, plan.t_col, values[plan.t_order], size) @ x
+        return _csr(plan.t_rowptr, plan.t_col, values.index_select(0, plan.t_order), size) @ x
     return _csr(plan.rowptr, plan.col, values, size) @ x
 
 
@@ -122,14 +130,13 @@ class _SparseAttention(torch.autograd.Function):
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, plan: SparsePlan, n: int,
                 scale: float, dropout: float, training: bool) -> tuple[Tensor, Tensor]:
         heads = q.size(0) // max(n, 1)
-        scores = _sddmm(plan, q, k, heads) * scale  # (H, E)
+        scores = _sddmm(plan, q, k, heads).mul_(scale)  # (H, E); in place: no per-edge copy is kept
         if bias is not None:
-            scores = scores + bias
-        index = plan.row[None].expand_as(scores)
-        row_max = scores.new_full((heads, n), float("-inf")).scatter_reduce(1, index, scores, "amax")
-        expo = torch.exp(scores - row_max.gather(1, index))
-        denom = expo.new_zeros(heads, n).index_add_(1, plan.row, expo)
-        alpha = expo / denom.gather(1, index)  # (H, E)
+            scores += bias
+        # index_select on the (H, N) row numbers: several times faster than gather or [] indexing on CPU
+        row_max = scores.new_full((heads, n), float("-inf")).scatter_reduce_(1, plan.row.expand_as(scores), scores, "amax")
+        alpha = scores.sub_(row_max.index_select(1, plan.row)).exp_()
+        alpha /= alpha.new_zeros(heads, n).index_add_(1, plan.row, alpha).index_select(1, plan.row)
         keep = None
         if dropout > 0 and training:
             keep = (torch.rand_like(alpha) >= dropout).to(alpha.dtype) / (1 - dropout)
@@ -143,27 +150,27 @@ class _SparseAttention(torch.autograd.Function):
         q, k, v, alpha, out, keep = ctx.saved_tensors
         plan, n, scale = ctx.plan, ctx.n, ctx.scale
         heads = alpha.size(0)
-        dropped = alpha if keep is None else alpha * keep
         grads = [None] * 9
         d_out = d_out.contiguous()
         if ctx.needs_input_grad[2]:
-            grads[2] = _spmm(plan, dropped, d_out, transpose=True)  # dV = alpha^T dO
+            grads[2] = _spmm(plan, alpha if keep is None else alpha * keep, d_out, transpose=True)  # dV = A^T dO
         if not any(ctx.needs_input_grad[i] for i in (0, 1, 3)):
             return tuple(grads)
         d_a = _sddmm(plan, d_out, v, heads)  # (H, E): dO_i . v_j
         if keep is not None:
-            d_a = d_a * keep
-        row_dot = (d_out * out).sum(-1).view(heads, n)  # sum_j alpha_ij dA_ij = dO_i . O_i
+            d_a *= keep
+        row_dot = torch.linalg.vecdot(d_out, out).view(heads, n)  # sum_j alpha_ij dA_ij = dO_i . O_i
         if d_alpha is not None:  # the returned weights were used too
-            d_a = d_a + d_alpha
-            row_dot = row_dot + alpha.new_zeros(heads, n).index_add_(1, plan.row, alpha * d_alpha)
-        d_s = alpha * (d_a - row_dot[:, plan.row])  # (H, E)
-        if ctx.needs_input_grad[0]:
-            grads[0] = _spmm(plan, d_s, k) * scale  # dQ = s dS K
-        if ctx.needs_input_grad[1]:
-            grads[1] = _spmm(plan, d_s, q, transpose=True) * scale  # dK = s dS^T Q
+            d_a += d_alpha
+            row_dot = row_dot.index_add(1, plan.row, alpha * d_alpha)
+        d_s = d_a.sub_(row_dot.index_select(1, plan.row)).mul_(alpha)  # (H, E)
         if ctx.needs_input_grad[3] and ctx.has_bias:
             grads[3] = d_s
+        d_s = d_s * scale if grads[3] is not None else d_s.mul_(scale)  # s dS, for both products
+        if ctx.needs_input_grad[0]:
+            grads[0] = _spmm(plan, d_s, k)  # dQ = s dS K
+        if ctx.needs_input_grad[1]:
+            grads[1] = _spmm(plan, d_s, q, transpose=True)  # dK = s dS^T Q
         return tuple(grads)
 
 
@@ -182,7 +189,4 @@ def sparse_attention(
     out, alpha = _SparseAttention.apply(_heads_first(q), _heads_first(k), _heads_first(v), bias, plan, n,
                                         spec.scale, spec.dropout, spec.training)
     out = out.view(heads, n, -1).transpose(0, 1)  # (N, H, C_v)
-    if not return_weights:
-        return out, None
-    weights = alpha.T.new_empty(graph.num_edges, heads).index_copy(0, plan.perm, alpha.T)  # caller's order
-    return out, weights
+    return out, (alpha.T.index_select(0, plan.rank) if return_weights else None)  # weights in the caller's edge order
