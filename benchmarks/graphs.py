@@ -4,9 +4,11 @@ One layer, 4 heads x 32 channels, fp32, on the graph's edges with self-loops:
 
 * ``graphattn sparse``: ``SelfAttentionConv(F, 128, heads=4)`` on a prepared ``AttentionGraph``
   (as a model prepares it once for all layers and epochs; ``prepare`` is that one-time cost),
-  SDDMM / SpMM kernel; with the q, k, v and output projections on the generated graphs, and on
-  Cora as the ``graph`` model of ``graphattn node`` uses it (one shared projection, no ``W_o``,
-  GAT's weight count: with 1,433 input features the projections dominate);
+  SDDMM / SpMM kernel, with the q, k, v and output projections (one more matrix than
+  ``TransformerConv``, three more than ``GATConv``);
+* ``graphattn sparse, GAT's weights``: the same layer with one shared projection and no ``W_o``
+  (``projection="shared", project_out=False``: GAT's weight count, as the ``graph`` model of
+  ``graphattn node`` uses it), the like-for-like comparison with ``GATConv``;
 * ``graphattn scatter``: the same layer on the gather / scatter kernel;
 * ``PyG TransformerConv``: ``TransformerConv(F, 32, heads=4, root_weight=False)`` (q, k, v
   projections, no output projection);
@@ -41,7 +43,7 @@ from graphattn import AttentionGraph
 from graphattn.nn import SelfAttentionConv
 
 HEADS, C = 4, 32
-METHODS = ("graphattn sparse", "graphattn scatter", "PyG TransformerConv", "PyG GATConv")
+METHODS = ("graphattn sparse", "graphattn sparse, GAT's weights", "graphattn scatter", "PyG TransformerConv", "PyG GATConv")
 
 
 def with_self_loops(ei: torch.Tensor, n: int) -> torch.Tensor:
@@ -81,8 +83,8 @@ def build(method: str, x: torch.Tensor, ei: torch.Tensor) -> tuple[torch.nn.Modu
     torch.manual_seed(0)
     f, n = x.size(1), x.size(0)
     if method.startswith("graphattn"):
-        gat_form = {"projection": "shared", "project_out": False} if f > 1000 else {}  # Cora: as `graphattn node`
-        layer = SelfAttentionConv(f, HEADS * C, heads=HEADS, backend=method.split()[1], **gat_form)
+        gat_form = {"projection": "shared", "project_out": False} if method.endswith("GAT's weights") else {}
+        layer = SelfAttentionConv(f, HEADS * C, heads=HEADS, backend=method.split()[1].rstrip(","), **gat_form)
         graph = AttentionGraph.build(ei, n)
         return layer, lambda: layer(x, graph)
     if method == "PyG TransformerConv":
