@@ -3,7 +3,7 @@
 The whole layer (``SelfAttentionConv``, fp32, d_model 256, 4 heads x 64) over ``Window(128)``
 (blocked kernel) and ``Full()`` (dense kernel), forward and forward + backward. Encodings are
 alternated within each round; the table gives the median of ``--runs`` rounds after a warm-up
-and each encoding's time divided by the time without one, measured in the same rounds.
+and the median over rounds of each encoding's time divided by the time without one in the same round.
 
     python benchmarks/encodings.py            # n = 4096 (Window) and 1024 (Full)
     python benchmarks/encodings.py --quick    # smaller and fewer rounds
@@ -32,7 +32,9 @@ ENCODINGS = {
 }
 
 
-def bench(pattern, n: int, backward: bool, runs: int) -> dict[str, float]:
+def bench(pattern, n: int, backward: bool, runs: int) -> dict[str, tuple[float, float]]:
+    """``name -> (median seconds, median over rounds of the time / the time without an encoding
+    in the same round)``: the per-round ratio cancels load that drifts between rounds."""
     torch.manual_seed(0)
     x = torch.randn(n, D, requires_grad=backward)
     layers = {name: SelfAttentionConv(D, D, HEADS, position=make()) for name, make in ENCODINGS.items()}
@@ -52,7 +54,8 @@ def bench(pattern, n: int, backward: bool, runs: int) -> dict[str, float]:
             start = time.perf_counter()
             call(layer)
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: (statistics.median(t), statistics.median(a / b for a, b in zip(t, times["none"])))
+            for name, t in times.items()}
 
 
 def main() -> None:
@@ -71,10 +74,9 @@ def main() -> None:
     for pattern, n in configs:
         kernel = ops.choose_backend(pattern, num_nodes=n)
         for backward in (False, True):
-            medians = bench(pattern, n, backward, runs)
-            for name, t in medians.items():
+            for name, (t, ratio) in bench(pattern, n, backward, runs).items():
                 mode = "fwd+bwd" if backward else "fwd"
-                print(f"| {pattern!r} | {n} | {mode} | {kernel} | {name} | {t:.4f} | {t / medians['none']:.2f}x |", flush=True)
+                print(f"| {pattern!r} | {n} | {mode} | {kernel} | {name} | {t:.4f} | {ratio:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
