@@ -314,7 +314,7 @@ def test_bad_edges_and_arguments_raise():
     with pytest.raises(ValueError, match="virtual nodes"):
         model(torch.randn(3, 4), Full() | VirtualNodes(1))
     with pytest.raises(ValueError, match="pooling"):
-        GraphTransformer(4, 8, 2, pooling="max")
+        GraphTransformer(4, 8, 2, pooling="sum")
     with pytest.raises(ValueError, match="hidden_channels"):
         GraphTransformer(4, 10, 2, heads=4)
     with pytest.raises(TypeError, match="pattern"):

@@ -27,7 +27,7 @@ from ..patterns import Pattern, Window
 from .sequence import build_data, check_pattern
 
 __all__ = ["log_mel", "mel_filterbank", "mel_centers", "hz_to_mel", "mel_to_hz", "audio_to_graph",
-           "DEFAULT_AUDIO_PATTERN"]
+           "DEFAULT_AUDIO_PATTERN", "spec_augment"]
 
 DEFAULT_AUDIO_PATTERN = Window(left=16, right=0)
 """Streaming (truncated, causal-local) attention: each frame sees itself and the 16 before it,
@@ -152,3 +152,41 @@ def audio_to_graph(waveform: Tensor, sample_rate: int, pattern: Pattern | None =
     hop = mel_kwargs.get("hop_length", log_mel.__kwdefaults__["hop_length"])
     return build_data(feats, pattern, pos=torch.arange(feats.size(0), device=feats.device), y=y,
                       sample_rate=sample_rate, hop_length=hop)
+
+
+def spec_augment(x: Tensor, batch: Tensor, pos: Tensor, freq_mask: int, time_mask: int,
+                 generator: torch.Generator | None = None) -> Tensor:
+    """SpecAugment's masks (Park et al. 2019) on a batch of clips laid end to end.
+
+    For each clip ``b`` (the rows with ``batch == b``; ``pos`` is each row's frame index in its
+    clip) a width ``f`` is drawn uniformly from ``0 .. freq_mask`` and a start ``f0`` from
+    ``0 .. n_mels - f``, and channels ``f0 .. f0 + f - 1`` are set to 0 in every frame of the
+    clip; likewise ``t`` from ``0 .. time_mask`` (at most the clip's length) and frames
+    ``t0 .. t0 + t - 1``. On features normalised to zero mean, 0 is the mean (the paper's choice).
+
+    Shapes:
+        x ``[N, n_mels]`` (not modified: a masked copy is returned), batch and pos ``[N]``.
+    """
+    check_int(freq_mask, "freq_mask", 0, MAX_INDEX)
+    check_int(time_mask, "time_mask", 0, MAX_INDEX)
+    if x.dim() != 2 or batch.shape != x.shape[:1] or pos.shape != x.shape[:1]:
+        raise ValueError(f"x must be [N, n_mels] with batch and pos [N], got {list(x.shape)}, "
+                         f"{list(batch.shape)}, {list(pos.shape)}")
+    if freq_mask == 0 and time_mask == 0:
+        return x
+    clips, n_mels = int(batch.max()) + 1, x.size(1)
+    lengths = torch.bincount(batch, minlength=clips)
+
+    def band(most: Tensor | int, size: Tensor | int) -> tuple[Tensor, Tensor]:
+        """Per clip a width in 0 .. min(most, size) and a start in 0 .. size - width."""
+        size = torch.as_tensor(size).expand(clips)
+        width = (torch.rand(clips, generator=generator) * (torch.clamp(size, max=most) + 1)).long()
+        start = (torch.rand(clips, generator=generator) * (size - width + 1)).long()
+        return start, width
+
+    f0, f = band(freq_mask, n_mels)
+    t0, t = band(time_mask, lengths)
+    channel = torch.arange(n_mels)[None, :]  # (1, n_mels)
+    frequency = (channel >= f0[batch, None]) & (channel < (f0 + f)[batch, None])  # (N, n_mels)
+    frames = ((pos >= t0[batch]) & (pos < (t0 + t)[batch]))[:, None]  # (N, 1)
+    return x.masked_fill(frequency | frames, 0.0)

@@ -14,7 +14,7 @@ from ..checks import MAX_INDEX, check_int
 from ..patterns import Full, Grid2D, Intersection, Pattern, Union
 from .sequence import build_data, check_pattern
 
-__all__ = ["image_to_patches", "image_to_graph"]
+__all__ = ["image_to_patches", "patches_to_images", "shift_images", "image_to_graph"]
 
 
 def _check_image(image: object, patch_size: object) -> tuple[Tensor, int]:
@@ -92,3 +92,32 @@ def image_to_graph(image: Tensor, patch_size: int, pattern: Pattern | None = Non
     if wrong:
         raise ValueError(f"pattern has Grid2D width {wrong} but the patch grid has grid_width={grid_w} columns")
     return build_data(feats, pattern, pos=pos, y=y, grid_height=grid_h, grid_width=grid_w)
+
+
+def patches_to_images(feats: Tensor, grid_height: int, grid_width: int, patch_size: int) -> Tensor:
+    """The inverse of :func:`image_to_patches` for a batch: ``[B, P, C*p*p]`` -> ``[B, C, H, W]``
+    with ``P = grid_height * grid_width`` row-major patches, ``H = grid_height * p``, ``W = grid_width * p``."""
+    for value, name in ((grid_height, "grid_height"), (grid_width, "grid_width"), (patch_size, "patch_size")):
+        check_int(value, name, 1, MAX_INDEX)
+    p, per_patch = patch_size, feats.size(-1) if feats.dim() == 3 else 0
+    if feats.dim() != 3 or feats.size(1) != grid_height * grid_width or per_patch % (p * p):
+        raise ValueError(f"feats must have shape [B, {grid_height * grid_width}, C * {p * p}], got {list(feats.shape)}")
+    b, c = feats.size(0), per_patch // (p * p)
+    grid = feats.reshape(b, grid_height, grid_width, c, p, p).permute(0, 3, 1, 4, 2, 5)  # (B, C, rows, p, cols, p)
+    return grid.reshape(b, c, grid_height * p, grid_width * p)
+
+
+def shift_images(images: Tensor, max_shift: int, fill: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
+    """Random translations: each image of ``[B, C, H, W]`` moves by its own ``(dy, dx)``, each drawn
+    uniformly from ``-max_shift .. max_shift``; what moves out is cropped, what moves in is ``fill``
+    (the background: for normalised MNIST ``-mean / std``). ``max_shift=0`` returns ``images``."""
+    check_int(max_shift, "max_shift", 0, MAX_INDEX)
+    if not isinstance(images, Tensor) or images.dim() != 4:
+        raise ValueError(f"images must have shape [B, C, H, W], got {getattr(images, 'shape', type(images).__name__)}")
+    if max_shift == 0:
+        return images
+    b, _, h, w = images.shape
+    s = max_shift
+    padded = torch.nn.functional.pad(images, (s, s, s, s), value=fill)  # (B, C, H + 2s, W + 2s)
+    offsets = torch.randint(0, 2 * s + 1, (b, 2), generator=generator).tolist()  # top-left corner in the padding
+    return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets)])

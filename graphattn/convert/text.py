@@ -1,6 +1,7 @@
 """Text to attention graphs: a word-level tokenizer and ``text_to_graph``.
 
-Each token is a node; ``x`` holds the token ids (``[L]``, long) for an embedding layer and
+Each token is a node; ``x`` holds the token ids (``[L]``, long; ``[L, 1 + SUBWORD_SLOTS]`` with
+the word's hashed character trigrams, ``Tokenizer(subwords=...)``) for an embedding layer and
 ``pos`` the positions ``0 .. L-1``. With ``add_cls=True`` a ``<cls>`` token is node 0, so a
 pattern such as ``Window(2) | Global((0,))`` lets it see the whole text (and the whole text
 see it); pool the sequence by reading node 0.
@@ -9,6 +10,7 @@ see it); pool the sequence by reading node 0.
 from __future__ import annotations
 
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterable
 
@@ -19,10 +21,13 @@ from torch_geometric.data import Data
 from ..patterns import Pattern
 from .sequence import build_data, check_pattern
 
-__all__ = ["Tokenizer", "text_to_graph"]
+__all__ = ["Tokenizer", "text_to_graph", "SUBWORD_SLOTS"]
 
 TOKEN_RE = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
 """A word (letters, digits, underscore, inner apostrophes as in "don't"), or one punctuation mark."""
+
+SUBWORD_SLOTS = 16
+"""Character trigrams kept per word with ``subwords`` (a word of ``n`` letters has ``n``: ``<`` and ``>`` mark its ends)."""
 
 _NO_SPACE_BEFORE = set(".,!?;:%)]}")
 _NO_SPACE_AFTER = set("([{$")
@@ -36,24 +41,38 @@ class Tokenizer:
     (ties alphabetical), up to ``max_size`` entries in all. Specials come first: ``<pad>`` = 0,
     ``<unk>`` = 1 and, with ``cls=True``, ``<cls>`` = 2. Unknown words encode as ``<unk>``.
 
+    With ``subwords = S > 0`` each token also carries its character trigrams, fastText-style:
+    the trigrams of ``"<" + word + ">"`` (at most :data:`SUBWORD_SLOTS`), each hashed to one of
+    ``S`` buckets by CRC-32 (the same on every run and machine) and numbered after the
+    vocabulary, ``len(self) + crc32(g) % S``. ``encode`` then gives ``[L, 1 + SUBWORD_SLOTS]``
+    ids: the word's id (``<unk>`` for unknown words), then its trigram ids padded with
+    ``<pad>`` = 0, so an unknown word is still told apart by its spelling. A model sums the
+    embeddings of a row's ids, ``<pad>`` left out (``embedding=True`` in
+    :class:`~graphattn.models.AttentionModel`); it needs :attr:`num_embeddings` entries.
+
     Args:
         min_freq: the smallest count a word needs to enter the vocabulary (default 1).
         max_size: the largest vocabulary, specials included (default ``None``: no limit).
         cls: whether the vocabulary has a ``<cls>`` token (default ``False``).
+        subwords: hash buckets of the character trigrams; 0 turns them off (default 0).
     """
 
     PAD, UNK, CLS = "<pad>", "<unk>", "<cls>"
 
-    def __init__(self, min_freq: int = 1, max_size: int | None = None, cls: bool = False):
+    def __init__(self, min_freq: int = 1, max_size: int | None = None, cls: bool = False, subwords: int = 0):
         if isinstance(min_freq, bool) or not isinstance(min_freq, int) or min_freq < 1:
             raise ValueError(f"min_freq must be an int >= 1, got {min_freq!r}")
         if not isinstance(cls, bool):
             raise TypeError(f"cls must be a bool, got {type(cls).__name__}")
+        if isinstance(subwords, bool) or not isinstance(subwords, int):
+            raise TypeError(f"subwords must be an int, got {type(subwords).__name__} {subwords!r}")
+        if subwords < 0:
+            raise ValueError(f"subwords must be an int >= 0, got {subwords}")
         specials = [self.PAD, self.UNK] + ([self.CLS] if cls else [])
         if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int)
                                      or max_size < len(specials)):
             raise ValueError(f"max_size must be None or an int >= {len(specials)} (the specials), got {max_size!r}")
-        self.min_freq, self.max_size, self.cls = min_freq, max_size, cls
+        self.min_freq, self.max_size, self.cls, self.subwords = min_freq, max_size, cls, subwords
         self.itos: list[str] = specials
         self.stoi: dict[str, int] = {t: i for i, t in enumerate(specials)}
         self.fitted = False
@@ -98,14 +117,32 @@ class Tokenizer:
         self.fitted = True
         return self
 
+    @property
+    def num_embeddings(self) -> int:
+        """Rows an embedding of the ids needs: the vocabulary plus the ``subwords`` buckets."""
+        return len(self.itos) + self.subwords
+
+    def trigram_ids(self, token: str) -> list[int]:
+        """The hashed ids of ``token``'s character trigrams (empty without ``subwords``), padded
+        with 0 to :data:`SUBWORD_SLOTS`; specials have none."""
+        if not self.subwords:
+            return []
+        marked = "" if token in (self.PAD, self.UNK, self.CLS) else f"<{token}>"
+        grams = [marked[i:i + 3] for i in range(len(marked) - 2)][:SUBWORD_SLOTS]
+        ids = [len(self.itos) + zlib.crc32(g.encode()) % self.subwords for g in grams]
+        return ids + [self.pad_id] * (SUBWORD_SLOTS - len(ids))
+
     def encode(self, text: str, add_cls: bool = False) -> Tensor:
-        """Token ids ``[L]`` (long); with ``add_cls`` the ``<cls>`` id comes first."""
+        """Token ids ``[L]`` (long), or ``[L, 1 + SUBWORD_SLOTS]`` with ``subwords`` (the word's
+        id, then its trigrams'); with ``add_cls`` the ``<cls>`` token comes first."""
         if not self.fitted:
             raise ValueError("Tokenizer is not fitted; call fit(texts) or load from_state_dict(...) first")
-        ids = [self.stoi.get(t, self.unk_id) for t in self.tokenize(text)]
+        tokens = self.tokenize(text)
         if add_cls:
-            ids.insert(0, self.cls_id)
-        return torch.tensor(ids, dtype=torch.long)
+            tokens.insert(0, self.itos[self.cls_id])
+        rows = [[self.stoi.get(t, self.unk_id), *self.trigram_ids(t)] for t in tokens]
+        ids = torch.tensor(rows, dtype=torch.long).view(len(rows), 1 + (SUBWORD_SLOTS if self.subwords else 0))
+        return ids if self.subwords else ids[:, 0]
 
     def decode(self, ids: Tensor | Iterable[int]) -> str:
         """Tokens joined by spaces, without ``<pad>`` and ``<cls>``, and with no space before
@@ -114,9 +151,10 @@ class Tokenizer:
         For ordinary sentences ``decode(encode(s))`` is ``s`` lowercased (with single spaces).
         """
         if isinstance(ids, Tensor):
-            if ids.dim() != 1 or ids.dtype.is_floating_point:
-                raise ValueError(f"ids must be a 1-D integer tensor, got dtype {ids.dtype} shape {list(ids.shape)}")
-            ids = ids.tolist()
+            if ids.dim() not in (1, 2) or ids.dtype.is_floating_point:
+                raise ValueError(f"ids must be a 1-D (or, with subwords, 2-D) integer tensor, got dtype {ids.dtype} "
+                                 f"shape {list(ids.shape)}")
+            ids = (ids if ids.dim() == 1 else ids[:, 0]).tolist()  # column 0: the words
         out = ""
         for i in ids:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self.itos):
@@ -133,7 +171,7 @@ class Tokenizer:
 
     def state_dict(self) -> dict:
         """A JSON-able description of the tokenizer and its vocabulary."""
-        return {"min_freq": self.min_freq, "max_size": self.max_size, "cls": self.cls,
+        return {"min_freq": self.min_freq, "max_size": self.max_size, "cls": self.cls, "subwords": self.subwords,
                 "fitted": self.fitted, "itos": list(self.itos)}
 
     @classmethod
@@ -141,7 +179,7 @@ class Tokenizer:
         """The tokenizer that ``state_dict()`` described."""
         if not isinstance(state, dict) or not {"min_freq", "max_size", "cls", "itos"} <= state.keys():
             raise ValueError("state must be a dict from Tokenizer.state_dict() with min_freq, max_size, cls, itos")
-        tok = cls(state["min_freq"], state["max_size"], state["cls"])
+        tok = cls(state["min_freq"], state["max_size"], state["cls"], state.get("subwords", 0))
         itos = list(state["itos"])
         if itos[: len(tok.itos)] != tok.itos or len(set(itos)) != len(itos):
             raise ValueError(f"state['itos'] must start with the specials {tok.itos} and hold no duplicates")
@@ -150,7 +188,8 @@ class Tokenizer:
         return tok
 
     def __repr__(self) -> str:
-        return f"Tokenizer(size={len(self)}, min_freq={self.min_freq}, max_size={self.max_size}, cls={self.cls})"
+        return (f"Tokenizer(size={len(self)}, min_freq={self.min_freq}, max_size={self.max_size}, cls={self.cls}, "
+                f"subwords={self.subwords})")
 
 
 def text_to_graph(text: str | Tensor, tokenizer: Tokenizer | None, pattern: Pattern, y: object = None,
@@ -158,7 +197,8 @@ def text_to_graph(text: str | Tensor, tokenizer: Tokenizer | None, pattern: Patt
     """A text as an attention graph over its tokens.
 
     Args:
-        text: a string (encoded with ``tokenizer``) or token ids ``[L]`` already encoded.
+        text: a string (encoded with ``tokenizer``) or token ids ``[L]`` (with subwords
+            ``[L, 1 + SUBWORD_SLOTS]``) already encoded.
         tokenizer: a fitted :class:`Tokenizer`; may be ``None`` when ``text`` is ids and
             ``add_cls`` is False.
         pattern: the attention pattern laid on the tokens.
@@ -176,8 +216,9 @@ def text_to_graph(text: str | Tensor, tokenizer: Tokenizer | None, pattern: Patt
             raise TypeError(f"tokenizer must be a Tokenizer to encode a str, got {type(tokenizer).__name__}")
         ids = tokenizer.encode(text)
     elif isinstance(text, Tensor):
-        if text.dim() != 1 or text.dtype.is_floating_point or text.dtype == torch.bool:
-            raise ValueError(f"text given as ids must be a 1-D integer tensor, got {text.dtype} {list(text.shape)}")
+        if text.dim() not in (1, 2) or text.dtype.is_floating_point or text.dtype == torch.bool:
+            raise ValueError(f"text given as ids must be a 1-D (or, with subwords, 2-D) integer tensor, got "
+                             f"{text.dtype} {list(text.shape)}")
         ids = text.long()
     else:
         raise TypeError(f"text must be a str or a 1-D tensor of token ids, got {type(text).__name__}")
@@ -186,5 +227,9 @@ def text_to_graph(text: str | Tensor, tokenizer: Tokenizer | None, pattern: Patt
     if add_cls:
         if not isinstance(tokenizer, Tokenizer):
             raise TypeError(f"tokenizer must be a Tokenizer with cls=True for add_cls, got {type(tokenizer).__name__}")
-        ids = torch.cat([ids.new_tensor([tokenizer.cls_id]), ids])
-    return build_data(ids, pattern, pos=torch.arange(ids.numel()), y=y)
+        cls = tokenizer.encode("", add_cls=True).to(ids.device)  # [1] or, with subwords, [1, 1 + SUBWORD_SLOTS]
+        if cls.dim() != ids.dim():
+            raise ValueError(f"ids have {ids.dim()} dimensions but the tokenizer (subwords={tokenizer.subwords}) "
+                             f"encodes {cls.dim()}")
+        ids = torch.cat([cls, ids])
+    return build_data(ids, pattern, pos=torch.arange(ids.size(0)), y=y)

@@ -46,7 +46,7 @@ class GraphAttentionNetwork(AttentionModel):
         heads: heads ``H`` of the hidden layers (must divide ``hidden_channels``). (default: ``8``)
         pattern: default attention pattern or its text; its ``extra_nodes`` fixes the number of
             learned virtual nodes. (default: ``None``)
-        pooling: ``None``, ``"mean"`` or ``"cls"``, applied to the last layer's output.
+        pooling: ``None``, ``"mean"``, ``"max"`` or ``"cls"``, applied to the last layer's output.
             (default: ``None``)
         out_heads: heads ``H_out`` of the last layer, averaged. (default: ``1``)
         dropout: dropout on the input of every attention layer after the first (the first

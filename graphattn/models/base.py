@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import global_mean_pool
+from torch_geometric.nn import global_max_pool, global_mean_pool
 
 from ..checks import check_int, check_probability
 from ..ops import AttentionGraph
@@ -12,8 +12,9 @@ from ..patterns import Pattern, parse_pattern
 
 __all__ = ["AttentionModel", "POOLINGS"]
 
-#: What ``pooling=`` accepts: per-node outputs, the mean per graph, or the first node per graph.
-POOLINGS = (None, "mean", "cls")
+#: What ``pooling=`` accepts: per-node outputs, the mean or the feature-wise max per graph (the
+#: max-over-time of Kim's text CNN), or the first node per graph.
+POOLINGS = (None, "mean", "max", "cls")
 
 
 class AttentionModel(nn.Module):
@@ -36,7 +37,10 @@ class AttentionModel(nn.Module):
             encodings; a learned one then has one set of parameters for the whole model (as
             T5 shares its relative bias). (default: ``None``)
         embedding: ``x`` holds token ids ``(N)`` looked up in an ``nn.Embedding`` with
-            ``in_channels`` entries instead of features ``(N, F)``. (default: ``False``)
+            ``in_channels`` entries instead of features ``(N, F)``; ids ``(N, K)`` give each
+            node the mean embedding of its row's non-zero ids (0 is padding), e.g. a word and
+            its hashed character trigrams (:class:`~graphattn.convert.Tokenizer`'s
+            ``subwords``). (default: ``False``)
         virtual_nodes: learned virtual nodes ``k``, for edges that lay them when the default
             ``pattern`` does not (e.g. one pattern per molecule, each with ``VirtualNodes(k)``).
             (default: the ``pattern``'s ``extra_nodes``)
@@ -130,7 +134,7 @@ class AttentionModel(nn.Module):
             batch = graph.real(graph.batch)
 
         if self.embedding:
-            h = self.input_drop(self.lin_in(x))  # (N, hidden)
+            h = self.input_drop(self._embed(x))  # (N, hidden)
         else:
             h = self.lin_in(self._drop_input(x))  # (N, hidden)
         if self.input_norm is not None:
@@ -167,6 +171,13 @@ class AttentionModel(nn.Module):
                              f"{self.num_virtual_nodes}; build the model with that pattern= so it learns them")
         return graph.to(device)
 
+    def _embed(self, x: Tensor) -> Tensor:
+        """Token embeddings: one id a node ``(N)``, or the mean over each row's non-zero ids ``(N, K)``."""
+        if x.dim() == 1:
+            return self.lin_in(x)
+        keep = (x != 0).unsqueeze(-1)  # (N, K, 1): 0 is padding
+        return (self.lin_in(x) * keep).sum(1) / keep.sum(1).clamp(min=1)
+
     def _drop_input(self, x: Tensor) -> Tensor:
         """Input dropout; on a sparse matrix only the stored entries are dropped (a zero stays
         zero under dropout anyway), which is ``F.dropout`` of the dense matrix."""
@@ -191,9 +202,9 @@ class AttentionModel(nn.Module):
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if self.embedding:
-            if x.dim() != 1 or x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
-                raise ValueError(f"x must be a 1-D integer tensor of token ids [N] (embedding=True), "
-                                 f"got {x.dtype} {list(x.shape)}")
+            if x.dim() not in (1, 2) or x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+                raise ValueError(f"x must be a 1-D integer tensor of token ids [N], or [N, K] for K ids a node "
+                                 f"(embedding=True), got {x.dtype} {list(x.shape)}")
             if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.in_channels):
                 raise ValueError(f"x holds token ids in [{int(x.min())}, {int(x.max())}] but the embedding "
                                  f"has in_channels={self.in_channels} entries (ids must be in [0, {self.in_channels}))")
@@ -218,6 +229,10 @@ class AttentionModel(nn.Module):
             if batch is None:
                 return h.mean(dim=0, keepdim=True)  # (1, C)
             return global_mean_pool(h, batch, size=sizes.numel())  # (B, C)
+        if self.pooling == "max":
+            if batch is None:
+                return h.amax(dim=0, keepdim=True)  # (1, C)
+            return global_max_pool(h, batch, size=sizes.numel())  # (B, C)
         if bool((sizes == 0).any()):
             raise ValueError("pooling='cls' needs at least one node in every graph of batch; "
                              f"got sizes {sizes.tolist()}")

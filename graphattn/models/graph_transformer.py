@@ -43,7 +43,8 @@ class GraphTransformer(AttentionModel):
             see :func:`~graphattn.patterns.parse_pattern`), used when ``forward`` gets no
             ``edges``. Its ``extra_nodes`` fixes the number of learned virtual nodes.
             (default: ``None``)
-        pooling: ``None`` (one output per node), ``"mean"`` (``global_mean_pool`` per graph) or
+        pooling: ``None`` (one output per node), ``"mean"`` (``global_mean_pool`` per graph),
+            ``"max"`` (``global_max_pool``: each feature's largest value in the graph) or
             ``"cls"`` (the first node of each sequence / graph, e.g. a ``Global((0,))`` token).
             (default: ``None``)
         dropout: dropout on the residual branches. (default: ``0.1``)
