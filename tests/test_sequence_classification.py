@@ -15,7 +15,7 @@ TINY = ["--limit", "48", "--epochs", "1", "--hidden", "16", "--heads", "2", "--l
 
 @pytest.mark.parametrize("task, pattern, classes, tests", [
     ("text", "Window(radius=2) | Global(nodes=(0,))", 6, 500),
-    ("speech", "Window(left=8, right=0)", 10, 300),
+    ("speech", "Window(radius=8)", 10, 300),
     ("image", "Full()", 10, 2000),
 ])
 def test_each_task_runs_and_writes_json(task, pattern, classes, tests, offline_data, tmp_path, capsys):

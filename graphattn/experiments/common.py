@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from ..files import write_atomic
 from ..train import History, TrainConfig, fit
 from .config import BatchTrainingConfig
 
-__all__ = ["evaluate", "train_epoch_fn", "fit_minibatches", "write_results", "EVAL_BATCH"]
+__all__ = ["evaluate", "train_epoch_fn", "lr_factor", "fit_minibatches", "write_results", "EVAL_BATCH"]
 
 EVAL_BATCH = 256  # examples per batch when scoring: no gradients, so larger than in training
 
@@ -34,35 +35,66 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, forward: Callable) -> t
 
 
 def train_epoch_fn(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
-                   forward: Callable) -> Callable[[], float]:
-    """A ``train_epoch()`` closure for :func:`graphattn.train.fit`: one pass, mean loss per example."""
+                   forward: Callable, *, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+                   label_smoothing: float = 0.0, augment: Callable | None = None) -> Callable[[], float]:
+    """A ``train_epoch()`` closure for :func:`graphattn.train.fit`: one pass, mean loss per example.
+
+    Each batch is first handed to ``augment(batch) -> batch`` (training batches only), the
+    loss is the cross-entropy with ``label_smoothing``, gradients are clipped to norm 1, and
+    ``scheduler`` (if any) steps after every optimiser step."""
     def train_epoch() -> float:
         total, count = 0.0, 0
         for batch in loader:
+            if augment is not None:
+                batch = augment(batch)
             optimizer.zero_grad()
-            loss = F.cross_entropy(forward(model, batch), batch.y)
+            loss = F.cross_entropy(forward(model, batch), batch.y, label_smoothing=label_smoothing)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             total, count = total + loss.item() * batch.y.numel(), count + batch.y.numel()
         return total / max(count, 1)
     return train_epoch
 
 
+def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:
+    """The multiple of the base learning rate at optimiser step ``step`` (0-based): linear
+    warmup ``(step + 1) / warmup_steps``, then 1 (``constant``) or the half cosine
+    ``(1 + cos(pi * p)) / 2`` with ``p`` the share of the post-warmup steps done (``cosine``)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    done = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * min(done, 1.0)))
+
+
 def fit_minibatches(model: torch.nn.Module, forward: Callable, train: list, val: list,
-                    training: BatchTrainingConfig, *, seed: int, progress: bool) -> History:
+                    training: BatchTrainingConfig, *, seed: int, progress: bool,
+                    augment: Callable | None = None) -> History:
     """Train ``model`` with AdamW on shuffled mini-batches of ``train`` (the order seeded by
-    ``seed``), stop early on the validation accuracy over ``val``; the best weights are kept."""
+    ``seed``), the learning rate following ``training``'s warmup and schedule (stepped per
+    batch), each training batch passed through ``augment`` if given; stop early on the
+    validation accuracy over ``val``; the best weights are kept."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=training.lr, weight_decay=training.weight_decay)
     shuffled = DataLoader(train, batch_size=training.batch_size, shuffle=True,
                           generator=torch.Generator().manual_seed(seed))
     val_loader = DataLoader(val, batch_size=EVAL_BATCH)
+    steps = len(shuffled)
+    scheduler = None
+    if training.warmup or training.schedule != "constant":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: lr_factor(
+            t, training.warmup * steps, training.epochs * steps, training.schedule))
 
     def validate() -> dict[str, float]:
         acc, loss = evaluate(model, val_loader, forward)
         return {"val_acc": acc, "val_loss": loss}
 
-    return fit(model, optimizer, train_epoch_fn(model, optimizer, shuffled, forward), validate,
+    epoch = train_epoch_fn(model, optimizer, shuffled, forward, scheduler=scheduler,
+                           label_smoothing=training.label_smoothing, augment=augment)
+    return fit(model, optimizer, epoch, validate,
                TrainConfig(epochs=training.epochs, patience=training.patience, progress=progress))
 
 

@@ -29,11 +29,12 @@ from ..checks import check_bool, check_choice, check_float, check_int, check_pat
 from .options import Options, document, option, piece
 
 __all__ = [
-    "ModelConfig", "TrainingConfig", "BatchTrainingConfig",
+    "ModelConfig", "TrainingConfig", "BatchTrainingConfig", "SequenceTrainingConfig",
     "SplitConfig", "EncodingConfig", "RunConfig", "NodeConfig", "SequenceConfig", "GraphConfig",
     "DEVICES", "ENCODINGS", "MODELS", "GRAPHATTN_MODELS", "BASELINE_MODELS", "DEFAULT_MODELS",
     "NODE_DATASETS", "ARCHITECTURES", "TASKS", "DEFAULT_PATTERNS", "DEFAULT_POOLING", "POOLINGS", "POSITIONS",
-    "GRAPH_DATASETS", "StudyConfig", "STUDY_PATTERNS", "NodeBatchConfig", "LOADERS", "PLANETOID_DATASETS", "GRAPH_MODELS",
+    "GRAPH_DATASETS", "SCHEDULES", "StudyConfig", "STUDY_PATTERNS", "NodeBatchConfig", "LOADERS", "PLANETOID_DATASETS",
+    "GRAPH_MODELS",
 ]
 
 DEVICES = ("cpu", "cuda")
@@ -77,15 +78,46 @@ class TrainingConfig:
         check_float(self.weight_decay, "weight_decay", minimum=0)
 
 
+#: ``constant``: the learning rate ``lr`` after the warmup; ``cosine``: decayed from ``lr`` to 0 at the last epoch.
+SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class BatchTrainingConfig(TrainingConfig):
-    """Training on shuffled mini-batches."""
+    """Training on shuffled mini-batches.
+
+    The learning rate at optimiser step ``t`` of ``T = epochs * batches`` is
+    ``lr * t / W`` during the ``W = warmup * batches`` warmup steps, then ``lr`` (``constant``)
+    or ``lr * (1 + cos(pi * (t - W) / (T - W))) / 2`` (``cosine``); a warmup as long as the
+    run never reaches ``lr``. The loss is the
+    cross-entropy against labels smoothed by ``label_smoothing`` = ``eps``: the target puts
+    ``1 - eps + eps / K`` on the true class and ``eps / K`` on each of the ``K`` classes.
+    """
 
     batch_size: int = option(64, "examples per batch")
+    warmup: int = option(0, "epochs over which the learning rate rises linearly from 0 to lr")
+    schedule: str = option("constant", "learning rate after the warmup: constant, or cosine decay to 0 at the "
+                                       "last epoch", choices=SCHEDULES)
+    label_smoothing: float = option(0.0, "share of each training target spread evenly over the classes")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_int(self.batch_size, "batch_size")
+        check_int(self.warmup, "warmup", 0)
+        check_choice(self.schedule, "schedule", SCHEDULES)
+        check_float(self.label_smoothing, "label_smoothing", minimum=0, below=1)
+
+
+@dataclass(frozen=True)
+class SequenceTrainingConfig(BatchTrainingConfig):
+    """Mini-batch training whose ``epochs`` may be left unset, for the experiment to fill in its
+    task's budget (:data:`TASK_EPOCHS`); the other fields are checked once ``epochs`` is set."""
+
+    epochs: int | None = option(None, "most epochs; unset: the task's budget")
+
+    def __post_init__(self) -> None:
+        if self.epochs is not None:
+            super().__post_init__()
 
 
 @dataclass(frozen=True)
@@ -290,11 +322,18 @@ class NodeConfig(Options):
 # ------------------------------------------------------------------------------- sequence classification
 
 TASKS = ("text", "speech", "image", "listops", "pixels")
-DEFAULT_PATTERNS = {"text": "Window(2) | Global([0])", "speech": "Window(left=8, right=0)", "image": "Full()",
+DEFAULT_PATTERNS = {"text": "Window(2) | Global([0])", "speech": "Window(8)", "image": "Full()",
                     "listops": "Full()", "pixels": "Full()"}
 DEFAULT_POOLING = {"text": "cls", "speech": "mean", "image": "mean", "listops": "mean", "pixels": "mean"}
-POOLINGS = ("cls", "mean")
+POOLINGS = ("cls", "mean", "max")
 POSITIONS = ("sinusoidal", "rope", "none")
+#: The default budget of each task: the cosine schedule decays the learning rate to 0 at its end.
+TASK_EPOCHS = {"text": 30, "speech": 40, "image": 60, "listops": 20, "pixels": 20}
+#: The options that apply to one task, with their defaults there (0: off; elsewhere always 0): the
+#: hash buckets of TREC's character trigrams and the word dropout (training words read as
+#: ``<unk>``); random shifts of MNIST images in pixels; SpecAugment mask widths in mel channels and frames.
+TASK_OPTIONS = {"text": {"subwords": 4096, "word_dropout": 0.1}, "image": {"shift": 2},
+                "speech": {"freq_mask": 8, "time_mask": 10}}
 #: Nodes per example where every example has the same length: 7 x 7 patches; 28 x 28 pixels.
 FIXED_NODES = {"image": 49, "pixels": 784}
 #: ListOps training examples drawn when ``limit`` is unset (LRA draws 96,000; see ``max_length``).
@@ -318,20 +357,35 @@ class SequenceConfig(Options):
 
     task: str = "text"
     pattern: str | None = option(None, 'attention pattern, e.g. "Window(4)"; unset: the task\'s default')
-    pooling: str | None = option(None, "cls (text only; its default) or mean", choices=POOLINGS)
+    pooling: str | None = option(None, "cls (text only), mean or max (feature-wise over the nodes); unset: "
+                                       "the task's default", choices=POOLINGS)
     position: str = option("sinusoidal", "positional encoding (2-D for images)", choices=POSITIONS)
     limit: int | None = option(None, f"use at most N training examples (validation is carved from them); "
                                      f"unset: all, ListOps {LISTOPS_TRAIN}")
     max_length: int = option(LISTOPS_MAX_LENGTH, "listops: expressions shorter than this many tokens and longer "
                                                  "than a quarter of it (LRA: 2000)")
     hop: int = option(80, "speech: frame hop in samples at 8 kHz (80: 10 ms; 20: 2.5 ms, hundreds of frames)")
+    subwords: int | None = option(None, f"text: hash buckets of the words' character trigrams (0: words only); "
+                                        f"unset: {TASK_OPTIONS['text']['subwords']}")
+    word_dropout: float | None = option(None, f"text: share of training words read as <unk> (their trigrams kept); "
+                                              f"unset: {TASK_OPTIONS['text']['word_dropout']}")
+    shift: int | None = option(None, f"image: shift each training image by up to N pixels each way (random "
+                                     f"translation); unset: {TASK_OPTIONS['image']['shift']}")
+    freq_mask: int | None = option(None, f"speech: SpecAugment, zero up to N adjacent mel channels of each training "
+                                         f"clip; unset: {TASK_OPTIONS['speech']['freq_mask']}")
+    time_mask: int | None = option(None, f"speech: SpecAugment, zero up to N adjacent frames of each training clip; "
+                                         f"unset: {TASK_OPTIONS['speech']['time_mask']}")
     model: ModelConfig = piece(ModelConfig(), "model")
-    training: BatchTrainingConfig = piece(BatchTrainingConfig(), "training")
+    training: SequenceTrainingConfig = piece(
+        SequenceTrainingConfig(patience=None, warmup=2, schedule="cosine"), "training",
+        epochs=f"most epochs; unset: {', '.join(f'{t} {n}' for t, n in TASK_EPOCHS.items())}")
     split: SplitConfig = piece(SplitConfig(), "seed and validation split")
     run: RunConfig = piece(RunConfig(), "output and device")
 
     def __post_init__(self) -> None:
         check_choice(self.task, "task", TASKS)
+        if self.training.epochs is None:
+            object.__setattr__(self, "training", replace(self.training, epochs=TASK_EPOCHS[self.task]))
         object.__setattr__(self, "pattern", repr(self.parsed_pattern()))
         if self.pooling is None:
             object.__setattr__(self, "pooling", DEFAULT_POOLING[self.task])
@@ -344,11 +398,28 @@ class SequenceConfig(Options):
             check_int(self.limit, "limit")
         check_int(self.max_length, "max_length", 8)
         check_int(self.hop, "hop")
+        for name in ("subwords", "word_dropout", "shift", "freq_mask", "time_mask"):
+            self._task_option(name)
         hidden, heads = self.model.hidden, self.model.heads
         if self.position == "rope" and (hidden // heads) % (4 if self.task == "image" else 2):
             raise ValueError(f"position='rope' needs hidden / heads divisible by {4 if self.task == 'image' else 2}")
         if self.position == "sinusoidal" and self.task == "image" and hidden % 2:
             raise ValueError("2-D sinusoidal positions need an even hidden")
+
+    def _task_option(self, name: str) -> None:
+        """Resolve option ``name`` of :data:`TASK_OPTIONS` (unset: its task's default, 0 on other
+        tasks) and check it: a rate in [0, 1) or an int >= 0, nonzero only on its own task."""
+        task = next(t for t, settings in TASK_OPTIONS.items() if name in settings)
+        value = getattr(self, name)
+        if value is None:
+            value = TASK_OPTIONS[task][name] if self.task == task else 0
+        if isinstance(TASK_OPTIONS[task][name], float):
+            value = check_probability(value, name)
+        else:
+            check_int(value, name, 0)
+        if value and self.task != task:
+            raise ValueError(f"{name}={value} applies to task={task!r} only, got task={self.task!r}")
+        object.__setattr__(self, name, value)
 
     @property
     def train_limit(self) -> int | None:
@@ -394,6 +465,7 @@ class StudyConfig(SequenceConfig):
     pattern: str | None = None  # one per run, from ``patterns``
     patterns: tuple[str, ...] | None = option(None, "the patterns compared; unset: the task's study set",
                                               metavar="PATTERN")
+    training: SequenceTrainingConfig = piece(SequenceTrainingConfig(epochs=20, patience=5), "training")
     seeds: int = option(2, "runs per pattern (seeds seed, seed + 1, ...)")
     isolate: bool = option(True, "each run in a fresh process, so the CPU peak memory is that run's own")
 

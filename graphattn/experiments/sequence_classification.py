@@ -3,8 +3,8 @@
 * ``text``: TREC questions (6 coarse classes); words are nodes, a ``<cls>`` token is node 0,
   default pattern ``Window(2) | Global([0])`` (Longformer's) read out at ``<cls>``.
 * ``speech``: FSDD spoken digits (10 classes, official split); log-mel frames (10 ms hop) are
-  nodes, default pattern ``Window(left=8, right=0)`` (each frame sees the 80 ms before it),
-  mean pooling.
+  nodes, default pattern ``Window(8)`` (each frame sees the 80 ms around it; the streaming
+  ``Window(left=8, right=0)`` sees only the past), mean pooling.
 * ``image``: MNIST digits (10 classes); 4 x 4 patches of the 28 x 28 image are nodes (a 7 x 7
   grid of 49), default pattern ``Full()`` (ViT; try ``Grid2D(2, 7)``), mean pooling.
 * ``listops``: ListOps expressions (10 classes) from :mod:`graphattn.datasets.listops`, LRA's
@@ -22,6 +22,13 @@ examples of different lengths block-diagonally and the model lays the pattern on
 patches), as rotary scores (``"rope"``), or not at all (``"none"``). A validation split is
 carved from the training split deterministically (``seed``), :func:`graphattn.train.fit` keeps
 the weights of the best validation accuracy, and the test split is scored once with them.
+
+Training by default: AdamW, the learning rate rising linearly over 2 epochs and then decaying
+on a cosine to 0 at the end of the task's budget (``TASK_EPOCHS``: text 30, speech 40, image 60
+epochs; ListOps and pixels 20), no early stopping. Only training batches are augmented, each
+draw fresh: TREC words read as ``<unk>`` with probability ``word_dropout`` (each word also
+carries its hashed character trigrams, ``subwords``); MNIST images shifted by up to ``shift``
+pixels; FSDD clips masked SpecAugment-style (``freq_mask`` channels, ``time_mask`` frames).
 
     from graphattn.experiments.sequence_classification import SequenceConfig, run
     metrics = run(SequenceConfig.from_options(task="speech", epochs=10, out="runs/speech"))
@@ -49,6 +56,8 @@ __all__ = ["SequenceConfig", "run", "keys_per_query", "TASKS", "DEFAULT_PATTERNS
 DATASETS = {"text": "TREC", "speech": "FSDD", "image": "MNIST", "listops": "ListOps", "pixels": "MNIST"}
 
 PATCH = 4  # MNIST: 28 x 28 -> a 7 x 7 grid of 4 x 4 patches
+UNK_ID, CLS_ID = 1, 2  # the Tokenizer's <unk> and <cls> ids
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the usual normalisation of MNIST pixels in [0, 1]
 KEY_SAMPLE = 256  # test examples over which keys_per_query is counted
 MEL = {"n_fft": 256, "n_mels": 40}  # FSDD is 8 kHz: 32 ms windows; the hop is cfg.hop (80: 10 ms)
 
@@ -78,14 +87,16 @@ def _text(cfg: SequenceConfig, pattern: Pattern) -> tuple[list[list[Data]], int,
 
     train, test = load_trec("train", progress=cfg.run.progress), load_trec("test", progress=cfg.run.progress)
     tr, va = _carve(len(train.examples), cfg)
-    tokenizer = Tokenizer(min_freq=2, cls=True).fit(train.examples[i][0] for i in tr)  # never sees val / test
+    tokenizer = Tokenizer(min_freq=2, cls=True, subwords=cfg.subwords)
+    tokenizer.fit(train.examples[i][0] for i in tr)  # never sees val / test
     add_cls = cfg.pooling == "cls"
 
     def convert(examples: Iterable[tuple[str, int]]) -> list[Data]:
         return [_slim(text_to_graph(t, tokenizer, pattern, y=y, add_cls=add_cls)) for t, y in examples]
 
     splits = [convert(train.examples[i] for i in tr), convert(train.examples[i] for i in va), convert(test.examples)]
-    return splits, len(train.classes), {"in_channels": len(tokenizer), "vocabulary": len(tokenizer)}
+    return splits, len(train.classes), {"in_channels": tokenizer.num_embeddings, "vocabulary": len(tokenizer),
+                                        "subwords": tokenizer.subwords}
 
 
 def _speech(cfg: SequenceConfig, pattern: Pattern) -> tuple[list[list[Data]], int, dict]:
@@ -118,11 +129,45 @@ def _image(cfg: SequenceConfig, pattern: Pattern) -> tuple[list[list[Data]], int
     tr, va = _carve(len(train.labels), cfg)
 
     def convert(split, idx: Iterable[int]) -> list[Data]:
-        images = (split.images.float() / 255 - 0.1307) / 0.3081  # MNIST's usual mean / std
+        images = (split.images.float() / 255 - MNIST_MEAN) / MNIST_STD
         return [_slim(image_to_graph(images[i], PATCH, pattern, y=int(split.labels[i]))) for i in idx]
 
     splits = [convert(train, tr), convert(train, va), convert(test, range(len(test.labels)))]
     return splits, 10, {"in_channels": PATCH * PATCH, "patch_size": PATCH, "grid": [7, 7], "mnist_source": train.source}
+
+
+def _augmenter(cfg: SequenceConfig) -> Callable | None:
+    """What is done to each training batch (a fresh draw every time; seeded by ``seed``):
+    text: each word but ``<cls>`` read as ``<unk>`` with probability ``word_dropout`` (with
+    subwords its trigrams stay, so the model learns to read unknown words by their spelling);
+    image: every image shifted by up to ``shift`` pixels (:func:`~graphattn.convert.shift_images`,
+    the background moves in); speech: SpecAugment masks of up to ``freq_mask`` mel channels and
+    ``time_mask`` frames per clip (:func:`~graphattn.convert.spec_augment`); ``None``: nothing."""
+    from ..convert.audio import spec_augment
+    from ..convert.image import image_to_patches, patches_to_images, shift_images
+
+    generator = torch.Generator().manual_seed(cfg.split.seed)
+    if cfg.word_dropout:
+        def dropped(batch):
+            x = batch.x.clone()
+            words = x if x.dim() == 1 else x[:, 0]  # a view; with subwords column 0 holds the word
+            words[(torch.rand(words.shape, generator=generator) < cfg.word_dropout) & (words != CLS_ID)] = UNK_ID
+            batch.x = x
+            return batch
+        return dropped
+    if cfg.shift:
+        def shifted(batch):
+            images = patches_to_images(batch.x.view(batch.num_graphs, 49, PATCH * PATCH), 7, 7, PATCH)
+            images = shift_images(images, cfg.shift, fill=-MNIST_MEAN / MNIST_STD, generator=generator)
+            batch.x = torch.cat([image_to_patches(image, PATCH)[0] for image in images])
+            return batch
+        return shifted
+    if cfg.freq_mask or cfg.time_mask:
+        def masked(batch):
+            batch.x = spec_augment(batch.x, batch.batch, batch.pos, cfg.freq_mask, cfg.time_mask, generator)
+            return batch
+        return masked
+    return None
 
 
 def _sequence(x: torch.Tensor, y: int) -> Data:
@@ -138,7 +183,7 @@ def _pixels(cfg: SequenceConfig, pattern: Pattern) -> tuple[list[list[Data]], in
     tr, va = _carve(len(train.labels), cfg)
 
     def convert(split, idx: Iterable[int]) -> list[Data]:
-        pixels = ((split.images.float() / 255 - 0.1307) / 0.3081).flatten(1)[:, :, None]  # (N, 784, 1), raster order
+        pixels = ((split.images.float() / 255 - MNIST_MEAN) / MNIST_STD).flatten(1)[:, :, None]  # (N, 784, 1), raster order
         return [_sequence(pixels[i], int(split.labels[i])) for i in idx]
 
     splits = [convert(train, tr), convert(train, va), convert(test, range(len(test.labels)))]
@@ -205,7 +250,8 @@ def run(cfg: SequenceConfig) -> dict:
         return _forward(m, batch.to(device), pattern, rope)
 
     reset_peak_memory(device)
-    history = fit_minibatches(model, forward, train, val, cfg.training, seed=seed, progress=cfg.run.progress)
+    history = fit_minibatches(model, forward, train, val, cfg.training, seed=seed, progress=cfg.run.progress,
+                              augment=_augmenter(cfg))
     test_acc, test_loss = evaluate(model, DataLoader(test, batch_size=EVAL_BATCH), forward)
     rows = [{"epoch": r.epoch, "loss": r.loss, **r.metrics} for r in history.rows]
     metrics = {
