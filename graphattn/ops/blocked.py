@@ -122,7 +122,10 @@ class BandPlan(NamedTuple):
     The key row of query block ``i`` is the band span (``span`` keys from ``i * b - left``,
     when there is a band) followed by the ``gathered`` key ids; ``mask [nb, b, S]`` says which
     of them each query counts; ``query_ids [nb, b]`` / ``key_ids [nb, S]`` are node ids (for
-    score biases); global queries get dense rows ``global_rows`` with ``global_mask``.
+    score biases). Global queries attend to their own sequence only, laid per sequence:
+    ``global_ids [B, G]`` (-1 = none), their sequence's keys ``sequence_keys [B, L]`` and
+    ``sequence_mask [B, L]`` (``None`` when every sequence has ``L`` nodes), so their cost is
+    O(B G L), not O(B G N) over the whole batch; ``global_rows [Gq]`` are the real ones in order.
     """
 
     npad: int
@@ -133,8 +136,10 @@ class BandPlan(NamedTuple):
     mask: Tensor
     query_ids: Tensor
     key_ids: Tensor
+    global_ids: Tensor
+    sequence_keys: Tensor
+    sequence_mask: Tensor | None
     global_rows: Tensor
-    global_mask: Tensor | None
 
 
 def plan_band(graph: AttentionGraph, pieces: Pieces, block: int) -> BandPlan:
@@ -198,10 +203,12 @@ def plan_band(graph: AttentionGraph, pieces: Pieces, block: int) -> BandPlan:
     gathered_ids = torch.cat(gathered, dim=1) if gathered else empty
     key_ids.extend(gathered)
     mask = torch.cat(masks, dim=2) if masks else torch.zeros(nb, block, 0, dtype=torch.bool, device=device)
-    rows = glob[glob >= 0]  # (Gq,)
-    global_mask = None if glob.size(0) == 1 else (seq[rows][:, None] == seq[None, :])[None]  # (1, Gq, N)
+    in_seq = torch.arange(length, device=device)
+    sequence_keys = (starts[:, None] + in_seq).clamp(max=max(n - 1, 0))  # (B, L)
+    sequence_mask = None if bool((sizes == length).all()) else in_seq < sizes[:, None]
     return BandPlan(npad, left, right, span, gathered_ids, mask, qid,
-                    torch.cat(key_ids, dim=1) if key_ids else empty, rows, global_mask)
+                    torch.cat(key_ids, dim=1) if key_ids else empty, glob, sequence_keys, sequence_mask,
+                    glob[glob >= 0])
 
 
 def _global_ids(pieces: Pieces, sizes: Tensor, starts: Tensor) -> Tensor:
@@ -231,18 +238,23 @@ def _global_rows(
     q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: BandPlan, out: Tensor,
     lse: Tensor | None, explicit_path: bool, block: int,
 ) -> tuple[Tensor, Tensor | None]:
-    """Global queries attend to their whole sequence: dense rows over the block rows."""
-    rows, mask = plan.global_rows, plan.global_mask
-    qg, kg, vg = q[rows].transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # (H, Gq|N, C)
+    """Global queries attend to their whole sequence: per sequence, its ``G`` global queries
+    against its ``L`` keys, written over their block rows."""
+    ids, keys, key_mask = plan.global_ids, plan.sequence_keys, plan.sequence_mask
+    real = ids >= 0  # (B, G)
+    qg = q[ids.clamp(min=0)].permute(0, 2, 1, 3)  # (B, H, G, C)
+    kg, vg = k[keys].permute(0, 2, 1, 3), v[keys].permute(0, 2, 1, 3)  # (B, H, L, C)
+    mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, L)
     bias = None
-    if spec.bias is not None:  # (H, Gq, N), -inf where masked, as in tile_attention
-        keys = torch.arange(q.size(0), device=q.device)[None, :]
-        bias = tile_bias(graph, spec.bias, ("global_rows", block), rows[:, None], keys,
-                         None if mask is None else mask[0], q.dtype)
+    if spec.bias is not None:  # (B, H, G, L), -inf where masked, as in tile_attention
+        bias = tile_bias(graph, spec.bias, ("global_rows", block), ids.clamp(min=0)[:, :, None], keys[:, None, :],
+                         None if key_mask is None else key_mask[:, None, :], q.dtype).transpose(0, 1)
+    rows = plan.global_rows
     if not explicit_path:
-        return out.index_copy(0, rows, sdpa(qg, kg, vg, mask if bias is None else bias, spec.scale).transpose(0, 1)), lse
-    og, lg = explicit(qg, kg, vg, mask, spec, bias)  # (H, Gq, C), (H, Gq)
-    return out.index_copy(0, rows, og.transpose(0, 1)), lse.index_copy(0, rows, lg.T)
+        og = sdpa(qg, kg, vg, mask if bias is None else bias, spec.scale)  # (B, H, G, C)
+        return out.index_copy(0, rows, og.transpose(1, 2)[real]), lse
+    og, lg = explicit(qg, kg, vg, mask, spec, bias)  # (B, H, G, C), (B, H, G)
+    return out.index_copy(0, rows, og.transpose(1, 2)[real]), lse.index_copy(0, rows, lg.transpose(1, 2)[real])
 
 
 def _strided(
