@@ -77,18 +77,22 @@ def _table(bias: OffsetBias, reach: int, dtype: torch.dtype) -> Tensor:
     return table.to(dtype)
 
 
-def _gather(bias: OffsetBias, index: Tensor, reach: int, dtype: torch.dtype) -> Tensor:
-    """``T[:, index]`` with ``T = table(reach)`` and one more column of ``-inf`` (masked pairs)."""
+def _gather(bias: OffsetBias, index: Tensor, reach: int, mask: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """``T[:, index]`` with ``T = table(reach)`` and one more column of ``-inf`` (masked pairs);
+    with ``mask`` (a tile whose blocks share one index), that block's bias spread over the blocks
+    and ``-inf`` where the mask is False."""
     table = F.pad(_table(bias, reach, dtype), (0, 1), value=float("-inf"))  # (H, 2R + 2)
-    return table.index_select(1, index.flatten()).view(-1, *index.shape)
+    out = table.index_select(1, index.flatten()).view(-1, *index.shape)
+    return out if mask is None else torch.where(mask, out, float("-inf"))
 
 
 def _offset_index(
     graph: AttentionGraph, bias: OffsetBias, tile: object, query_ids: Tensor, key_ids: Tensor, mask: Tensor | None,
 ) -> tuple[Tensor, int] | None:
-    """``(index, R)`` of the tile, cached on the graph when the bias uses the graph's positions;
-    ``None`` when the table would be wider than the tile (then evaluating ``fn`` is cheaper)."""
-    def compute() -> tuple[Tensor, int] | None:
+    """``(index, R, mask)`` of the tile (see :func:`_index`), cached on the graph when the bias
+    uses the graph's positions; ``None`` when the table would be wider than the tile (then
+    evaluating ``fn`` is cheaper)."""
+    def compute() -> tuple[Tensor, int, Tensor | None] | None:
         delta, bound = _offsets(graph, bias, query_ids, key_ids)
         return _index(delta, mask, bound if bias.reach is None else bias.reach)
 
@@ -112,13 +116,22 @@ def _offsets(graph: AttentionGraph, bias: OffsetBias, query_ids: Tensor, key_ids
     return pos[key_ids] - pos[query_ids], bound
 
 
-def _index(delta: Tensor, mask: Tensor | None, reach: int) -> tuple[Tensor, int] | None:
-    """``clamp(delta, -R, R) + R``, and ``2R + 1`` (the ``-inf`` column) where ``mask`` is False.
-    The clamp also keeps rows the kernel discards (padding queries) inside the table."""
+def _index(delta: Tensor, mask: Tensor | None, reach: int) -> tuple[Tensor, int, Tensor | None] | None:
+    """``(clamp(delta, -R, R) + R, R, None)``, with ``2R + 1`` (the ``-inf`` column) where ``mask``
+    is False. The clamp also keeps rows the kernel discards (padding queries) inside the table.
+
+    When every block of a ``[blocks, b, S]`` tile has the same offsets on its allowed pairs (a
+    band on default positions: ``k - q`` depends only on the place in the tile), the index is
+    that one block's, ``[1, b, S]``, returned with the mask: a forward then gathers ``b S``
+    entries per head instead of ``blocks b S`` and masks with one ``torch.where``."""
     shape = delta.shape if mask is None else torch.broadcast_shapes(delta.shape, mask.shape)
     if 2 * reach + 1 > shape.numel():
         return None
+    if mask is not None and delta.dim() == 3 and delta.size(0) > 1 and mask.shape == delta.shape:
+        ref = delta[delta.size(0) // 2]  # an inner block: no ids clamped at the ends
+        if bool(torch.where(mask, delta == ref, True).all()):
+            return ref.clamp(-reach, reach).add_(reach)[None], reach, mask
     index = delta.clamp(-reach, reach).add_(reach)
     if mask is not None:  # torch.where: several times faster than masked_fill on CPU
         index = torch.where(mask, index, 2 * reach + 1)
-    return index.expand(shape), reach
+    return index.expand(shape), reach, None
