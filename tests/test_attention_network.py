@@ -161,7 +161,7 @@ def test_learns_left_neighbour_copy_only_along_the_window(pattern, projection, l
     ({"attn_dropout": -0.1}, ValueError, "attn_dropout must be in"),
     ({"input_dropout": 1.0}, ValueError, "input_dropout must be in"),
     ({"heads": 3}, ValueError, "hidden_channels"),
-    ({"pooling": "max"}, ValueError, "pooling"),
+    ({"pooling": "sum"}, ValueError, "pooling"),
     ({"projection": "none"}, ValueError, "in_channels"),
     ({"residual": "yes"}, TypeError, "residual must be a bool"),  # the last layer cannot reach 2 outputs
 ])

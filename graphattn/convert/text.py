@@ -216,9 +216,11 @@ def text_to_graph(text: str | Tensor, tokenizer: Tokenizer | None, pattern: Patt
             raise TypeError(f"tokenizer must be a Tokenizer to encode a str, got {type(tokenizer).__name__}")
         ids = tokenizer.encode(text)
     elif isinstance(text, Tensor):
-        if text.dim() not in (1, 2) or text.dtype.is_floating_point or text.dtype == torch.bool:
-            raise ValueError(f"text given as ids must be a 1-D (or, with subwords, 2-D) integer tensor, got "
-                             f"{text.dtype} {list(text.shape)}")
+        width = 1 + SUBWORD_SLOTS
+        shape_ok = text.dim() == 1 or (text.dim() == 2 and text.size(1) == width)
+        if not shape_ok or text.dtype.is_floating_point or text.dtype.is_complex or text.dtype == torch.bool:
+            raise ValueError(f"text given as ids must be an integer tensor [L] (or, with subwords, [L, {width}]), "
+                             f"got {text.dtype} {list(text.shape)}")
         ids = text.long()
     else:
         raise TypeError(f"text must be a str or a 1-D tensor of token ids, got {type(text).__name__}")
