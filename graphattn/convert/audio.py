@@ -179,14 +179,15 @@ def spec_augment(x: Tensor, batch: Tensor, pos: Tensor, freq_mask: int, time_mas
 
     def band(most: Tensor | int, size: Tensor | int) -> tuple[Tensor, Tensor]:
         """Per clip a width in 0 .. min(most, size) and a start in 0 .. size - width."""
-        size = torch.as_tensor(size).expand(clips)
-        width = (torch.rand(clips, generator=generator) * (torch.clamp(size, max=most) + 1)).long()
-        start = (torch.rand(clips, generator=generator) * (size - width + 1)).long()
+        size = torch.as_tensor(size, device=x.device).expand(clips)
+        draws = torch.rand(2, clips, generator=generator).to(x.device)  # drawn on the generator's (CPU) stream
+        width = (draws[0] * (torch.clamp(size, max=most) + 1)).long()
+        start = (draws[1] * (size - width + 1)).long()
         return start, width
 
     f0, f = band(freq_mask, n_mels)
     t0, t = band(time_mask, lengths)
-    channel = torch.arange(n_mels)[None, :]  # (1, n_mels)
+    channel = torch.arange(n_mels, device=x.device)[None, :]  # (1, n_mels)
     frequency = (channel >= f0[batch, None]) & (channel < (f0 + f)[batch, None])  # (N, n_mels)
     frames = ((pos >= t0[batch]) & (pos < (t0 + t)[batch]))[:, None]  # (N, 1)
     return x.masked_fill(frequency | frames, 0.0)
