@@ -85,6 +85,18 @@ def test_the_index_tiles_are_cached_only_on_the_graphs_own_positions(case):
     assert bool(cached) == (case != "foreign")
 
 
+@pytest.mark.parametrize("pattern, shared", [(Window(3), True), (longformer(2, (0,)), False)], ids=repr)
+def test_a_band_on_default_positions_keeps_one_blocks_index(pattern, shared):
+    # Every block of a band sees the same offsets k - q, so one block's index serves all; global
+    # key columns differ per block, so a Longformer tile keeps its full index.
+    graph, pos = graph_and_pos(pattern, torch.tensor([400]), "default")  # 7 blocks of 64: the middle one is inner
+    q = torch.randn(graph.num_nodes, 4, 3, dtype=F64)
+    ops.attention(q, q, q, graph, bias=encoding("alibi")(q, q, pos)[2], backend="blocked")
+    (index, _, mask), = [v for key, v in graph._cache.items() if isinstance(key, tuple) and key[0] == "offset_index"
+                         and key[1][0] == "band"]
+    assert (index.size(0) == 1 and mask is not None) == shared
+
+
 @pytest.mark.parametrize("name", BIASES)
 @pytest.mark.parametrize("pattern", [Full(), Window(3), VirtualNodes(1) | Window(2), Band()], ids=repr)
 def test_layer_on_a_prepared_graph_equals_reference_twice_with_table_gradients(pattern, name):

@@ -128,7 +128,9 @@ def _index(delta: Tensor, mask: Tensor | None, reach: int) -> tuple[Tensor, int,
     if 2 * reach + 1 > shape.numel():
         return None
     if mask is not None and delta.dim() == 3 and delta.size(0) > 1 and mask.shape == delta.shape:
-        ref = delta[delta.size(0) // 2]  # an inner block: no ids clamped at the ends
+        # an inner block, whose key ids are not clamped at the ends (on a graph of a few blocks
+        # it may be, and the check fails: the full index is kept, as correct, a little slower)
+        ref = delta[delta.size(0) // 2]
         if bool(torch.where(mask, delta == ref, True).all()):
             return ref.clamp(-reach, reach).add_(reach)[None], reach, mask
     index = delta.clamp(-reach, reach).add_(reach)
