@@ -217,13 +217,16 @@ def _sequence(args: argparse.Namespace) -> int:
     from .experiments.sequence_classification import run
 
     m = _run_experiment(args, _config("SequenceConfig"), run, task=args.command)
-    _print_table([("task", f"{m['task']} ({m['dataset']})"), ("pattern", m["pattern"]),
-                  ("pooling / position", f"{m['pooling']} / {m['position']}"),
-                  ("train / val / test", f"{m['num_train']} / {m['num_val']} / {m['num_test']}"),
-                  ("test_acc", m["test_acc"]), ("best_val_acc", m["best_val_acc"]),
-                  ("epochs (best)", f"{m['epochs_run']} ({m['best_epoch']})"),
-                  ("time/epoch (s)", m["time_per_epoch_s"]), ("peak memory (MB)", m["peak_memory_mb"]),
-                  ("parameters", m["parameters"])] + ([("wrote", args.out)] if "out" in args else []))
+    rows = [("task", f"{m['task']} ({m['dataset']})"), ("pattern", m["pattern"]),
+            ("pooling / position", f"{m['pooling']} / {m['position']}"),
+            ("train / val / test", f"{m['num_train']} / {m['num_val']} / {m['num_test']}"),
+            ("test_acc", m["test_acc"]), ("best_val_acc", m["best_val_acc"])]
+    if m["ensemble"] > 1:
+        rows.append(("ensemble", f"{m['ensemble']} models, each test_acc {m['member_test_acc_mean']:.4f} "
+                                 f"+- {m['member_test_acc_std']:.4f}"))
+    rows += [("epochs (best)", f"{m['epochs_run']} ({m['best_epoch']})"), ("time/epoch (s)", m["time_per_epoch_s"]),
+             ("peak memory (MB)", m["peak_memory_mb"]), ("parameters", m["parameters"])]
+    _print_table(rows + ([("wrote", args.out)] if "out" in args else []))
     return 0
 
 

@@ -1,12 +1,20 @@
 """Sequence classification end to end: text, speech and image through the CLI on tiny runs."""
 
 import json
+import math
+import statistics
 
 import pytest
 import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch_geometric.data import Data
 
+from graphattn.checks import MAX_SEED
 from graphattn.cli import main
-from graphattn.experiments.sequence_classification import SequenceConfig, _carve
+from graphattn.experiments.config import StudyConfig
+from graphattn.experiments.sequence_classification import SequenceConfig, _carve, _mean_probability, run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,6 +52,51 @@ def test_bad_task_exits_2(capsys):
     assert "invalid choice: 'video'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="task must be one of"):
         SequenceConfig(task="video")
+
+
+@settings(max_examples=40, deadline=None)
+@given(models=st.integers(1, 4), examples=st.integers(1, 12), classes=st.integers(2, 6), seed=st.integers(0, 2**16))
+def test_mean_probability_scores_the_average_of_the_models_probabilities(models, examples, classes, seed):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(models, examples, classes, generator=g, dtype=torch.float64) * 3
+    y = torch.randint(classes, (examples,), generator=g)
+    split = [Data(y=y[i : i + 1]) for i in range(examples)]
+    acc, loss = _mean_probability(list(F.log_softmax(logits, -1)), split)
+    mean = logits.softmax(-1).mean(0)  # (examples, classes)
+    assert acc == pytest.approx(float((mean.argmax(-1) == y).double().mean()))
+    assert loss == pytest.approx(float(-mean[torch.arange(examples), y].log().mean()))
+    if models == 1:  # one model: its own accuracy and cross-entropy
+        assert loss == pytest.approx(float(F.cross_entropy(logits[0], y)))
+
+
+def test_an_ensembles_first_model_is_the_single_run_and_each_model_is_reported(offline_data):
+    tiny = {"limit": 48, "epochs": 1, "hidden": 16, "heads": 2, "layers": 1, "progress": False}
+    single = run(SequenceConfig.from_options(task="text", ensemble=1, **tiny))
+    three = run(SequenceConfig.from_options(task="text", ensemble=3, seed=0, **tiny))
+    assert three["ensemble"] == 3 and [m["seed"] for m in three["members"]] == [0, 1, 2]
+    untimed = [{k: v for k, v in m["members"][0].items() if k != "time_per_epoch_s"} for m in (single, three)]
+    assert untimed[0] == untimed[1] and [r["val_acc"] for r in three["history"]] == [r["val_acc"] for r in single["history"]]
+    assert single["test_acc"] == single["members"][0]["test_acc"]
+    assert single["best_val_acc"] == single["members"][0]["best_val_acc"]
+    accs = [m["test_acc"] for m in three["members"]]
+    assert three["member_test_acc_mean"] == pytest.approx(statistics.fmean(accs))
+    assert three["member_test_acc_std"] == pytest.approx(statistics.stdev(accs))
+    assert 0.0 <= three["test_acc"] <= 1.0 and math.isfinite(three["test_loss"])
+
+
+def test_ensemble_size_resolves_per_task_and_is_checked():
+    assert SequenceConfig.from_options(task="text").ensemble == 5
+    assert SequenceConfig.from_options(task="speech").ensemble == 1
+    assert StudyConfig.from_options(task="text").ensemble == 1  # a study compares single models
+    assert StudyConfig.from_options(task="text", ensemble=None).ensemble == 5
+    with pytest.raises(ValueError, match="ensemble must be a positive int"):
+        SequenceConfig.from_options(task="text", ensemble=0)
+    with pytest.raises(TypeError, match="ensemble must be an int"):
+        SequenceConfig.from_options(task="text", ensemble=True)
+    with pytest.raises(ValueError, match="ensemble must be <= 2, got 3"):
+        SequenceConfig.from_options(task="text", ensemble=3, seed=MAX_SEED - 1)  # seeds beyond MAX_SEED
+    with pytest.raises(ValueError, match="seed must be <="):
+        SequenceConfig.from_options(task="speech", seed=MAX_SEED + 1)
 
 
 def test_validation_split_is_deterministic_and_disjoint():

@@ -97,15 +97,15 @@ def test_schedule_options_are_checked(options, error, match):
         SequenceConfig.from_options(task="text", **options)
 
 
-def test_image_and_speech_augmenters_change_the_inputs_and_keep_shapes_and_labels_the_patches_and_keeps_shapes_and_labels():
+def test_image_and_speech_augmenters_change_the_inputs_and_keep_shapes_and_labels():
     images = torch.randn(4, 28, 28)
     batch = Batch.from_data_list([image_to_graph(im, 4, Full(), y=i) for i, im in enumerate(images)])
     x, y = batch.x.clone(), batch.y.clone()
-    out = _augmenter(SequenceConfig.from_options(task="image", shift=3))(batch)
+    out = _augmenter(SequenceConfig.from_options(task="image", shift=3), 0)(batch)
     assert out.x.shape == x.shape and torch.equal(out.y, y) and not torch.equal(out.x, x)
-    assert _augmenter(SequenceConfig.from_options(task="image", shift=0)) is None
+    assert _augmenter(SequenceConfig.from_options(task="image", shift=0), 0) is None
     speech = Batch.from_data_list([Data(x=torch.randn(20, 40) + 5, pos=torch.arange(20), y=torch.tensor([1]))] * 2)
-    masked = _augmenter(SequenceConfig.from_options(task="speech"))(speech.clone())
+    masked = _augmenter(SequenceConfig.from_options(task="speech"), 0)(speech.clone())
     assert masked.x.shape == speech.x.shape and (masked.x == 0).any()
 
 
@@ -140,12 +140,12 @@ def test_word_dropout_reads_words_as_unk_but_keeps_cls_and_trigrams():
     tok = Tokenizer(cls=True, subwords=50).fit(["what is a cat ?"] * 2)
     batch = Batch.from_data_list([text_to_graph("what is a cat ?", tok, Full(), add_cls=True, y=1)] * 40)
     x = batch.x.clone()
-    out = _augmenter(SequenceConfig.from_options(task="text", word_dropout=0.5))(batch)
+    out = _augmenter(SequenceConfig.from_options(task="text", word_dropout=0.5), 0)(batch)
     changed = out.x[:, 0] != x[:, 0]
     assert out.x.shape == x.shape and torch.equal(out.x[:, 1:], x[:, 1:]) and torch.equal(out.y, batch.y)
     assert (out.x[changed, 0] == tok.unk_id).all() and 0.3 < changed.float().mean() < 0.5  # 5 of 6 tokens eligible
     assert (out.x[x[:, 0] == tok.cls_id, 0] == tok.cls_id).all()
-    assert _augmenter(SequenceConfig.from_options(task="text", word_dropout=0.0)) is None
+    assert _augmenter(SequenceConfig.from_options(task="text", word_dropout=0.0), 0) is None
     with pytest.raises(ValueError, match="word_dropout must be in"):
         SequenceConfig.from_options(task="text", word_dropout=1.0)
     with pytest.raises(ValueError, match="subwords=10 applies to task='text' only"):

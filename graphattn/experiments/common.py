@@ -16,7 +16,7 @@ from ..files import write_atomic
 from ..train import History, TrainConfig, fit
 from .config import BatchTrainingConfig
 
-__all__ = ["evaluate", "train_epoch_fn", "lr_factor", "fit_minibatches", "write_results", "EVAL_BATCH"]
+__all__ = ["evaluate", "log_probabilities", "train_epoch_fn", "lr_factor", "fit_minibatches", "write_results", "EVAL_BATCH"]
 
 EVAL_BATCH = 256  # examples per batch when scoring: no gradients, so larger than in training
 
@@ -32,6 +32,13 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, forward: Callable) -> t
         loss += float(F.cross_entropy(out, batch.y, reduction="sum"))
         count += batch.y.numel()
     return correct / max(count, 1), loss / max(count, 1)
+
+
+@torch.no_grad()
+def log_probabilities(model: torch.nn.Module, loader: DataLoader, forward: Callable) -> torch.Tensor:
+    """``log_softmax(forward(model, batch))`` over ``loader``, in its order: ``[examples, classes]``."""
+    model.eval()
+    return torch.cat([F.log_softmax(forward(model, batch), dim=-1) for batch in loader])
 
 
 def train_epoch_fn(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,

@@ -22,6 +22,9 @@ examples of different lengths block-diagonally and the model lays the pattern on
 patches), as rotary scores (``"rope"``), or not at all (``"none"``). A validation split is
 carved from the training split deterministically (``seed``), :func:`graphattn.train.fit` keeps
 the weights of the best validation accuracy, and the test split is scored once with them.
+With ``ensemble = K`` (TREC's default is 5) ``K`` models are trained so, from the seeds ``seed
+.. seed + K - 1``, and classify by the mean of their probabilities,
+``argmax_c (1/K) sum_k p_k(c | x)``; the metrics give each model's accuracy beside the ensemble's.
 
 Training by default: AdamW, the learning rate rising linearly over 2 epochs and then decaying
 on a cosine to 0 at the end of the task's budget (``TASK_EPOCHS``: text 30, speech 40, image 60
@@ -37,10 +40,13 @@ pixels; FSDD clips masked SpecAugment-style (``freq_mask`` channels, ``time_mask
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
 from collections.abc import Callable, Iterable
 
 import torch
+import torch.nn.functional as F
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from tqdm.auto import tqdm
@@ -49,7 +55,7 @@ from ..models import GraphTransformer
 from ..nn.encodings import RotaryEncoding, SinusoidalEncoding
 from ..patterns import Pattern
 from ..train import peak_memory_mb, reset_peak_memory, set_seed
-from .common import EVAL_BATCH, evaluate, fit_minibatches, write_results
+from .common import EVAL_BATCH, fit_minibatches, log_probabilities, write_results
 from .config import DEFAULT_PATTERNS, POSITIONS, TASKS, SequenceConfig
 
 __all__ = ["SequenceConfig", "run", "keys_per_query", "TASKS", "DEFAULT_PATTERNS", "POSITIONS"]
@@ -137,7 +143,7 @@ def _image(cfg: SequenceConfig, pattern: Pattern) -> tuple[list[list[Data]], int
     return splits, 10, {"in_channels": PATCH * PATCH, "patch_size": PATCH, "grid": [7, 7], "mnist_source": train.source}
 
 
-def _augmenter(cfg: SequenceConfig) -> Callable | None:
+def _augmenter(cfg: SequenceConfig, seed: int) -> Callable | None:
     """What is done to each training batch (a fresh draw every time; seeded by ``seed``):
     text: each word but ``<cls>`` read as ``<unk>`` with probability ``word_dropout`` (with
     subwords its trigrams stay, so the model learns to read unknown words by their spelling);
@@ -147,7 +153,7 @@ def _augmenter(cfg: SequenceConfig) -> Callable | None:
     from ..convert.audio import spec_augment
     from ..convert.image import image_to_patches, patches_to_images, shift_images
 
-    generator = torch.Generator().manual_seed(cfg.split.seed)
+    generator = torch.Generator().manual_seed(seed)
     if cfg.word_dropout:
         def dropped(batch):
             x = batch.x.clone()
@@ -231,8 +237,17 @@ def keys_per_query(pattern: Pattern, lengths: Iterable[int]) -> float:
     return sum(edges[n] for n in lengths) / max(sum(lengths), 1)
 
 
+def _mean_probability(log_probs: list[torch.Tensor], split: list[Data]) -> tuple[float, float]:
+    """(accuracy, cross-entropy) of the mean of the models' probabilities over ``split``."""
+    mean = torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(log_probs))  # log (1/K sum_k p_k)
+    y = torch.cat([d.y for d in split]).to(mean.device)
+    return int((mean.argmax(-1) == y).sum()) / max(y.numel(), 1), float(F.nll_loss(mean, y))
+
+
 def run(cfg: SequenceConfig) -> dict:
-    """Train and test one model; returns the metrics (also written to ``cfg.run.out``)."""
+    """Train and test one model, or ``cfg.ensemble`` of them; returns the metrics (also written
+    to ``cfg.run.out``). ``test_acc`` / ``best_val_acc`` score what classifies (the ensemble's
+    mean probabilities); ``members`` holds each model's own; ``history`` is the first model's."""
     if not isinstance(cfg, SequenceConfig):
         raise TypeError(f"cfg must be a SequenceConfig, got {type(cfg).__name__}")
     seed = cfg.split.seed
@@ -242,29 +257,43 @@ def run(cfg: SequenceConfig) -> dict:
     tic = time.perf_counter()
     (train, val, test), num_classes, info = _LOADERS[cfg.task](cfg, pattern)
     data_s = time.perf_counter() - tic
-
-    set_seed(seed)
-    model = _model(cfg, pattern, info["in_channels"], num_classes).to(device)
     rope = cfg.position == "rope"
 
     def forward(m: torch.nn.Module, batch) -> torch.Tensor:
         return _forward(m, batch.to(device), pattern, rope)
 
+    val_loader, test_loader = DataLoader(val, batch_size=EVAL_BATCH), DataLoader(test, batch_size=EVAL_BATCH)
     reset_peak_memory(device)
-    history = fit_minibatches(model, forward, train, val, cfg.training, seed=seed, progress=cfg.run.progress,
-                              augment=_augmenter(cfg))
-    test_acc, test_loss = evaluate(model, DataLoader(test, batch_size=EVAL_BATCH), forward)
-    rows = [{"epoch": r.epoch, "loss": r.loss, **r.metrics} for r in history.rows]
+    members, histories, val_lp, test_lp = [], [], [], []
+    for member_seed in range(seed, seed + cfg.ensemble):
+        set_seed(member_seed)
+        model = _model(cfg, pattern, info["in_channels"], num_classes).to(device)
+        history = fit_minibatches(model, forward, train, val, cfg.training, seed=member_seed,
+                                  progress=cfg.run.progress, augment=_augmenter(cfg, member_seed))
+        val_lp.append(log_probabilities(model, val_loader, forward))
+        test_lp.append(log_probabilities(model, test_loader, forward))
+        histories.append(history)
+        members.append({"seed": member_seed, "test_acc": _mean_probability(test_lp[-1:], test)[0],
+                        "best_val_acc": history.best_metrics.get("val_acc"), "best_epoch": history.best_epoch,
+                        "epochs_run": history.epochs_run, "time_per_epoch_s": history.mean_epoch_time_s})
+    test_acc, test_loss = _mean_probability(test_lp, test)
+    first = histories[0]
+    rows = [{"epoch": r.epoch, "loss": r.loss, **r.metrics} for r in first.rows]
+    epochs = sum(h.epochs_run for h in histories)
+    member_acc = [m["test_acc"] for m in members]
     metrics = {
         "task": cfg.task, "dataset": DATASETS[cfg.task], "pattern": repr(pattern), "pooling": cfg.pooling,
         "position": cfg.position, "test_acc": test_acc, "test_loss": test_loss,
-        "best_val_acc": history.best_metrics.get("val_acc"), "best_epoch": history.best_epoch,
-        "epochs_run": history.epochs_run, "stopped_early": history.stopped_early,
-        "time_per_epoch_s": history.mean_epoch_time_s, "data_prep_s": data_s,
-        "peak_memory_mb": peak_memory_mb(device), "device": str(device),
+        "best_val_acc": _mean_probability(val_lp, val)[0], "best_epoch": first.best_epoch,
+        "epochs_run": first.epochs_run, "stopped_early": first.stopped_early,
+        "time_per_epoch_s": sum(h.mean_epoch_time_s * h.epochs_run for h in histories) / max(epochs, 1),
+        "data_prep_s": data_s, "peak_memory_mb": peak_memory_mb(device), "device": str(device),
         "keys_per_query": keys_per_query(pattern, (d.num_nodes for d in test[:KEY_SAMPLE])),
         "num_train": len(train), "num_val": len(val), "num_test": len(test), "num_classes": num_classes,
         "parameters": sum(p.numel() for p in model.parameters()), "data": info,
+        "ensemble": cfg.ensemble, "members": members,
+        "member_test_acc_mean": statistics.fmean(member_acc),
+        "member_test_acc_std": statistics.stdev(member_acc) if len(member_acc) > 1 else 0.0,
         "config": cfg.options(), "history": rows,
     }
     if cfg.run.out is not None:
