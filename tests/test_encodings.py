@@ -252,13 +252,19 @@ def test_score_bias_equals_reference_with_the_dense_bias_on_every_backend(patter
     want = ops.attention(q, k, v, edges, sizes=sizes, bias=lambda i, j: dense[i, j], backend="reference", return_weights=True)
     seed = torch.randn_like(want.out)
     want_grads = torch.autograd.grad((want.out * seed).sum(), leaves, allow_unused=True)
+    ran = []
     for backend in ops.BACKENDS:
-        got = ops.attention(q, k, v, edges, sizes=sizes, bias=enc(q, k, pos)[2], backend=backend, return_weights=True)
+        try:
+            got = ops.attention(q, k, v, edges, sizes=sizes, bias=enc(q, k, pos)[2], backend=backend, return_weights=True)
+        except NotImplementedError:  # a forced kernel that cannot run this graph says so
+            continue
+        ran.append(got.kernel)
         torch.testing.assert_close(got.out, want.out, **TOL, msg=backend)
         torch.testing.assert_close(got.weights[1], want.weights[1], **TOL, msg=backend)
         grads = torch.autograd.grad((got.out * seed).sum(), leaves, allow_unused=True)
         for g, w in zip(grads, want_grads):
             torch.testing.assert_close(g, w, **TOL, msg=backend)
+    assert {"dense", "sparse", "scatter"} <= set(ran)
 
 
 def test_alibi_slopes_and_t5_buckets_are_the_papers():
@@ -392,4 +398,9 @@ def test_shortest_path_bias_in_the_layer_equals_reference_with_the_dense_bias():
     want = ops.attention(q, k, v, Full(), bias=lambda i, j: dense[i, j], backend="reference").out
     for backend in ops.BACKENDS:
         conv.backend = backend
-        torch.testing.assert_close(conv(x, Full(), pos=spd), conv.lin_out(want.reshape(8, -1)), **TOL, msg=backend)
+        try:
+            got = conv(x, Full(), pos=spd)
+        except NotImplementedError:  # a forced kernel that cannot run this graph says so
+            assert backend in ("stride", "flex")  # not a lone stride; no CPU backward
+            continue
+        torch.testing.assert_close(got, conv.lin_out(want.reshape(8, -1)), **TOL, msg=backend)

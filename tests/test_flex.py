@@ -6,16 +6,16 @@ CUDA the same cases run compiled, in float32, with gradients."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import pytest
 import torch
+from kernel_support import call
 
 from graphattn import ops
 from graphattn.nn import ALiBi, RelativePositionBias, SelfAttentionConv
 from graphattn.ops import AttentionGraph, ScoreSpec
-from graphattn.ops.flex import CPU_BACKWARD, FLEX_BLOCK, document_mask, flex_attention_kernel, plan_flex
+from graphattn.ops.flex import FLEX_BLOCK, Flex, plan_flex
 from graphattn.patterns import (
     Causal,
     Expander,
@@ -28,10 +28,12 @@ from graphattn.patterns import (
     Stride,
     VirtualNodes,
     Window,
+    batch_dense_mask,
     bigbird,
     longformer,
 )
 
+flex_attention_kernel = call(Flex())
 flex_module = pytest.importorskip("torch.nn.attention.flex_attention", reason="FlexAttention needs torch >= 2.5")
 
 
@@ -113,9 +115,13 @@ def test_a_query_without_keys_gets_zeros(device):
                                                 (bigbird(3, (0,), 2), [200, 33]), (Causal(), [129, 127])])
 def test_block_mask_equals_create_block_mask(pattern, sizes):
     graph = AttentionGraph.build(pattern, lengths=sizes)
-    mine = plan_flex(graph, FLEX_BLOCK).block_mask
-    mask = document_mask(graph)
-    n = graph.num_nodes
+    plan = plan_flex(graph, FLEX_BLOCK)
+    mine = plan.block_mask
+    # the padded layout's mask from the pattern's dense mask, laid by slot (padding rows attend to nothing)
+    n = plan.node.numel()
+    dense = torch.zeros(n, n, dtype=torch.bool)
+    dense[plan.slot[:, None], plan.slot[None, :]] = batch_dense_mask(pattern, torch.tensor(sizes))
+    mask = lambda q, k: dense[q, k]  # noqa: E731
     theirs = flex_module.create_block_mask(lambda b, h, q, k: mask(q, k), 1, 1, n, n, device="cpu")
     for name in ("kv_num_blocks", "full_kv_num_blocks"):
         assert torch.equal(getattr(mine, name), getattr(theirs, name)), name
@@ -137,31 +143,27 @@ def test_block_mask_is_built_once_per_graph_and_sparse(monkeypatch):
         for _ in range(2):
             ops.attention(q, k, v, graph, backend="flex")
     assert len(calls) == 1
-    plan = graph.cached(("flex", "cpu", FLEX_BLOCK), lambda: None)
+    plan = graph.plan(ops.KERNELS["flex"])
     per_row = plan.block_mask.kv_num_blocks + plan.block_mask.full_kv_num_blocks  # key blocks per query block
     assert int(per_row.max()) == 3 and int(per_row.min()) == 2  # of 8: the band's own blocks only
 
 
-def test_cpu_autograd_goes_to_what_auto_runs_and_the_kernel_refuses_it(caplog):
+def test_cpu_autograd_is_refused_with_its_reason_and_runs_without_grad():
     q, k, v = (t.requires_grad_() for t in qkv(20, 2, 4, "cpu", torch.float64))
-    with caplog.at_level(logging.WARNING, logger="graphattn.ops.dispatch"):
-        res = ops.attention(q, k, v, Window(2), backend="flex")
-    assert res.backend == ops.choose_backend(Window(2), num_nodes=20) and "backward on CPU" in caplog.text
-    graph = AttentionGraph.build(Window(2), 20)
-    with pytest.raises(NotImplementedError, match="no backward on CPU"):
-        flex_attention_kernel(q, k, v, graph, ScoreSpec(scale=0.5))
-    assert "torch.no_grad()" in CPU_BACKWARD
+    with pytest.raises(NotImplementedError, match="a backward on CPU.*torch.no_grad"):
+        ops.attention(q, k, v, Window(2), backend="flex")
+    assert ops.attention(q, k, v, Window(2)).kernel != "flex"  # auto never picks it on CPU
     with torch.no_grad():
         assert ops.attention(q, k, v, Window(2), backend="flex").backend == "flex"
 
 
-def test_what_flex_cannot_compute_goes_to_what_auto_runs_visibly(caplog):
+def test_what_flex_cannot_compute_is_refused_with_its_reason():
     q, k, v = qkv(20, 2, 3, "cpu", torch.float64)
-    with caplog.at_level(logging.WARNING, logger="graphattn.ops.dispatch"), torch.no_grad():
-        res = ops.attention(q, k, v, Window(1).edge_index(20), backend="flex")
-        assert res.backend == ops.choose_backend(Window(1).edge_index(20), num_nodes=20) and "no pattern" in caplog.text
-        res = ops.attention(q, k, v, Window(1), dropout=0.2, training=True, backend="flex")
-        assert res.backend == ops.choose_backend(Window(1), num_nodes=20) and "dropout" in caplog.text
+    with torch.no_grad():
+        with pytest.raises(NotImplementedError, match="flex: an explicit edge_index"):
+            ops.attention(q, k, v, Window(1).edge_index(20), backend="flex")
+        with pytest.raises(NotImplementedError, match="flex: dropout"):
+            ops.attention(q, k, v, Window(1), dropout=0.2, training=True, backend="flex")
 
 
 @pytest.mark.parametrize(("edges", "n", "cuda", "cpu"), [

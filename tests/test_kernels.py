@@ -10,12 +10,15 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from kernel_support import call
 
 from graphattn import ops
 from graphattn.nn import SelfAttentionConv
 from graphattn.ops import AttentionGraph, ScoreSpec
-from graphattn.ops.blocked import blocked_attention
-from graphattn.ops.dense import dense_attention
+from graphattn.ops.band import Band
+from graphattn.ops.dense import Dense
+from graphattn.ops.stride import StridePermute
+from graphattn.ops.tiles import Tiles
 from graphattn.patterns import (
     Causal,
     Expander,
@@ -99,11 +102,13 @@ def test_blocked_equals_reference(device, case):
     graph = _graph(pattern, sizes).to(device)
     spec = ScoreSpec(scale=channels**-0.5, bias=alibi(heads) if with_bias else None)
 
-    def kernel(*args, **kwargs):
-        return blocked_attention(*args, block=block, **kwargs)
-
-    assert ops.dispatch.blocked_unsupported(graph, spec) is None
-    assert_equals_reference(kernel, *qkv(sum(sizes), heads, channels, device=device), graph, spec)
+    band = Band(block)
+    kernels = [band, Tiles(block)]
+    stride = StridePermute(Dense(), band)
+    if not stride.unsupported(graph, spec):
+        kernels.append(stride)
+    for kernel in kernels:
+        assert_equals_reference(call(kernel), *qkv(sum(sizes), heads, channels, device=device), graph, spec)
 
 
 @SETTINGS
@@ -112,7 +117,7 @@ def test_dense_equals_reference(device, case):
     pattern, sizes, heads, channels, _, with_bias = case
     graph = _graph(pattern, sizes).to(device)
     spec = ScoreSpec(scale=0.7, bias=alibi(heads) if with_bias else None)
-    assert_equals_reference(dense_attention, *qkv(sum(sizes), heads, channels, device=device), graph, spec)
+    assert_equals_reference(call(Dense()), *qkv(sum(sizes), heads, channels, device=device), graph, spec)
 
 
 @SETTINGS
@@ -122,15 +127,14 @@ def test_dense_on_edge_index_with_duplicates_and_isolated_queries(device, n, ext
     ei = torch.randint(n, (2, extra), generator=gen)
     ei = torch.cat([ei[:, ei[1] != 0], ei[:, :3]], dim=1)  # node 0 isolated; some duplicates
     graph = AttentionGraph.build(ei, n).to(device)
-    assert_equals_reference(dense_attention, *qkv(n, 2, 3, seed, device), graph, ScoreSpec(scale=0.5, bias=alibi(2)))
+    assert_equals_reference(call(Dense()), *qkv(n, 2, 3, seed, device), graph, ScoreSpec(scale=0.5, bias=alibi(2)))
 
 
 def test_lengths_not_a_multiple_of_the_block_and_global_rows_in_batches(device):
     sizes = [70, 4, 0, 133]
     for pattern in (longformer(5, (0, 3, -1)), bigbird(4, (2,), 3), Window(left=9, right=2) | Global((-1,))):
         graph = AttentionGraph.build(pattern, lengths=sizes).to(device)
-        kernel = lambda *a, **kw: blocked_attention(*a, block=16, **kw)  # noqa: E731
-        assert_equals_reference(kernel, *qkv(sum(sizes), 2, 4, device=device), graph, ScoreSpec(scale=0.4, bias=alibi(2)),
+        assert_equals_reference(call(Band(16)), *qkv(sum(sizes), 2, 4, device=device), graph, ScoreSpec(scale=0.4, bias=alibi(2)),
                                 atol=1e-9)
 
 
@@ -177,16 +181,26 @@ def test_sparse_edge_index_goes_to_sparse_and_dense_graph_to_dense():
     assert ops.choose_backend(Full().edge_index(64), num_nodes=64) == "dense"
 
 
-def test_unsupported_requests_fall_back_to_what_auto_runs_visibly(caplog):
+def test_a_forced_kernel_that_cannot_run_raises_with_its_reasons_and_what_auto_runs():
     q, k, v = (t.detach() for t in qkv(20, 2, 3))
-    with caplog.at_level(logging.WARNING, logger="graphattn.ops.dispatch"):
-        res = ops.attention(q, k, v, Window(1).edge_index(20), backend="blocked", return_weights=True)
-    assert res.backend == ops.choose_backend(Window(1).edge_index(20), num_nodes=20) == "dense"
-    assert "cannot compute" in caplog.text
-    ref = ops.attention(q, k, v, Window(1), backend="reference", return_weights=True)
+    edges = Window(1).edge_index(20)
+    with pytest.raises(NotImplementedError) as err:
+        ops.attention(q, k, v, edges, backend="blocked", return_weights=True)
+    for kernel in ("stride", "band", "tiles"):  # every kernel of the group gives its own reason
+        assert f"{kernel}: an explicit edge_index (no pattern to tile)" in str(err.value)
+    assert "backend='auto' runs 'dense'" in str(err.value)
+    assert ops.choose_backend(edges, num_nodes=20) == "dense"
+    with pytest.raises(NotImplementedError, match="additive scores.*backend='auto' runs 'scatter'"):
+        ops.attention(q, k, v, Window(1), score="additive", att=torch.ones(2, 3, dtype=torch.float64), backend="dense")
+    with pytest.raises(NotImplementedError, match="not a lone Stride"):
+        ops.attention(q, k, v, Window(1), backend="stride")
+    # and what auto runs instead equals the oracle
+    res = ops.attention(q, k, v, Window(1), score="additive", att=torch.ones(2, 3, dtype=torch.float64), return_weights=True)
+    ref = ops.attention(q, k, v, Window(1), score="additive", att=torch.ones(2, 3, dtype=torch.float64), backend="reference",
+                        return_weights=True)
+    assert res.kernel == "scatter"
     torch.testing.assert_close(res.out, ref.out)
-    res = ops.attention(q, k, v, Window(1), score="additive", att=torch.ones(2, 3), backend="dense")
-    assert res.backend == "scatter"
+    torch.testing.assert_close(res.weights[1], ref.weights[1])
 
 
 def test_layer_logs_its_backend_and_equals_the_reference_layer(caplog):
@@ -195,7 +209,7 @@ def test_layer_logs_its_backend_and_equals_the_reference_layer(caplog):
     x = torch.randn(300, 8, dtype=torch.float64)
     with caplog.at_level(logging.DEBUG, logger="graphattn.ops.dispatch"):
         out = layer(x, longformer(4, (0,)), lengths=torch.tensor([100, 200]))
-    assert "backend 'blocked'" in caplog.text
+    assert "auto runs 'band'; skipped stride (" in caplog.text  # the choice, with why the earlier kernel was skipped
     layer.backend = "reference"
     torch.testing.assert_close(out, layer(x, longformer(4, (0,)), lengths=torch.tensor([100, 200])))
 

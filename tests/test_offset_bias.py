@@ -80,8 +80,9 @@ def test_the_index_tiles_are_cached_only_on_the_graphs_own_positions(case):
     enc = encoding("relative-clamped")
     graph, pos = graph_and_pos(Window(3), torch.tensor([5, 8, 70]), case)
     q = torch.randn(graph.num_nodes, 4, 3, dtype=F64)
-    ops.attention(q, q, q, graph, bias=enc(q, q, pos)[2], backend="blocked")
-    cached = [key for key in graph._cache if isinstance(key, tuple) and key[0] == "offset_index"]
+    res = ops.attention(q, q, q, graph, bias=enc(q, q, pos)[2], backend="blocked")
+    memo = graph.plan(ops.KERNELS[res.kernel]).memo  # the index tiles live in the plan of the kernel that ran
+    cached = [key for key in memo if key[0] == "offset_index"]
     assert bool(cached) == (case != "foreign")
 
 
@@ -91,9 +92,9 @@ def test_a_band_on_default_positions_keeps_one_blocks_index(pattern, shared):
     # key columns differ per block, so a Longformer tile keeps its full index.
     graph, pos = graph_and_pos(pattern, torch.tensor([400]), "default")  # 7 blocks of 64: the middle one is inner
     q = torch.randn(graph.num_nodes, 4, 3, dtype=F64)
-    ops.attention(q, q, q, graph, bias=encoding("alibi")(q, q, pos)[2], backend="blocked")
-    (index, _, mask), = [v for key, v in graph._cache.items() if isinstance(key, tuple) and key[0] == "offset_index"
-                         and key[1][0] == "band"]
+    assert ops.attention(q, q, q, graph, bias=encoding("alibi")(q, q, pos)[2], backend="blocked").kernel == "band"
+    (index, _, mask), = [v for key, v in graph.plan(ops.KERNELS["band"]).memo.items()
+                         if key[0] == "offset_index" and key[1] == "band"]
     assert (index.size(0) == 1 and mask is not None) == shared
 
 

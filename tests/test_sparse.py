@@ -14,6 +14,14 @@ from graphattn.ops import ScoreSpec
 SETTINGS = settings(max_examples=40, deadline=None)
 
 
+def sparse_attention(q, k, v, graph, spec, return_weights=False):
+    """The sparse kernel through the dispatcher, forced: ``(out, alpha | None)``."""
+    res = ops.attention(q, k, v, graph, scale=spec.scale, bias=spec.bias, dropout=spec.dropout, training=spec.training,
+                        backend="sparse", return_weights=return_weights)
+    assert res.kernel == "sparse"
+    return res.out, (res.weights[1] if return_weights else None)
+
+
 @st.composite
 def edge_lists(draw):
     """Random directed graphs with duplicate edges, self-loops and queries without any edge."""
@@ -42,7 +50,7 @@ def test_sparse_equals_the_reference_outputs_weights_and_gradients(case):
     q, k, v, table, spec = tensors(n, heads, channels, seed, with_bias)
     graph = AttentionGraph.build(ei, n)
     want, want_w = ops.reference_attention(q, k, v, graph, spec, return_weights=True)
-    got, got_w = ops.sparse_attention(q, k, v, graph, spec, return_weights=True)
+    got, got_w = sparse_attention(q, k, v, graph, spec, return_weights=True)
     torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
     torch.testing.assert_close(got_w, want_w, atol=1e-12, rtol=0)
     probe, probe_w = torch.randn_like(want), torch.randn_like(want_w)
@@ -65,7 +73,7 @@ def test_gradcheck_with_bias_duplicates_isolated_queries_and_dropout():
     def attend(q, k, v, table, dropout=0.0):
         torch.manual_seed(0)  # the same dropout mask on every call
         spec = ScoreSpec(scale=0.7, bias=lambda i, j: table[i, j], dropout=dropout, training=True)
-        out, alpha = ops.sparse_attention(q, k, v, graph, spec, return_weights=True)
+        out, alpha = sparse_attention(q, k, v, graph, spec, return_weights=True)
         return out, alpha
 
     assert torch.autograd.gradcheck(attend, (q, k, v, table))
@@ -82,7 +90,7 @@ def test_dropout_drops_weights_and_rescales_the_rest():
     v = torch.eye(n, dtype=torch.float64)[:, None, :]  # one-hot values: out is the dropped weight matrix
     spec = ScoreSpec(scale=0.5, dropout=0.5, training=True)
     torch.manual_seed(3)
-    out, alpha = ops.sparse_attention(q, q, v, graph, spec, return_weights=True)
+    out, alpha = sparse_attention(q, q, v, graph, spec, return_weights=True)
     dense = torch.zeros(n, n, dtype=torch.float64).index_put_((ei[1], ei[0]), alpha[:, 0], accumulate=True)
     kept = out[:, 0, :]
     ratio = kept[dense > 0] / dense[dense > 0]
@@ -96,7 +104,7 @@ def test_backward_saves_per_edge_numbers_not_per_edge_rows():
     q, k, v = (torch.randn(n, heads, channels, requires_grad=True) for _ in range(3))
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
-        ops.sparse_attention(q, k, v, graph, ScoreSpec(scale=0.2))
+        sparse_attention(q, k, v, graph, ScoreSpec(scale=0.2))
     # O(E H) per-edge numbers and O(N H C) rows; gathering would keep E H C = 768000 per tensor
     assert max(saved) <= max(ei.size(1) * heads, n * heads * channels)
     assert sum(saved) < ei.size(1) * heads * channels / 2
@@ -117,13 +125,16 @@ def test_auto_picks_sparse_for_graphs_and_the_layer_agrees_with_scatter():
     assert torch.equal(ei_back, ei)
 
 
-@pytest.mark.parametrize("score, edge_dim", [("additive", None), ("dot", 3)])
-def test_additive_scores_and_edge_features_stay_on_scatter(score, edge_dim):
+@pytest.mark.parametrize("score, edge_dim, reason", [("additive", None, "additive scores"), ("dot", 3, "edge features")])
+def test_additive_scores_and_edge_features_are_refused_by_sparse_and_run_on_scatter(score, edge_dim, reason):
     n = 20
     ei = torch.randint(n, (2, 60), generator=torch.Generator().manual_seed(0)).unique(dim=1)
     layer = SelfAttentionConv(8, 8, heads=2, score=score, edge_dim=edge_dim, backend="sparse").double()
     x = torch.randn(n, 8, dtype=torch.float64)
     edge_attr = torch.randn(ei.size(1), 3, dtype=torch.float64) if edge_dim else None
+    with pytest.raises(NotImplementedError, match=f"backend='sparse' cannot run this call.*{reason}.*'scatter'"):
+        layer(x, ei, edge_attr)
+    layer.backend = "auto"
     got = layer(x, ei, edge_attr)
     layer.backend = "reference"
     torch.testing.assert_close(got, layer(x, ei, edge_attr))

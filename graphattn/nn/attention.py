@@ -232,7 +232,7 @@ class SelfAttentionConv(MessagePassing):
             edge_kv = self._edge_kv(edge_attr, edge_index.size(1))
             out, alpha = self._message_passing(q, k, v, edge_index, edge_kv, None, (x_j.size(0), x_i.size(0)))
         else:
-            graph = AttentionGraph.for_rows(edges, x.size(0), batch=batch, lengths=lengths, pos=pos,
+            graph = AttentionGraph.build(edges, x.size(0), batch=batch, lengths=lengths, pos=pos, includes_virtual=True,
                                             edge_attr=edge_attr).to(x.device)  # lengths alone build on the CPU
             bias = None
             if self.position is not None:

@@ -1,16 +1,13 @@
-"""Attention kernels as pure functions, and the dispatcher that picks one."""
+"""Attention kernels as objects, the prepared graph they share, and the dispatcher that picks one."""
 
-from .blocked import blocked_attention
-from .dense import dense_attention
-from .dispatch import BACKENDS, KERNELS, AttentionOutput, attention, choose_backend
+from .dispatch import BACKENDS, GROUPS, KERNELS, PRIORITY, AttentionOutput, attention, choose_backend, choose_kernel
 from .graph import AttentionGraph
+from .kernel import Kernel, KernelResult, Plan, edge_weights
 from .reference import reference_attention
-from .scatter import scatter_attention
 from .scores import BiasFn, OffsetBias, ScoreSpec
-from .sparse import sparse_attention
 
 __all__ = [
-    "attention", "choose_backend", "KERNELS", "BACKENDS", "AttentionOutput",
-    "AttentionGraph", "ScoreSpec", "BiasFn", "OffsetBias", "reference_attention", "scatter_attention",
-    "dense_attention", "blocked_attention", "sparse_attention",
+    "attention", "choose_backend", "choose_kernel", "KERNELS", "GROUPS", "BACKENDS", "PRIORITY", "AttentionOutput",
+    "AttentionGraph", "Kernel", "KernelResult", "Plan", "edge_weights", "ScoreSpec", "BiasFn", "OffsetBias",
+    "reference_attention",
 ]

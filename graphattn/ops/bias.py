@@ -8,9 +8,9 @@ bias where a query may attend, ``-inf`` elsewhere. :func:`tile_bias` builds it
   ``[H, 2R + 1]`` table, padded with a ``-inf`` column. The ``index`` tile (clamped offsets
   ``p_j - p_i``, masked pairs pointing at the ``-inf`` column) depends only on the positions
   and the pattern, so when the bias was built on the graph's own positions it is derived once
-  per graph and cached there (contract "built once" of ``docs/architecture.md``); a forward
-  then costs one gather, already in the layout SDPA reads, and learned tables still get their
-  gradients through it.
+  per graph and kept in the memo of the kernel's plan (contract "built once" of
+  ``docs/architecture.md``); a forward then costs one gather, already in the layout SDPA reads,
+  and learned tables still get their gradients through it.
 
 :func:`dense_bias` does the same for the dense kernel's padded ``[B, H, L, L]`` layout; on the
 default positions it needs no index at all (the bias is Toeplitz in every sequence).
@@ -29,32 +29,33 @@ __all__ = ["tile_bias", "dense_bias"]
 
 
 def tile_bias(
-    graph: AttentionGraph, bias: BiasFn, tile: object, query_ids: Tensor, key_ids: Tensor,
+    graph: AttentionGraph, bias: BiasFn, memo: dict, tile: str, query_ids: Tensor, key_ids: Tensor,
     mask: Tensor | None, dtype: torch.dtype,
 ) -> Tensor:
     """``[H, *shape]``: ``bias(query_ids, key_ids)`` heads first, ``-inf`` where ``mask`` is False.
 
     ``query_ids``, ``key_ids`` (node ids) and the boolean ``mask`` broadcast to ``shape``; ``tile``
-    names their layout on ``graph`` (the same name must always mean the same ids and mask)."""
+    names their layout in ``memo``, the memo of the plan they belong to (the same name must
+    always mean the same ids and mask)."""
     if isinstance(bias, OffsetBias):
-        index = _offset_index(graph, bias, tile, query_ids, key_ids, mask)
+        index = _offset_index(graph, bias, memo, tile, query_ids, key_ids, mask)
         if index is not None:
             return _gather(bias, *index, dtype)
     out = bias(query_ids, key_ids).to(dtype).movedim(-1, 0)  # (H, ...)
     return out if mask is None else torch.where(mask, out, float("-inf"))  # faster than masked_fill on CPU
 
 
-def dense_bias(
-    graph: AttentionGraph, bias: BiasFn, node_ids: Tensor, mask: Tensor | None, dtype: torch.dtype,
-) -> Tensor:
-    """The dense kernel's ``[B, H, L, L]`` bias over the padded layout ``node_ids [B, L]``, ``-inf``
-    where ``mask [B, L|1, L]`` is False.
+def dense_bias(graph: AttentionGraph, bias: BiasFn, plan: object, dtype: torch.dtype) -> Tensor:
+    """The dense kernel's ``[B, H, L, L]`` bias over its padded layout (``plan.node [B, L]``),
+    ``-inf`` where ``plan.mask [B, 1, L|1, L]`` is False.
 
     On the default positions an :class:`OffsetBias` is Toeplitz in every sequence,
     ``b^h_ij = T[h, j - i + L - 1]`` with ``T`` its table widened to the offsets ``-(L-1) .. L-1``,
     so it is laid out from ``T`` directly (a flipped strided view: one copy, no index tile)."""
+    node_ids, mask = plan.node, None if plan.mask is None else plan.mask[:, 0]
     if not (isinstance(bias, OffsetBias) and _default_positions(graph, bias)):
-        return tile_bias(graph, bias, "dense", node_ids[:, :, None], node_ids[:, None, :], mask, dtype).transpose(0, 1)
+        return tile_bias(graph, bias, plan.memo, "dense", node_ids[:, :, None], node_ids[:, None, :], mask,
+                         dtype).transpose(0, 1)
     length = node_ids.size(1)
     reach = length - 1 if bias.reach is None else bias.reach
     offsets = torch.arange(1 - length, length, device=node_ids.device).clamp(-reach, reach) + reach
@@ -87,18 +88,22 @@ def _gather(bias: OffsetBias, index: Tensor, reach: int, mask: Tensor | None, dt
 
 
 def _offset_index(
-    graph: AttentionGraph, bias: OffsetBias, tile: object, query_ids: Tensor, key_ids: Tensor, mask: Tensor | None,
-) -> tuple[Tensor, int] | None:
-    """``(index, R, mask)`` of the tile (see :func:`_index`), cached on the graph when the bias
-    uses the graph's positions; ``None`` when the table would be wider than the tile (then
-    evaluating ``fn`` is cheaper)."""
+    graph: AttentionGraph, bias: OffsetBias, memo: dict, tile: str, query_ids: Tensor, key_ids: Tensor,
+    mask: Tensor | None,
+) -> tuple[Tensor, int, Tensor | None] | None:
+    """``(index, R, mask)`` of the tile (see :func:`_index`), kept in ``memo`` when the bias uses
+    the graph's positions; ``None`` when the table would be wider than the tile (then evaluating
+    ``fn`` is cheaper)."""
     def compute() -> tuple[Tensor, int, Tensor | None] | None:
         delta, bound = _offsets(graph, bias, query_ids, key_ids)
         return _index(delta, mask, bound if bias.reach is None else bias.reach)
 
-    if _on_graph_positions(graph, bias):
-        return graph.cached(("offset_index", tile, bias.reach), compute)
-    return compute()
+    if not _on_graph_positions(graph, bias):
+        return compute()
+    key = ("offset_index", tile, bias.reach)
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
 
 
 def _on_graph_positions(graph: AttentionGraph, bias: OffsetBias) -> bool:

@@ -7,112 +7,157 @@ other patterns pass their ``mask`` as a boolean ``[B, 1, L, L]``; an ``edge_inde
 passes its adjacency (``log`` multiplicity as a float mask when it has duplicate edges).
 Memory: O(B L^2) for the mask, O(N H C) for the rest on the fused path (a score bias joins it
 as a float mask, O(B H L^2)); dropout and attention weights take the explicit path (O(B H L^2)
-scores). Slow twin:
-:func:`graphattn.ops.reference.reference_attention`.
+scores). Slow twin: :func:`graphattn.ops.reference.reference_attention`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from .bias import dense_bias
 from .graph import AttentionGraph
-from .masked import edge_weights, explicit, needs_explicit, sdpa
-from .scatter import falls_back_to_scatter
+from .kernel import Kernel, KernelResult, Plan, dot_only
+from .masked import explicit, needs_explicit, sdpa
 from .scores import ScoreSpec
 
-__all__ = ["dense_attention", "dense_core", "dense_unsupported"]
+__all__ = ["Dense", "DensePlan", "DENSE_MAX_MASK", "DENSE_MIN_DENSITY"]
+
+#: The dense kernel's mask is ``B L^2`` booleans; above this many ``auto`` does not pick it.
+DENSE_MAX_MASK = 1 << 28
+#: ``auto`` picks dense over sparse for graphs at least this dense (edges / (B L^2)).
+DENSE_MIN_DENSITY = 0.05
 
 
-def dense_unsupported(graph: AttentionGraph, spec: ScoreSpec) -> str | None:
-    """Why the dense kernel cannot run this (``None`` if it can)."""
-    if spec.score != "dot":
-        return f"{spec.score} scores"
-    if spec.edge_kv is not None:
-        return "edge features (edge_kv)"
-    return None
+@dataclass(frozen=True)
+class DensePlan(Plan):
+    """The padded layout: ``slot [N]`` where each node sits among ``B * L`` rows (``None`` when
+    nothing is padded); the mask ``[B, 1, L|1, L]`` (bool, True = may attend; ``None`` for one full
+    sequence) or, for duplicate edges, ``log_counts [1, 1, N, N]`` (float64, cast to the inputs'
+    dtype per call; ``-inf`` off the graph); ``node [B, L]`` the node in every padded slot (for score biases)."""
+
+    slot: Tensor | None
+    batch: int
+    length: int
+    mask: Tensor | None
+    log_counts: Tensor | None
+    node: Tensor
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
 
-def _layout(graph: AttentionGraph) -> tuple[Tensor, int, int]:
-    """``slot [N]``: where each node sits in the padded ``[B * L]`` layout; ``B``; ``L``."""
-    def compute() -> tuple[Tensor, int, int]:
-        sizes = graph.sizes if graph.pattern is not None else torch.tensor([graph.num_nodes])
-        length = int(sizes.max()) if sizes.numel() else 0
-        seq = torch.repeat_interleave(torch.arange(sizes.numel()), sizes)
-        pos = torch.arange(graph.num_nodes) - (torch.cumsum(sizes, 0) - sizes)[seq]
-        return (seq * length + pos).to(graph.device), sizes.numel(), length
-    return graph.cached("dense_layout", compute)
-
-
-def _mask(graph: AttentionGraph, dtype: torch.dtype) -> Tensor | None:
-    """Boolean ``[B, 1, L|1, L]`` (or float with log multiplicities), True = may attend."""
+def plan_dense(graph: AttentionGraph) -> DensePlan:
+    device, n = graph.device, graph.num_nodes
+    lengths = graph.layout.lengths if graph.pattern is not None else (n,)
+    batch, length = len(lengths), max(lengths, default=0)
+    if graph.pattern is not None:
+        seq, pos = graph.layout.batch, graph.layout.position
+    else:
+        seq, pos = torch.zeros(n, dtype=torch.long, device=device), torch.arange(n, device=device)
+    slot = seq * length + pos
+    node = torch.full((batch * length,), max(n - 1, 0), dtype=torch.long, device=device)
+    node = node.index_copy(0, slot, torch.arange(n, device=device)).view(batch, length)
+    log_counts = mask = None
     if graph.pattern is None:
-        counts = graph.dense_counts(dtype)
-        if graph.cached("has_duplicates", lambda: bool((counts > 1).any())):
-            return torch.where(counts > 0, counts.log(), float("-inf"))[None, None]
-        return graph.cached("dense_bool_mask", lambda: (counts > 0)[None, None])
-    return graph.cached("dense_mask", lambda: _pattern_mask(graph))
+        src, dst = graph.edge_index
+        counts = torch.zeros(n * n, dtype=torch.float64, device=device)
+        counts = counts.index_add_(0, dst * n + src, torch.ones(src.numel(), dtype=torch.float64, device=device))
+        counts = counts.view(1, 1, n, n)
+        mask = counts > 0
+        if bool((counts > 1).any()):  # duplicates: each copy is one more message, log(count) in the score
+            log_counts = torch.where(mask, counts.log(), float("-inf"))
+    else:
+        mask = _pattern_mask(graph, batch, length)
+    return DensePlan(None if batch * length == n else slot, batch, length, mask, log_counts, node)
 
 
-def _pattern_mask(graph: AttentionGraph) -> Tensor | None:
-    _, batch, length = _layout(graph)
-    device = graph.device
-    pieces = graph.cached("pieces", graph.pattern.pieces)
+def _pattern_mask(graph: AttentionGraph, batch: int, length: int) -> Tensor | None:
+    device, pieces = graph.device, graph.pattern.pieces()
+    lengths = graph.layout.lengths
     if pieces is not None and pieces.full:
         if batch == 1:
             return None
-        return (torch.arange(length, device=device) < graph.sizes.to(device)[:, None])[:, None, None, :]
+        return (torch.arange(length, device=device) < torch.tensor(lengths, device=device)[:, None])[:, None, None, :]
     mask = torch.zeros(batch, 1, length, length, dtype=torch.bool, device=device)
     per_size: dict[int, Tensor] = {}
-    for b, size in enumerate(graph.sizes.tolist()):
+    for b, size in enumerate(lengths):
         if size not in per_size:
             per_size[size] = graph.pattern.dense_mask(size, device=device)
         mask[b, 0, :size, :size] = per_size[size]
     return mask
 
 
-def dense_core(
-    q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *, with_lse: bool = False
-) -> tuple[Tensor, Tensor | None]:
-    """``(out [N, H, C], lse [N, H] | None)``; the explicit path (and ``lse``) when ``with_lse``,
-    a bias or dropout asks for it."""
-    n, heads, channels = q.shape
-    slot, batch, length = _layout(graph)
-    padded = batch * length != n
+class Dense(Kernel[DensePlan]):
+    """Scaled dot-product attention over the padded batch (see the module docstring)."""
 
-    def pad(t: Tensor) -> Tensor:  # (N, H, C) -> (B, H, L, C)
-        if padded:
-            t = t.new_zeros(batch * length, *t.shape[1:]).index_copy(0, slot, t)
-        return t.view(batch, length, heads, -1).transpose(1, 2)
+    name = backend = "dense"
+    mixes = True
 
-    mask = _mask(graph, q.dtype)
-    bias = None
-    if mask is not None and mask.dtype != torch.bool:  # duplicate edges: log-counts in the scores
-        bias, mask = mask, mask > float("-inf")
-    qp, kp, vp = pad(q), pad(k), pad(v)
+    def unsupported(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
+        return dot_only(spec)
+
+    def declines(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
+        lengths = graph.layout.lengths if graph.pattern is not None else (graph.num_nodes,)
+        batch, length = len(lengths), max(lengths, default=0)
+        if batch * length * length > DENSE_MAX_MASK:
+            return [f"its padded mask (B L^2 = {batch * length * length}) exceeds {DENSE_MAX_MASK}"]
+        if graph.pattern is None:
+            edges = graph.num_edges
+        elif graph.pattern.has_generator:
+            edges = graph.pattern.max_edges(length)
+        else:  # known only by its mask: the tile kernel weighed its tiles against this kernel
+            edges = length * length
+        if edges < DENSE_MIN_DENSITY * length * length:
+            return [f"the graph is sparse ({edges} of {length * length} pairs per sequence, below "
+                    f"{DENSE_MIN_DENSITY:.0%}): the sparse kernel computes only the edges"]
+        return []
+
+    def plan(self, graph: AttentionGraph) -> DensePlan:
+        return plan_dense(graph)
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: DensePlan, *,
+                need_weights: bool) -> KernelResult:
+        out, lse = dense_core(q, k, v, graph, spec, plan, need_weights=need_weights)
+        return KernelResult(out, lse)
+
+    def reached(self, graph: AttentionGraph, plan: DensePlan, bad: Tensor) -> Tensor:
+        flags = _pad(bad.to(torch.float32)[..., None], plan).squeeze(-1)  # (B, H, L)
+        if plan.mask is None:  # one full sequence: every query sees every key
+            out = flags.amax(dim=-1, keepdim=True).expand_as(flags)
+        elif plan.mask.size(2) == 1:  # full sequences, padded: every query sees its sequence's keys
+            out = (flags * plan.mask[:, :, 0]).amax(dim=-1, keepdim=True).expand_as(flags)
+        else:  # (B, 1, L|1, L) @ (B, H, L, 1): how many bad keys each query attends to
+            out = torch.matmul(plan.mask.to(flags.dtype).expand(-1, -1, plan.length, -1), flags[..., None])[..., 0]
+        return _unpad(out[..., None], plan)[..., 0] > 0
+
+
+def _pad(t: Tensor, plan: DensePlan) -> Tensor:
+    """``[N, H, C] -> [B, H, L, C]``, padding slots zero."""
+    if plan.slot is not None:
+        t = t.new_zeros(plan.batch * plan.length, *t.shape[1:]).index_copy(0, plan.slot, t)
+    return t.view(plan.batch, plan.length, t.size(1), -1).transpose(1, 2)
+
+
+def _unpad(t: Tensor, plan: DensePlan) -> Tensor:
+    """``[B, H, L, C] -> [N, H, C]``."""
+    t = t.transpose(1, 2).reshape(plan.batch * plan.length, t.size(1), -1)
+    return t if plan.slot is None else t.index_select(0, plan.slot)
+
+
+def dense_core(q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: DensePlan, *,
+               need_weights: bool) -> tuple[Tensor, Tensor | None]:
+    """``(out [N, H, C], lse [N, H] | None)``; the explicit path (and ``lse``) when ``need_weights``,
+    or when dropout asks for it."""
+    mask, bias = plan.mask, None
+    if plan.log_counts is not None:
+        bias = plan.log_counts.to(q.dtype)
     if spec.bias is not None:
-        gid = torch.full((batch * length,), n - 1, dtype=torch.long, device=q.device)
-        gid = gid.index_copy(0, slot, torch.arange(n, device=q.device)).view(batch, length)
-        score_bias = dense_bias(graph, spec.bias, gid, None if mask is None else mask[:, 0], q.dtype)  # (B, H, L, L)
+        score_bias = dense_bias(graph, spec.bias, plan, q.dtype)  # (B, H, L, L), -inf where masked
         bias = score_bias if bias is None else bias + score_bias
-    lse = None
-    if not needs_explicit(spec, with_lse):
+    qp, kp, vp = _pad(q, plan), _pad(k, plan), _pad(v, plan)
+    if not needs_explicit(spec, need_weights):
         # a float bias (log-counts, score bias) holds -inf where masked: SDPA's one mask then
-        out = sdpa(qp, kp, vp, mask if bias is None else bias, spec.scale)  # (B, H, L, C)
-    else:
-        out, lse = explicit(qp, kp, vp, mask, spec, bias)  # (B, H, L, C), (B, H, L)
-        lse = lse.transpose(1, 2).reshape(batch * length, heads)  # (B * L, H)
-        lse = lse[slot] if padded else lse
-    out = out.transpose(1, 2).reshape(batch * length, heads, -1)  # (B * L, H, C)
-    return (out[slot] if padded else out), lse
-
-
-@falls_back_to_scatter(dense_unsupported)
-def dense_attention(
-    q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *, return_weights: bool = False
-) -> tuple[Tensor, Tensor | None]:
-    if q.size(0) == 0:
-        return v.new_zeros(v.shape), (q.new_zeros(0, q.size(1)) if return_weights else None)
-    out, lse = dense_core(q, k, v, graph, spec, with_lse=return_weights)
-    return out, (edge_weights(q, k, graph, spec, lse) if return_weights else None)
+        return _unpad(sdpa(qp, kp, vp, mask if bias is None else bias, spec.scale), plan), None
+    out, lse = explicit(qp, kp, vp, mask, spec, bias)  # (B, H, L, C), (B, H, L)
+    return _unpad(out, plan), _unpad(lse[..., None], plan)[..., 0]

@@ -1,72 +1,116 @@
-"""One entry point for every attention kernel, and the rule that picks one.
+"""One entry point for every attention kernel, and the one rule that picks one.
 
-All kernels share one signature ``kernel(q, k, v, graph, spec, *, return_weights)`` and
-return ``(out [N, H, C], alpha [E, H] | None)`` with ``alpha`` aligned with
-``graph.edge_index``. They must agree with ``reference`` to float tolerance (the contract
-"same weights, same answer" of ``docs/architecture.md``).
+:func:`attention` checks the call's metadata once (shapes, dtypes, devices: never values, so
+nothing asks the device for a number), answers the empty graph itself, and picks a kernel:
+
+* ``backend="auto"``: the first kernel of the device's priority list (:data:`PRIORITY`) that can
+  run the call (:meth:`~graphattn.ops.kernel.Kernel.unsupported` is empty) and does not defer to
+  a later, cheaper one (:meth:`~graphattn.ops.kernel.Kernel.declines`). The choice is kept on the
+  graph per kind of call and logged once at DEBUG level with every skipped kernel's reasons;
+* a named backend: that kernel (``"blocked"``: the first of stride, band and tiles that can run
+  it), or ``NotImplementedError`` listing why it cannot. A kernel is never swapped silently.
+
+Kernels that mix keys in dense products (``0 * NaN = NaN``) get finite keys and values, and the
+queries that attend to a non-finite one are marked NaN afterwards from the kernel's own plan, so
+a bad key or value reaches exactly the queries that attend to it, on every kernel, in eager and
+compiled code alike, without a sync (contract 8 of ``docs/architecture.md``). Attention weights
+come from the kernel's log-sum-exp (:func:`~graphattn.ops.kernel.edge_weights`) unless it has
+them at hand.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import replace
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from ..checks import all_finite, check_choice, check_probability
+from ..checks import check_choice, check_probability
 from ..patterns import Pattern
-from .blocked import BLOCK, blocked_attention, blocked_unsupported
-from .dense import dense_attention, dense_unsupported
-from .flex import flex_attention_kernel, flex_unsupported
+from .band import Band
+from .dense import Dense
+from .flex import Flex
 from .graph import AttentionGraph
-from .reference import reference_attention
-from .scatter import scatter_attention
+from .kernel import Kernel, edge_weights
+from .reference import REFERENCE
+from .scatter import Scatter
 from .scores import BiasFn, OffsetBias, ScoreSpec
-from .sparse import sparse_attention, sparse_unsupported
-from .tiles import plan_tiles
+from .sparse import SparseCSR
+from .stride import StridePermute
+from .tiles import Tiles
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["attention", "choose_backend", "KERNELS", "BACKENDS", "AttentionOutput"]
+__all__ = ["attention", "choose_backend", "choose_kernel", "KERNELS", "BACKENDS", "GROUPS", "PRIORITY",
+           "AttentionOutput", "SCORES"]
 
-Kernel = Callable[..., tuple[Tensor, "Tensor | None"]]
+_DENSE, _BAND, _TILES, _SPARSE, _SCATTER = Dense(), Band(), Tiles(), SparseCSR(), Scatter()
+_STRIDE = StridePermute(_DENSE, _BAND)
+_FLEX = Flex(prefers=(_STRIDE, _BAND, _TILES))
 
-#: name -> kernel. ``reference`` is the dense oracle; faster kernels register here.
-KERNELS: dict[str, Kernel] = {
-    "reference": reference_attention,
-    "scatter": scatter_attention,
-    "dense": dense_attention,
-    "blocked": blocked_attention,
-    "flex": flex_attention_kernel,
-    "sparse": sparse_attention,
-}
-#: name -> ``unsupported(graph, spec) -> reason | None`` for kernels that cannot run everything.
-UNSUPPORTED = {"dense": dense_unsupported, "blocked": blocked_unsupported, "flex": flex_unsupported, "sparse": sparse_unsupported}
-#: The dense kernel's mask is ``B L^2`` booleans; above this many it is not picked.
-DENSE_MAX_MASK = 1 << 28
-#: Blocked over dense when it computes at most this fraction of dense's key columns.
-BLOCKED_WORK_RATIO = 0.5
-#: Dense over sparse for graphs at least this dense (edges / (B L^2)).
-DENSE_MIN_DENSITY = 0.05
-#: Kernels whose dense products touch keys a query does not attend to (0 * NaN = NaN): with a
-#: non-finite key or value they hand over to an edge-wise kernel, so containment is the same
-#: everywhere (contract "bad input" of ``docs/architecture.md``).
-MIXING = frozenset({"dense", "blocked", "flex"})
+#: Every kernel by its own name (``backend=`` accepts each).
+KERNELS: dict[str, Kernel] = {k.name: k for k in (REFERENCE, _SCATTER, _DENSE, _BAND, _STRIDE, _TILES, _FLEX, _SPARSE)}
+#: Public backend names that stand for several kernels: the first that can run a call runs it.
+GROUPS: dict[str, tuple[Kernel, ...]] = {"blocked": (_STRIDE, _BAND, _TILES)}
 #: What ``backend=`` accepts.
-BACKENDS = ("auto", *KERNELS)
+BACKENDS = ("auto", *GROUPS, *KERNELS)
+#: ``auto``'s order per device type (other devices use the CPU's).
+PRIORITY: dict[str, tuple[Kernel, ...]] = {
+    "cpu": (_STRIDE, _BAND, _TILES, _DENSE, _SPARSE, _SCATTER),
+    "cuda": (_FLEX, _STRIDE, _BAND, _TILES, _DENSE, _SPARSE, _SCATTER),
+}
 SCORES = ("dot", "additive")
 
 
 class AttentionOutput(NamedTuple):
     """``out``: ``[N, H, C]``; ``weights``: ``(edge_index [2, E], alpha [E, H])`` or None;
-    ``backend``: the kernel that ran."""
+    ``backend``: the public backend that ran (``"blocked"`` for the tile kernels); ``kernel``: the
+    kernel itself (``"band"``, ``"stride"``, ``"tiles"``, ...)."""
 
     out: Tensor
     weights: tuple[Tensor, Tensor] | None
     backend: str
+    kernel: str
+
+
+def _call_kind(backend: str, spec: ScoreSpec) -> tuple:
+    """What the choice of a kernel depends on, besides the graph."""
+    return (backend, spec.score, spec.edge_kv is not None, spec.bias is not None, spec.dropout > 0 and spec.training,
+            spec.grad, spec.device, spec.dtype)
+
+
+def choose_kernel(graph: AttentionGraph, spec: ScoreSpec, backend: str = "auto") -> Kernel:
+    """The kernel :func:`attention` runs for this call (kept on the graph per kind of call)."""
+    kind = _call_kind(backend, spec)
+    kernel = graph.choices.get(kind)
+    if kernel is None:
+        kernel = graph.choices[kind] = _choose(graph, spec, backend)
+    return kernel
+
+
+def _choose(graph: AttentionGraph, spec: ScoreSpec, backend: str) -> Kernel:
+    if backend == "auto":
+        skipped = []
+        for kernel in PRIORITY.get(spec.device, PRIORITY["cpu"]):
+            reasons = kernel.unsupported(graph, spec) or kernel.declines(graph, spec)
+            if not reasons:
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug("%r on %s: auto runs %r; skipped %s", graph, spec.device, kernel.name,
+                                 "; ".join(skipped) or "nothing")
+                return kernel
+            skipped.append(f"{kernel.name} ({', '.join(reasons)})")
+        raise RuntimeError(f"no kernel can run this call: {'; '.join(skipped)}")  # scatter runs everything
+    reasons = []
+    for kernel in GROUPS[backend] if backend in GROUPS else (KERNELS[backend],):
+        why = kernel.unsupported(graph, spec)
+        if not why:
+            return kernel
+        reasons += [f"{kernel.name}: {r}" for r in why]
+    auto = choose_kernel(graph, spec)
+    raise NotImplementedError(f"backend={backend!r} cannot run this call ({'; '.join(reasons)}); "
+                              f"backend='auto' runs {auto.name!r} here")
 
 
 def choose_backend(
@@ -77,68 +121,17 @@ def choose_backend(
     num_nodes: int | None = None,
     sizes: Tensor | None = None,
 ) -> str:
-    """The kernel ``attention(backend="auto")`` runs (see ``docs/architecture.md``, "Speed").
+    """The public backend ``attention(backend="auto")`` runs (``"blocked"`` for the tile kernels).
 
     Callable directly to see what a layer would pick: ``choose_backend(Window(128),
     num_nodes=16384)`` or ``choose_backend(edge_index, num_nodes=n)``; ``spec`` defaults to
-    plain dot-product scores, ``device`` to the CPU. The choice is cached on the graph.
-
-    On CUDA, ``flex`` (FlexAttention) takes every case below that picks ``blocked``, unless it
-    cannot run it (dropout while training); on CPU it is never picked.
-
-    * additive scores and edge features: ``scatter`` (the only kernel computing them);
-    * a pattern with pieces (band, global, random; a lone stride) whose key columns per query
-      are at most half a sequence: ``blocked``;
-    * a pattern known only by its ``mask``: ``blocked`` (its tile path) when its non-empty
-      tiles are at most half of the dense work or the dense mask does not fit, else ``dense``;
-      never ``scatter``, which would have to scan the predicate for its edges;
-    * otherwise a graph dense enough (``max_edges`` vs ``B L^2``) whose padded mask fits:
-      ``dense`` (``Full()`` always when it fits);
-    * everything else (real graphs, explicit edges): ``sparse`` (SDDMM / SpMM on the CSR).
+    plain dot-product scores, ``device`` to the CPU. Log level DEBUG on ``graphattn.ops.dispatch``
+    says why each earlier kernel of the priority list was skipped.
     """
     if not isinstance(graph, AttentionGraph):
         graph = AttentionGraph.build(graph, num_nodes, lengths=sizes)
     spec = ScoreSpec(scale=1.0) if spec is None else spec
-    device = torch.device(device or "cpu")
-    dropout = spec.dropout > 0 and spec.training  # flex has no dropout: one graph picks per mode
-    key = ("backend", spec.score, spec.edge_kv is not None, dropout, device.type)
-    return graph.cached(key, lambda: _prefer_flex(_choose(graph, spec), graph, spec, device))
-
-
-def _prefer_flex(name: str, graph: AttentionGraph, spec: ScoreSpec, device: torch.device) -> str:
-    """On CUDA the sequence patterns ``blocked`` would take go to ``flex`` (fused, biases as
-    ``score_mod``, with backward); never on CPU, where torch's FlexAttention has no backward."""
-    if name == "blocked" and device.type == "cuda" and flex_unsupported(graph, spec) is None:
-        return "flex"
-    return name
-
-
-def _choose(graph: AttentionGraph, spec: ScoreSpec) -> str:
-    if dense_unsupported(graph, spec) is not None:  # the same features as blocked and sparse
-        return "scatter"
-    if graph.pattern is None:
-        n = graph.num_nodes
-        fits = n * n <= DENSE_MAX_MASK
-        return "dense" if fits and graph.num_edges >= DENSE_MIN_DENSITY * n * n else "sparse"
-    sizes = graph.sizes
-    batch, length = sizes.numel(), int(sizes.max()) if sizes.numel() else 0
-    if length == 0:
-        return "sparse"
-    dense_fits = batch * length * length <= DENSE_MAX_MASK
-    pieces = graph.cached("pieces", graph.pattern.pieces)
-    if pieces is None and not graph.pattern.has_generator:
-        plan = graph.cached(("tiles", BLOCK), lambda: plan_tiles(graph, BLOCK))
-        work = plan.key_blocks.size(1) * BLOCK
-        return "blocked" if work <= BLOCKED_WORK_RATIO * length or not dense_fits else "dense"
-    if pieces is not None and pieces.stride is not None and pieces.stride > 1:
-        return "blocked"  # permuted into sub-sequences: 1 / stride of dense's work
-    if pieces is not None and not pieces.full:
-        if pieces.keys_per_query(length, BLOCK) <= BLOCKED_WORK_RATIO * length or not dense_fits:
-            return "blocked"
-    if not dense_fits:
-        return "sparse"
-    edges = graph.pattern.max_edges(length)
-    return "dense" if edges >= DENSE_MIN_DENSITY * length * length else "sparse"
+    return choose_kernel(graph, replace(spec, device=torch.device(device or "cpu").type)).backend
 
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
@@ -211,7 +204,7 @@ def attention(
             :meth:`AttentionGraph.build` accepts (a pattern laid on each sequence of ``sizes``,
             its virtual nodes being the last rows of each; an ``edge_index`` ``[2, E]`` with
             row 0 key ``j`` and row 1 query ``i``; an ``EdgeIndex``; a sparse ``adj_t``), built
-            on the fly with :meth:`AttentionGraph.for_rows`.
+            on the fly.
         sizes: sequence lengths summing to ``N`` (default one sequence; not with a graph).
         score: ``"dot"`` (scaled dot product) or ``"additive"`` (``att . tanh(q_i + k_j)``).
         att: ``[H, C]`` additive score vectors (``score="additive"`` only).
@@ -219,14 +212,17 @@ def attention(
         bias: optional ``bias(q_idx, k_idx) -> [..., H]`` added to the scores.
         edge_kv: optional ``[E, H, C]`` edge features added to keys and values (explicit edges only).
         dropout, training: dropout on the attention weights while training.
-        backend: ``"auto"`` or a name in ``KERNELS``.
+        backend: ``"auto"``, a kernel name in :data:`KERNELS` or a group in :data:`GROUPS`.
         return_weights: also return ``(edge_index, alpha)``; ``alpha`` is before dropout.
     """
     _check_qkv(q, k, v)
     n, heads, channels = q.shape
     check_choice(score, "score", SCORES)
-    if score == "additive" and (att is None or att.shape != (heads, channels)):
-        raise ValueError(f"att must be a [H, C] = [{heads}, {channels}] tensor for additive scores")
+    if score == "additive":
+        if not isinstance(att, Tensor) or att.shape != (heads, channels):
+            raise ValueError(f"att must be a [H, C] = [{heads}, {channels}] tensor for additive scores")
+        if att.dtype != q.dtype or att.device != q.device:
+            raise TypeError(f"att must have q's dtype and device ({q.dtype}, {q.device}), got {att.dtype}, {att.device}")
     check_choice(backend, "backend", BACKENDS)
     check_probability(dropout, "dropout")
     if isinstance(edges, AttentionGraph):
@@ -234,7 +230,7 @@ def attention(
             raise ValueError("sizes belongs to AttentionGraph.build; the prepared graph already has its sizes")
         graph = edges
     else:
-        graph = AttentionGraph.for_rows(edges, n, lengths=sizes).to(q.device)
+        graph = AttentionGraph.build(edges, n, lengths=sizes, includes_virtual=True).to(q.device)
     if graph.num_nodes != n:
         raise ValueError(f"the graph has {graph.num_nodes} nodes but q, k, v have N={n}")
     if graph.device != q.device:
@@ -247,20 +243,25 @@ def attention(
                              f"got {list(edge_kv.shape)}")
     bias = None if bias is None else _checked_bias(bias, heads, n)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    spec = ScoreSpec(score, channels**-0.5 if scale is None else scale, att, bias, edge_kv, dropout, training, grad)
-    name = choose_backend(graph, spec, q.device) if backend == "auto" else backend
-    reason = UNSUPPORTED[name](graph, spec) if name in UNSUPPORTED else None
-    if reason is not None:
-        fallback = choose_backend(graph, spec, q.device)  # what auto runs: it never picks a refused kernel
-        logger.warning("backend %r cannot compute %s; using %r", name, reason, fallback)
-        name = fallback
-    if name in MIXING and not torch.compiler.is_compiling() and not (all_finite(k) and all_finite(v)):
-        # a NaN / inf key or value may reach only the queries attending to it: compute on the edges
-        name = "sparse" if sparse_unsupported(graph, spec) is None else "scatter"
-    if name == "sparse" and torch.compiler.is_compiling():  # dynamo cannot build sparse tensors; the same answer
-        name = "scatter"
-    if not torch.compiler.is_compiling() and logger.isEnabledFor(logging.DEBUG):  # a graph break under compile
-        logger.debug("attention over %d nodes, %r: backend %r (asked %r)", n, graph, name, backend)
-    out, alpha = KERNELS[name](q, k, v, graph, spec, return_weights=return_weights)
-    weights = (graph.edge_index, alpha) if return_weights else None
-    return AttentionOutput(out, weights, name)
+    spec = ScoreSpec(score, channels**-0.5 if scale is None else scale, att, bias, edge_kv, dropout, training, grad,
+                     q.device.type, q.dtype)
+    kernel = _SCATTER if n == 0 and backend == "auto" else choose_kernel(graph, spec, backend)
+    if n == 0:  # the empty graph: nothing to attend to, nothing to plan
+        empty = (graph.edge_index, q.new_zeros(0, heads)) if return_weights else None
+        return AttentionOutput(v.new_zeros(v.shape), empty, kernel.backend, kernel.name)
+    plan = graph.plan(kernel)
+    if kernel.mixes:  # finite keys and values in, the queries that attend to a bad one marked after
+        k_ok, v_ok = torch.isfinite(k).all(dim=-1), torch.isfinite(v).all(dim=-1)  # (N, H)
+        res = kernel.forward(q, torch.where(k_ok[..., None], k, 0.0), torch.where(torch.isfinite(v), v, 0.0), graph,
+                             spec, plan, need_weights=return_weights)
+        spoiled = kernel.reached(graph, plan, ~(k_ok & v_ok))  # (N, H)
+        out = torch.where(spoiled[..., None], float("nan"), res.out)
+        lse = None if res.lse is None else torch.where(spoiled, float("nan"), res.lse)
+        res = res._replace(out=out, lse=lse)
+    else:
+        res = kernel.forward(q, k, v, graph, spec, plan, need_weights=return_weights)
+    weights = None
+    if return_weights:
+        alpha = res.alpha if res.alpha is not None else edge_weights(q, k, graph, spec, res.lse)
+        weights = (graph.edge_index, alpha)
+    return AttentionOutput(res.out, weights, kernel.backend, kernel.name)

@@ -3,39 +3,72 @@
 Like FlexAttention's ``BlockMask`` (``create_block_mask`` once, reused by every layer), an
 :class:`AttentionGraph` is derived once from whatever says who attends to whom (a pattern, an
 ``edge_index``, an ``EdgeIndex``, a sparse ``adj_t``) together with the batch layout
-(sequence sizes, virtual nodes), positions and edge features. Kernels read what they need from
-its lazy caches (backend choice, tile plans and masks, the query-sorted CSR, dense masks) and
-never rebuild it, so a model that passes one graph to all its layers derives each of them
-once per forward.
+(sequence sizes, virtual nodes), positions and edge features. :meth:`AttentionGraph.build` is its
+one constructor: it checks every value (ids in range, finite positions and edge features) and
+lays out the sequences once; the forward then asks the device for nothing. Each kernel keeps
+its own typed plan on the graph (:meth:`AttentionGraph.plan`), built the first time it runs and
+reused by every layer and the backward pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import torch
 from torch import Tensor
 
-from ..checks import all_finite, check_tensor
-from ..patterns import Pattern, batch_edge_index, check_sizes, positions, sizes_from_batch
+from ..checks import check_tensor
+from ..patterns import Pattern, batch_edge_index, check_sizes, sizes_from_batch
 from .adjacency import as_edge_index
 
-__all__ = ["AttentionGraph"]
+__all__ = ["AttentionGraph", "Layout", "CSR"]
 
 Edges = Any  # Pattern | list of Patterns | edge_index | EdgeIndex | sparse adj_t | SparseTensor
+P = TypeVar("P", covariant=True)
 
 
-def _move(value: object, device: torch.device) -> object:
-    if isinstance(value, Tensor):
-        return value.to(device)
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        return tuple(_move(v, device) for v in value)
-    if isinstance(value, tuple):  # a NamedTuple plan
-        return type(value)(*(_move(v, device) for v in value))
-    if isinstance(value, AttentionGraph):
-        return value.to(device)
-    return value
+class Planner(Protocol[P]):
+    """Anything that derives a plan from a graph alone: a kernel, a score encoding."""
+
+    @property
+    def plan_key(self) -> object: ...
+
+    def plan(self, graph: AttentionGraph) -> P: ...
+
+
+class Layout(NamedTuple):
+    """The sequences of a batch, laid out once: ``lengths`` (Python ints, virtual nodes
+    included), ``ptr [B + 1]`` first node of each sequence, ``batch [N]`` each node's sequence,
+    ``position [N]`` each node's index in its own sequence."""
+
+    lengths: tuple[int, ...]
+    ptr: Tensor
+    batch: Tensor
+    position: Tensor
+
+    @staticmethod
+    def of(sizes: Tensor, device: torch.device | None) -> Layout:
+        ptr = torch.cat([sizes.new_zeros(1), torch.cumsum(sizes, 0)])
+        batch = torch.repeat_interleave(torch.arange(sizes.numel()), sizes)
+        position = torch.arange(int(ptr[-1])) - ptr[:-1][batch]
+        return Layout(tuple(sizes.tolist()), ptr.to(device), batch.to(device), position.to(device))
+
+    def to(self, device: torch.device) -> Layout:
+        return Layout(self.lengths, self.ptr.to(device), self.batch.to(device), self.position.to(device))
+
+
+class CSR(NamedTuple):
+    """The edges sorted by (query, key), stably: ``rowptr [N + 1]``, the keys ``col [E]`` of query
+    ``i`` at ``rowptr[i]:rowptr[i + 1]``, and ``perm [E]`` mapping each sorted position to the
+    caller's edge (``edge_index[:, perm]`` is sorted; duplicates keep their order)."""
+
+    rowptr: Tensor
+    col: Tensor
+    perm: Tensor
+
+    def to(self, device: torch.device) -> CSR:
+        return CSR(*(t.to(device) for t in self))
 
 
 class AttentionGraph:
@@ -55,62 +88,74 @@ class AttentionGraph:
         num_nodes: nodes ``N`` the kernels see (real and virtual).
         pattern: the pattern, or ``None`` for explicit edges.
         sizes: ``[B]`` CPU tensor of sequence / graph sizes, virtual nodes included.
+        layout: the :class:`Layout` of the sequences on the graph's device.
         num_virtual: virtual nodes per sequence ``k``.
         pos: ``[N_real]`` or ``[N_real, D]`` node positions given to :meth:`build`, or ``None``.
         edge_attr: ``[E, D]`` edge features aligned with ``edge_index``, or ``None``.
     """
 
-    def __init__(self, num_nodes: int, *, pattern: Pattern | None = None, sizes: Tensor | None = None,
+    def __init__(self, num_nodes: int, sizes: Tensor, *, pattern: Pattern | None = None,
                  edge_index: Tensor | None = None, num_virtual: int = 0, pos: Tensor | None = None,
                  edge_attr: Tensor | None = None, device: torch.device | str | None = None):
+        """Internal: use :meth:`build`, which checks what this trusts."""
         self.num_nodes = num_nodes
         self.pattern = pattern
-        self.sizes = torch.tensor([num_nodes]) if sizes is None else sizes.cpu().long()
+        self.sizes = sizes
         self.num_virtual = num_virtual
         self.pos = pos
         self.edge_attr = edge_attr
         self.device = torch.device("cpu" if device is None else device)
+        self.layout = Layout.of(sizes, self.device)
         self._edge_index = edge_index
-        self._cache: dict[object, object] = {}
+        self._csr: CSR | None = None
+        self._plans: dict[object, object] = {}
+        self.choices: dict[object, object] = {}  # what ``auto`` picked, per kind of call (ops.dispatch)
 
     # ------------------------------------------------------------------ building
     @classmethod
     def build(cls, edges: Edges, num_nodes: int | None = None, *, batch: Tensor | None = None,
               lengths: Tensor | Sequence[int] | None = None, pos: Tensor | None = None,
-              edge_attr: Tensor | None = None) -> AttentionGraph:
+              edge_attr: Tensor | None = None, includes_virtual: bool = False) -> AttentionGraph:
         """Prepare the attention graph of one batch.
 
-        ``num_nodes``, ``batch`` and ``lengths`` describe the real nodes (the rows of the data); a
-        pattern with ``extra_nodes = k`` adds ``k`` virtual nodes after each sequence (see
-        :meth:`with_virtual`; for rows that already include them, :meth:`for_rows`).
+        ``num_nodes``, ``batch`` and ``lengths`` describe the rows of the data; a pattern with
+        ``extra_nodes = k`` lays ``k`` virtual nodes after each sequence. By default the rows are
+        the real nodes and the virtual ones come on top (what a model does before it inserts
+        their learned rows, :meth:`with_virtual`); with ``includes_virtual`` the rows already
+        hold them, as the last ``k`` of each sequence (what a layer or ``ops.attention`` gets).
 
         Args:
             edges: a :class:`~graphattn.patterns.Pattern` laid on each sequence; a list of
                 patterns, one per sequence (a collated PyG ``Batch.pattern``); an ``edge_index``
                 ``[2, E]`` (row 0 keys ``j``, row 1 queries ``i``) or a ``torch_geometric.EdgeIndex``;
                 a sparse adjacency in PyG's ``adj_t`` convention (torch COO / CSR ``[N, N]``, or a
-                ``torch_sparse.SparseTensor``): rows are queries, columns keys.
-            num_nodes: the number of (real) nodes; optional when ``batch``, ``lengths`` or a
-                sparse adjacency tells it.
-            batch: ``[N]`` sequence / graph id of every node (sorted, as PyG builds it).
+                ``torch_sparse.SparseTensor``): rows are queries, columns keys. A prepared graph
+                is returned as it is (then nothing else may be given).
+            num_nodes: the number of rows; optional when ``batch``, ``lengths`` or a sparse
+                adjacency tells it.
+            batch: ``[N]`` sequence / graph id of every row (sorted, as PyG builds it).
             lengths: sequence lengths summing to ``num_nodes`` (instead of ``batch``).
             pos: ``[N]`` or ``[N, D]`` positions of the real nodes (default: each node's
                 index in its own sequence).
             edge_attr: ``[E, D]`` edge features aligned with an explicit ``edge_index``.
+            includes_virtual: the rows include the pattern's virtual nodes.
         """
         if isinstance(edges, AttentionGraph):
-            return _prepared(edges, num_nodes, batch, lengths, pos, edge_attr)
+            if any(a is not None for a in (batch, lengths, pos, edge_attr)):  # num_nodes is checked by the caller
+                raise ValueError("edges is a prepared AttentionGraph: give batch, lengths, pos and edge_attr "
+                                 "to AttentionGraph.build, not again")
+            return edges
         if batch is not None and lengths is not None:
             raise ValueError("give either batch or lengths, not both")
         device = next((t.device for t in (batch, edges, pos) if isinstance(t, Tensor)), None)
         if isinstance(edges, (list, tuple)):
             edges = _one_pattern(edges)
-        if isinstance(edges, Pattern) or _is_pattern_list(edges):
-            graph = cls._from_patterns(edges, num_nodes, batch, lengths, device)
+        if isinstance(edges, Pattern) or isinstance(edges, list):
+            graph = cls._from_patterns(edges, num_nodes, batch, lengths, device, includes_virtual, pos)
         else:
             edge_index, num_nodes = as_edge_index(edges, num_nodes, batch, lengths)
-            sizes = _real_sizes(num_nodes, batch, lengths)
-            graph = cls(num_nodes, sizes=sizes, edge_index=edge_index.to(device) if device else edge_index,
+            sizes = _sizes(num_nodes, batch, lengths)
+            graph = cls(num_nodes, sizes, edge_index=edge_index.to(device) if device else edge_index,
                         device=edge_index.device if device is None else device)
         if pos is not None:
             graph.pos = _check_pos(pos, graph.num_real_nodes)
@@ -119,57 +164,41 @@ class AttentionGraph:
         return graph
 
     @classmethod
-    def for_rows(cls, edges: Edges, num_rows: int, *, batch: Tensor | None = None,
-                 lengths: Tensor | Sequence[int] | None = None, pos: Tensor | None = None,
-                 edge_attr: Tensor | None = None) -> AttentionGraph:
-        """:meth:`build` for inputs that already hold a row for every node: a pattern's virtual
-        nodes are the last ``k`` of the ``num_rows`` rows of each sequence (of ``batch`` /
-        ``lengths``, which count them too). What a layer or ``ops.attention`` does with a pattern."""
-        if isinstance(edges, AttentionGraph):
-            return _prepared(edges, None, batch, lengths, pos, edge_attr)
-        k = edges.extra_nodes if isinstance(edges, Pattern) else 0
-        if k == 0:
-            return cls.build(edges, num_rows, batch=batch, lengths=lengths, pos=pos, edge_attr=edge_attr)
-        if pos is not None:
-            raise ValueError("pos cannot be laid on virtual nodes; leave pos=None so score-side encodings use "
-                             "sequence positions (virtual nodes last)")
-        sizes = _real_sizes(num_rows, batch, lengths)
-        if bool((sizes < k).any()):
-            raise ValueError(f"pattern {edges!r} lays {k} virtual node(s) on the last rows of every sequence, "
-                             f"but a sequence has only {int(sizes.min())} rows")
-        return cls.build(edges, lengths=sizes - k, edge_attr=edge_attr).to(
-            batch.device if batch is not None else torch.device("cpu"))
-
-    @classmethod
     def _from_patterns(cls, patterns: Pattern | list[Pattern], num_nodes: int | None, batch: Tensor | None,
-                       lengths: object, device: torch.device | None) -> AttentionGraph:
+                       lengths: object, device: torch.device | None, includes_virtual: bool,
+                       pos: Tensor | None) -> AttentionGraph:
         if num_nodes is None and batch is None and lengths is None:
             raise ValueError("a pattern needs num_nodes (or batch / lengths) to be laid on nodes")
-        real = _real_sizes(num_nodes, batch, lengths)
-        if isinstance(patterns, Pattern):
-            k = patterns.extra_nodes
-            sizes = real + k
-            for size in set(sizes.tolist()):  # kernels that never build edge_index must not see bad patterns
-                patterns.validate(size)
-            return cls(int(sizes.sum()), pattern=patterns, sizes=sizes, num_virtual=k, device=device)
-        if len(patterns) != real.numel():
-            raise ValueError(f"edges holds {len(patterns)} patterns but the batch has {real.numel()} sequences")
-        extra = {p.extra_nodes for p in patterns}
+        rows = _sizes(num_nodes, batch, lengths)
+        extra = {p.extra_nodes for p in patterns} if isinstance(patterns, list) else {patterns.extra_nodes}
         if len(extra) > 1:
             raise ValueError(f"the patterns of one batch must ask for the same number of virtual nodes, got {extra}")
         k = extra.pop() if extra else 0
-        sizes = real + k
+        if includes_virtual and k:
+            if pos is not None:
+                raise ValueError("pos cannot be laid on virtual nodes; leave pos=None so score-side encodings use "
+                                 "sequence positions (virtual nodes last)")
+            if bool((rows < k).any()):
+                raise ValueError(f"pattern {patterns!r} lays {k} virtual node(s) on the last rows of every sequence, "
+                                 f"but a sequence has only {int(rows.min())} rows")
+        sizes = rows if includes_virtual else rows + k
+        if isinstance(patterns, Pattern):
+            for size in set(sizes.tolist()):  # kernels that never build edge_index must not see bad patterns
+                patterns.validate(size)
+            return cls(int(sizes.sum()), sizes, pattern=patterns, num_virtual=k, device=device)
+        if len(patterns) != sizes.numel():
+            raise ValueError(f"edges holds {len(patterns)} patterns but the batch has {sizes.numel()} sequences")
         parts, offset = [], 0
         for p, size in zip(patterns, sizes.tolist()):
             parts.append(p.edge_index(size) + offset)
             offset += size
         edge_index = torch.cat(parts, dim=1) if parts else torch.empty(2, 0, dtype=torch.long)
-        return cls(offset, sizes=sizes, edge_index=edge_index.to(device), num_virtual=k, device=device)
+        return cls(offset, sizes, edge_index=edge_index.to(device), num_virtual=k, device=device)
 
     @classmethod
     def from_data(cls, data: Any) -> AttentionGraph:
-        """The attention graph of a converted ``Data`` / ``Batch``: its ``pattern`` (one, or one
-        per graph) laid on ``batch``, else its ``edge_index`` with ``edge_attr``."""
+        """:meth:`build` on a converted ``Data`` / ``Batch``: its ``pattern`` (one, or one per
+        graph) laid on ``batch``, else its ``edge_index`` with ``edge_attr``."""
         batch = getattr(data, "batch", None)
         pattern = getattr(data, "pattern", None)
         if pattern is not None:
@@ -177,17 +206,27 @@ class AttentionGraph:
         return cls.build(data.edge_index, data.num_nodes, batch=batch, edge_attr=getattr(data, "edge_attr", None))
 
     def to(self, device: torch.device | str) -> AttentionGraph:
-        """The same graph with every tensor (caches included) on ``device``."""
+        """The same graph with every tensor (plans included) on ``device``."""
         device = torch.device(device)
         if device == self.device:
             return self
-        out = AttentionGraph(self.num_nodes, pattern=self.pattern, sizes=self.sizes,
-                             edge_index=_move(self._edge_index, device), num_virtual=self.num_virtual,
-                             pos=_move(self.pos, device), edge_attr=_move(self.edge_attr, device), device=device)
-        out._cache = {key: _move(value, device) for key, value in self._cache.items()}
+        out = AttentionGraph(self.num_nodes, self.sizes, pattern=self.pattern, num_virtual=self.num_virtual,
+                             edge_index=None if self._edge_index is None else self._edge_index.to(device),
+                             pos=None if self.pos is None else self.pos.to(device),
+                             edge_attr=None if self.edge_attr is None else self.edge_attr.to(device), device=device)
+        out._csr = None if self._csr is None else self._csr.to(device)
+        out._plans = {key: plan.to(device) for key, plan in self._plans.items()}
+        out.choices = dict(self.choices)
         return out
 
     # ------------------------------------------------------------------ what it holds
+    def plan(self, planner: Planner[P]) -> P:
+        """``planner.plan(self)``, built once per graph and kept under ``planner.plan_key``."""
+        key = planner.plan_key
+        if key not in self._plans:
+            self._plans[key] = planner.plan(self)
+        return self._plans[key]
+
     @property
     def edge_index(self) -> Tensor:
         """``[2, E]``: row 0 keys ``j``, row 1 queries ``i``; sorted by query for patterns."""
@@ -203,53 +242,26 @@ class AttentionGraph:
     def num_real_nodes(self) -> int:
         return self.num_nodes - self.num_virtual * self.sizes.numel()
 
-    def cached(self, key: object, compute: Callable[[], object]) -> object:
-        """``compute()`` once per graph under ``key``; kernels keep their derived structures here."""
-        if key not in self._cache:
-            self._cache[key] = compute()
-        return self._cache[key]
-
     @property
     def batch(self) -> Tensor:
         """``[N]`` the sequence / graph id of every node (virtual nodes included)."""
-        return self.cached("batch", lambda: torch.repeat_interleave(
-            torch.arange(self.sizes.numel()), self.sizes).to(self.device))
+        return self.layout.batch
 
-    def csr(self) -> tuple[Tensor, Tensor, Tensor]:
-        """The query-sorted CSR of ``edge_index``: ``(rowptr [N + 1], col [E], perm [E])`` with
-        ``col`` the keys of query ``i`` at ``rowptr[i]:rowptr[i + 1]`` and ``perm`` mapping each
-        sorted position to the caller's edge (``edge_index[:, perm]`` is sorted; stable, so
-        duplicates keep their order)."""
-        def compute() -> tuple[Tensor, Tensor, Tensor]:
+    def csr(self) -> CSR:
+        """The :class:`CSR` of ``edge_index`` by (query, key), built once."""
+        if self._csr is None:
             src, dst = self.edge_index
-            perm = torch.sort(dst, stable=True).indices
+            n = max(self.num_nodes, 1)
+            perm = torch.sort(dst * n + src, stable=True).indices
             counts = torch.bincount(dst, minlength=self.num_nodes)
-            rowptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
-            return rowptr, src[perm], perm
-        return self.cached("csr", compute)
-
-    def dense_counts(self, dtype: torch.dtype) -> Tensor:
-        """``[N, N]`` number of edges ``j -> i`` indexed ``[query, key]`` (0/1 for patterns)."""
-        def compute() -> Tensor:
-            n = self.num_nodes
-            if self.pattern is not None:
-                mask = torch.zeros(n, n, dtype=torch.bool, device=self.device)
-                start = 0
-                for size in self.sizes.tolist():
-                    mask[start:start + size, start:start + size] = self.pattern.dense_mask(size, device=self.device)
-                    start += size
-                return mask
-            counts = torch.zeros(n * n, device=self.device, dtype=torch.long)
-            src, dst = self.edge_index
-            counts.index_add_(0, dst * n + src, torch.ones_like(src))
-            return counts.view(n, n)
-        return self.cached("dense_counts", compute).to(dtype)
+            self._csr = CSR(torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)]), src[perm], perm)
+        return self._csr
 
     def node_positions(self) -> Tensor:
         """Positions for score-side encodings, one per node the kernels see: ``pos`` as given,
         or each node's index in its own sequence (virtual nodes last)."""
         if self.pos is None:
-            return self.cached("positions", lambda: positions(self.sizes).to(self.device))
+            return self.layout.position
         if self.num_virtual:
             raise ValueError("pos cannot be laid on virtual nodes; leave pos=None so score-side encodings use "
                              "sequence positions (virtual nodes last)")
@@ -259,7 +271,7 @@ class AttentionGraph:
         """Positions of the real nodes (``pos`` as given, or their index in their sequence)."""
         if self.pos is not None:
             return self.pos
-        return self.cached("real_positions", lambda: positions(self.real_sizes).to(self.device))
+        return self.real(self.layout.position)
 
     # ------------------------------------------------------------------ virtual nodes
     @property
@@ -269,19 +281,12 @@ class AttentionGraph:
     @property
     def real_index(self) -> Tensor:
         """``[N_real]`` rows of the real nodes among all ``N`` nodes."""
-        def compute() -> Tensor:
-            real = self.real_sizes
-            seq = torch.repeat_interleave(torch.arange(real.numel()), real)
-            return (torch.arange(int(real.sum())) + self.num_virtual * seq).to(self.device)
-        return self.cached("real_index", compute)
+        return self.plan(_VIRTUAL).real
 
     @property
     def virtual_index(self) -> Tensor:
         """``[B * k]`` rows of the virtual nodes, sequence by sequence."""
-        def compute() -> Tensor:
-            ends = torch.cumsum(self.sizes, 0)
-            return ((ends - self.num_virtual)[:, None] + torch.arange(self.num_virtual)).flatten().to(self.device)
-        return self.cached("virtual_index", compute)
+        return self.plan(_VIRTUAL).virtual
 
     def with_virtual(self, h: Tensor, rows: Tensor) -> Tensor:
         """``h [N_real, ...]`` with ``rows [k, ...]`` inserted after each sequence: ``[N, ...]``."""
@@ -290,13 +295,12 @@ class AttentionGraph:
         if h.size(0) != self.num_real_nodes or rows.shape != (self.num_virtual, *h.shape[1:]):
             raise ValueError(f"with_virtual needs h [{self.num_real_nodes}, ...] and rows [{self.num_virtual}, ...], "
                              f"got {list(h.shape)} and {list(rows.shape)}")
-        out = h.new_empty(self.num_nodes, *h.shape[1:])
-        out = out.index_copy(0, self.real_index, h)
+        out = h.new_empty(self.num_nodes, *h.shape[1:]).index_copy(0, self.real_index, h)
         return out.index_copy(0, self.virtual_index, rows.repeat(self.sizes.numel(), *([1] * (h.dim() - 1))))
 
     def real(self, h: Tensor) -> Tensor:
         """The rows of the real nodes of ``h [N, ...]``."""
-        return h if self.num_virtual == 0 else h[self.real_index]
+        return h if self.num_virtual == 0 else h.index_select(0, self.real_index)
 
     def __repr__(self) -> str:
         what = repr(self.pattern) if self.pattern is not None else f"edge_index with {self.num_edges} edges"
@@ -304,15 +308,29 @@ class AttentionGraph:
         return f"AttentionGraph({what}, num_nodes={self.num_nodes}, sequences={self.sizes.numel()}{virtual})"
 
 
-def _prepared(graph: AttentionGraph, *given: object) -> AttentionGraph:
-    if any(a is not None for a in given):
-        raise ValueError("edges is a prepared AttentionGraph: give batch, lengths, pos and edge_attr "
-                         "to AttentionGraph.build, not again")
-    return graph
+class _VirtualRows(NamedTuple):
+    real: Tensor
+    virtual: Tensor
+
+    def to(self, device: torch.device) -> _VirtualRows:
+        return _VirtualRows(self.real.to(device), self.virtual.to(device))
 
 
-def _is_pattern_list(edges: object) -> bool:
-    return isinstance(edges, (list, tuple)) and all(isinstance(p, Pattern) for p in edges)
+class _VirtualPlanner:
+    """The rows of the real and the virtual nodes, derived once per graph."""
+
+    plan_key = "virtual_rows"
+
+    def plan(self, graph: AttentionGraph) -> _VirtualRows:
+        layout, k = graph.layout, graph.num_virtual
+        real = torch.arange(graph.num_real_nodes, device=graph.device)
+        real = real + k * torch.repeat_interleave(torch.arange(len(layout.lengths), device=graph.device),
+                                                  graph.real_sizes.to(graph.device))
+        virtual = ((layout.ptr[1:] - k)[:, None] + torch.arange(k, device=graph.device)).flatten()
+        return _VirtualRows(real, virtual)
+
+
+_VIRTUAL = _VirtualPlanner()
 
 
 def _one_pattern(patterns: Sequence[object]) -> Pattern | list[Pattern]:
@@ -325,7 +343,7 @@ def _one_pattern(patterns: Sequence[object]) -> Pattern | list[Pattern]:
     return first if all(p == first for p in patterns[1:]) else list(patterns)
 
 
-def _real_sizes(num_nodes: int | None, batch: Tensor | None, lengths: object) -> Tensor:
+def _sizes(num_nodes: int | None, batch: Tensor | None, lengths: object) -> Tensor:
     if lengths is not None:
         return check_sizes(lengths, num_nodes, name="lengths").cpu()
     if batch is not None:
@@ -343,12 +361,7 @@ def _check_pos(pos: object, n: int) -> Tensor:
 def _check_edge_attr(edge_attr: object, graph: AttentionGraph) -> Tensor:
     if graph.pattern is not None:
         raise ValueError("edge_attr needs an explicit edge_index, not a pattern")
-    if not isinstance(edge_attr, Tensor):
-        raise TypeError(f"edge_attr must be a float tensor [E, D], got {type(edge_attr).__name__}")
-    if not edge_attr.is_floating_point():
-        raise TypeError(f"edge_attr must be a floating-point tensor [E, D], got {edge_attr.dtype}")
+    edge_attr = check_tensor(edge_attr, "edge_attr", kind="float", shape="[E, D]")
     if edge_attr.dim() != 2 or edge_attr.size(0) != graph.num_edges:
         raise ValueError(f"edge_attr must have shape [E, D] with E={graph.num_edges}, got {list(edge_attr.shape)}")
-    if not all_finite(edge_attr):
-        raise ValueError("edge_attr contains NaN or infinite values")
-    return edge_attr
+    return check_tensor(edge_attr, "edge_attr", finite=True)

@@ -5,7 +5,8 @@ scores in memory), a score bias folded in as a float mask (``bias`` where allowe
 elsewhere), so relative / ALiBi / shortest-path encodings stay fused; it is used unless
 dropout or attention weights are asked for. ``explicit`` writes the same attention as matmul,
 masked log-sum-exp and matmul, and also returns the log-sum-exp ``lse`` of each query, from
-which :func:`edge_weights` recovers ``alpha`` on any edge without keeping the scores.
+which :func:`~graphattn.ops.kernel.edge_weights` recovers ``alpha`` on any edge without keeping
+the scores.
 A query with no allowed key gets zeros on both paths (contract "empty rows" of ``docs/architecture.md``).
 """
 
@@ -19,7 +20,7 @@ from .bias import tile_bias
 from .graph import AttentionGraph
 from .scores import ScoreSpec
 
-__all__ = ["sdpa", "explicit", "edge_weights", "needs_explicit", "tile_attention"]
+__all__ = ["sdpa", "explicit", "needs_explicit", "tile_attention", "reached_on_rows"]
 
 
 def needs_explicit(spec: ScoreSpec, return_weights: bool) -> bool:
@@ -51,28 +52,25 @@ def explicit(
     return torch.matmul(spec.apply_dropout(probs), v), lse.squeeze(-1)
 
 
-def edge_weights(q: Tensor, k: Tensor, graph: AttentionGraph, spec: ScoreSpec, lse: Tensor) -> Tensor:
-    """``alpha [E, H]`` on ``graph.edge_index`` from each query's log-sum-exp ``lse [N, H]``:
-    ``alpha_ij = exp(s_ij - lse_i)``, with ``s_ij`` recomputed per edge (O(E H C))."""
-    src, dst = graph.edge_index.to(q.device)
-    scores = (q[dst] * k[src]).sum(dim=-1) * spec.scale  # (E, H)
-    if spec.bias is not None:
-        scores = scores + spec.bias(dst, src)
-    return torch.exp(scores - lse[dst])
-
-
 def tile_attention(
     qb: Tensor, kb: Tensor, vb: Tensor, mask: Tensor, spec: ScoreSpec, explicit_path: bool,
-    query_ids: Tensor, key_ids: Tensor, graph: AttentionGraph, tile: object,
+    query_ids: Tensor, key_ids: Tensor, graph: AttentionGraph, memo: dict, tile: str,
 ) -> tuple[Tensor, Tensor | None]:
     """Attention of query tiles ``qb [H, nb, b, C]`` over their key rows ``kb, vb [H, nb, S, C]``
     with ``mask [nb, b, S]`` and a score bias evaluated on the node ids ``query_ids [nb, b]`` x
-    ``key_ids [nb, S]`` (the layout ``tile`` of ``graph``, see :func:`~graphattn.ops.bias.tile_bias`):
-    the fused SDPA call, or the explicit path. Returns ``(out [H, nb, b, C], lse [H, nb, b] | None)``;
-    the tile kernels (blocked, tiles) share it."""
+    ``key_ids [nb, S]`` (the layout ``tile`` of a plan whose memo is ``memo``, see
+    :func:`~graphattn.ops.bias.tile_bias`): the fused SDPA call, or the explicit path. Returns
+    ``(out [H, nb, b, C], lse [H, nb, b] | None)``; the tile kernels (band, tiles) share it."""
     bias = None
     if spec.bias is not None:  # (H, nb, b, S), -inf where masked: SDPA's one float mask
-        bias = tile_bias(graph, spec.bias, tile, query_ids[:, :, None], key_ids[:, None, :], mask, qb.dtype)
+        bias = tile_bias(graph, spec.bias, memo, tile, query_ids[:, :, None], key_ids[:, None, :], mask, qb.dtype)
     if not explicit_path:
         return sdpa(qb, kb, vb, mask[None] if bias is None else bias, spec.scale), None
     return explicit(qb, kb, vb, mask[None], spec, bias)
+
+
+def reached_on_rows(mask: Tensor, bad_rows: Tensor) -> Tensor:
+    """``[H, nb, b]`` bool: which query of each tile counts a flagged key, for ``mask [nb, b, S]``
+    and the flags of the tile's key rows ``bad_rows [H, nb, S]`` (a 0 / 1 matrix product, so no
+    value of a key a query does not count can leak in)."""
+    return torch.matmul(mask.to(bad_rows.dtype), bad_rows[..., None])[..., 0] > 0

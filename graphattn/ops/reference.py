@@ -19,24 +19,52 @@ from torch import Tensor
 
 from ..checks import all_finite
 from .graph import AttentionGraph
+from .kernel import Kernel, KernelResult
 from .scores import ScoreSpec
 
-__all__ = ["reference_attention"]
+__all__ = ["Reference", "reference_attention"]
+
+
+class Reference(Kernel[Tensor]):
+    """The dense oracle (see the module docstring); its plan is the ``[N, N]`` count matrix."""
+
+    name = backend = "reference"
+
+    def unsupported(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
+        if spec.edge_kv is not None and graph.pattern is None and graph.edge_index.size(1) and bool(
+                (graph.plan(self) > 1).any()):
+            return ["edge features on duplicate edges (the dense oracle holds one feature per pair)"]
+        return []
+
+    def declines(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
+        return ["it is the O(N^2) float64 oracle for tests"]
+
+    def plan(self, graph: AttentionGraph) -> Tensor:
+        n, device = graph.num_nodes, graph.device
+        src, dst = graph.edge_index
+        counts = torch.zeros(n * n, dtype=torch.long, device=device).index_add_(0, dst * n + src, torch.ones_like(src))
+        return counts.view(n, n)
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: Tensor, *,
+                need_weights: bool) -> KernelResult:
+        out, alpha = reference_attention(q, k, v, graph, spec, plan, return_weights=need_weights)
+        return KernelResult(out, alpha=alpha)
 
 
 def reference_attention(
-    q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *, return_weights: bool = False
+    q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, counts: Tensor | None = None, *,
+    return_weights: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
+    """``(out [N, H, C], alpha [E, H] | None)``; ``counts [N, N]`` the edge multiplicities
+    indexed ``[query, key]`` (default: the graph's)."""
     n = q.size(0)
     if n == 0:  # amax below cannot reduce an empty row dimension
         return v.new_zeros(v.shape), (q.new_zeros(0, q.size(1)) if return_weights else None)
-    counts = graph.dense_counts(q.dtype)  # (N_q, N_k)
+    counts = (graph.plan(REFERENCE) if counts is None else counts).to(q.dtype)  # (N_q, N_k)
     idx = torch.arange(n, device=q.device)
     edge_kv = None
     if spec.edge_kv is not None:
         ei = graph.edge_index
-        if graph.pattern is None and bool((counts > 1).any()):
-            raise ValueError("edge features need an edge_index without duplicate edges for the reference kernel")
         edge_kv = q.new_zeros(n, n, *spec.edge_kv.shape[1:])  # (N_q, N_k, H, C)
         edge_kv[ei[1], ei[0]] = spec.edge_kv
     if spec.score == "dot":
@@ -72,3 +100,6 @@ def reference_attention(
         src, dst = graph.edge_index.to(q.device)
         weights = (probs[:, dst, src] / counts[dst, src]).T  # per edge copy: (E, H)
     return out, weights
+
+
+REFERENCE = Reference()

@@ -62,6 +62,10 @@ class ScoreSpec:
     training: bool = False
     #: Whether autograd will differentiate through the call (a kernel without a backward refuses it).
     grad: bool = False
+    #: The device type of the call (``"cpu"``, ``"cuda"``), for kernels that run on some only.
+    device: str = "cpu"
+    #: The dtype of ``q, k, v``.
+    dtype: torch.dtype = torch.float32
 
     def apply_dropout(self, probs: Tensor) -> Tensor:
         if self.dropout > 0 and self.training:

@@ -14,80 +14,87 @@ layer (scores, weights), where gathering keeps O(E H C). The heads are laid bloc
 (torch's generic sparse autograd is orders of magnitude slower):
 
 .. math::
-    dV^h = \\alpha^{h\\top} dO^h, \\quad dA^h = \\operatorname{SDDMM}(A, dO^h, V^h), \\quad
-    dS^h_{ij} = \\alpha^h_{ij} (dA^h_{ij} - dO^h_i \\cdot O^h_i), \\quad
+    dV^h = \\alpha^{h\\top} dO^h, \\quad dA^h = \\operatorname{SDDMM}(A, dO^h, V^h) + d\\alpha^h, \\quad
+    dS^h_{ij} = \\alpha^h_{ij} (dA^h_{ij} - dO^h_i \\cdot O^h_i - \\textstyle\\sum_l \\alpha^h_{il} d\\alpha^h_{il}
+    + d\\,\\mathrm{lse}^h_i), \\quad
     dQ^h = s\\, dS^h K^h, \\quad dK^h = s\\, dS^{h\\top} Q^h
 
 (``sum_j alpha_ij dA_ij = dO_i . O_i``, as in FlashAttention, also under dropout). Duplicate
 edges are separate entries (each counts), a query without edges gets zeros, and the weights
-come back in the caller's edge order. The same code runs on CUDA (cuSPARSE). Slow twin:
+come back in the caller's edge order. The whole computation is one ``torch.library`` custom op
+(``graphattn::sparse_attention``) with a registered shape function and backward, so
+``torch.compile(fullgraph=True)`` keeps it as one node. Half-precision inputs are computed in
+float32 and the results cast back. The same code runs on CUDA (cuSPARSE). Slow twin:
 :func:`graphattn.ops.reference.reference_attention`.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from .dense import dense_unsupported
 from .graph import AttentionGraph
-from .scatter import falls_back_to_scatter
+from .kernel import Kernel, KernelResult, Plan, dot_only
 from .scores import ScoreSpec
 
-__all__ = ["sparse_attention", "sparse_unsupported", "SparsePlan"]
+__all__ = ["SparseCSR", "SparsePlan"]
 
 
-def sparse_unsupported(graph: AttentionGraph, spec: ScoreSpec) -> str | None:
-    """Why the sparse kernel cannot run this (``None`` if it can): what the dense kernel cannot
-    either, additive scores and edge features, which need per-edge per-channel values."""
-    reason = dense_unsupported(graph, spec)
-    return None if reason is None else f"{reason} (per-edge per-channel values: scatter computes them)"
+@dataclass(frozen=True)
+class SparsePlan(Plan):
+    """The graph's CSR by (query, key), as the products need it (once per graph).
 
-
-class SparsePlan(NamedTuple):
-    """The block-diagonal CSR of all heads, forward and transposed (cached per graph and heads).
-
-    Heads are laid one after the other (row ``h N + i`` is query ``i`` in head ``h``): each
-    product then reads one head's ``N x C`` block at a time, which measured 1.3-1.5x faster on
-    CPU than interleaving the heads node by node, more than the head-first copies cost. Edges
-    are sorted by (query, key): ``perm [E]`` maps a sorted edge to the caller's edge, ``rank [E]``
-    is its inverse and ``row [E]`` a sorted edge's query. The products run on the ``U`` distinct
-    (query, key) pairs (a duplicate edge has the same score; its weight adds to the pair's):
-    ``slot [E]`` is each edge's pair, or ``None`` when there are no duplicates; ``rowptr, col``
-    the ``H N x H N`` CSR of the pairs of all heads; ``t_rowptr, t_col`` the CSR of its transpose
-    and ``t_order [H U]`` the position of each transposed entry in the forward order. CSR indices
-    are int32 where they fit: MKL's SpMM converts int64 ones on every call, and SDDMM runs faster.
+    ``rank [E]`` maps a caller's edge to its sorted position, ``row [E]`` a sorted edge's query.
+    The products run on the ``U`` distinct (query, key) pairs (a duplicate edge has the same
+    score; its weight adds to the pair's): ``slot [E]`` is each sorted edge's pair, or ``None``
+    when there are no duplicates; ``pair_row, pair_col [U]`` the pairs; ``t_order [U]`` the pairs
+    sorted by (key, query), the transpose. :meth:`heads` lays them block-diagonally for ``H``
+    heads (heads one after the other: each product then reads one head's ``N x C`` block at a
+    time, which measured 1.3-1.5x faster on CPU than interleaving the heads node by node). CSR
+    indices are int32 where they fit: MKL's SpMM converts int64 ones on every call.
     """
 
+    num_nodes: int
     perm: Tensor
     rank: Tensor
     row: Tensor
     slot: Tensor | None
-    rowptr: Tensor
-    col: Tensor
-    t_rowptr: Tensor
-    t_col: Tensor
+    pair_row: Tensor
+    pair_col: Tensor
     t_order: Tensor
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def heads(self, heads: int) -> tuple[Tensor, ...]:
+        """``(rowptr, col, t_rowptr, t_col, t_order)`` of the ``H N x H N`` block-diagonal CSR of
+        all heads and of its transpose, ``t_order [H U]`` placing each transposed entry in the
+        forward order; derived once per number of heads."""
+        if heads not in self.memo:
+            n, u, device = self.num_nodes, self.pair_row.numel(), self.pair_row.device
+            offsets = torch.arange(heads, device=device)[:, None]
+            rows = (self.pair_row + offsets * n).flatten()  # (H U,)
+            cols = (self.pair_col + offsets * n).flatten()
+            t_order = (self.t_order + offsets * u).flatten()
+            size = heads * n
+            index = torch.int32 if max(size, rows.numel()) < 2**31 else torch.long
+            self.memo[heads] = (_rowptr(rows, size).to(index), cols.to(index), _rowptr(cols, size).to(index),
+                                rows[t_order].to(index), t_order)
+        return self.memo[heads]
 
 
-def plan_sparse(graph: AttentionGraph, heads: int) -> SparsePlan:
+def plan_sparse(graph: AttentionGraph) -> SparsePlan:
     n, device = graph.num_nodes, graph.device
-    src, dst = graph.edge_index
-    code, perm = torch.sort(dst * n + src, stable=True)  # by query, then key; duplicates keep order
+    csr = graph.csr()
+    row = graph.edge_index[1].index_select(0, csr.perm)  # sorted edges' queries
+    code = row * n + csr.col
     pairs, slot = torch.unique_consecutive(code, return_inverse=True)
-    offsets = torch.arange(heads, device=device) * n  # (H,)
-    rows_all = (pairs // n + offsets[:, None]).flatten()  # (H U,)
-    cols_all = (pairs % n + offsets[:, None]).flatten()
-    size = heads * n
-    t_order = torch.sort(cols_all * size + rows_all, stable=True).indices  # the transpose, by key then query
-    index = torch.int32 if max(size, cols_all.numel()) < 2**31 else torch.long
-    rank = torch.empty_like(perm).index_copy_(0, perm, torch.arange(perm.numel(), device=device))
-    return SparsePlan(perm, rank, dst[perm], slot if pairs.numel() < code.numel() else None,
-                      _rowptr(rows_all, size).to(index), cols_all.to(index),
-                      _rowptr(cols_all, size).to(index), rows_all[t_order].to(index), t_order)
+    pair_row, pair_col = pairs // n, pairs % n
+    t_order = torch.sort(pair_col * n + pair_row, stable=True).indices  # by key, then query
+    rank = torch.empty_like(csr.perm).index_copy_(0, csr.perm, torch.arange(csr.perm.numel(), device=device))
+    return SparsePlan(n, csr.perm, rank, row, slot if pairs.numel() < code.numel() else None, pair_row, pair_col,
+                      t_order)
 
 
 def _rowptr(rows: Tensor, size: int) -> Tensor:
@@ -101,92 +108,141 @@ def _csr(rowptr: Tensor, col: Tensor, values: Tensor, size: int) -> Tensor:
         return torch.sparse_csr_tensor(rowptr, col, values, (size, size), check_invariants=False)
 
 
-def _sddmm(plan: SparsePlan, a: Tensor, b: Tensor, heads: int) -> Tensor:
+def _sddmm(rowptr: Tensor, col: Tensor, slot: Tensor | None, a: Tensor, b: Tensor, heads: int) -> Tensor:
     """``[H, E]``: ``a_i . b_j`` on every edge, for ``a, b [H N, C]`` laid head after head."""
-    pattern = _csr(plan.rowptr, plan.col, a.new_zeros(plan.col.numel()), a.size(0))
+    pattern = _csr(rowptr, col, a.new_zeros(col.numel()), a.size(0))
     pairs = torch.sparse.sampled_addmm(pattern, a, b.T, beta=0.0).values().view(heads, -1)  # (H, U)
-    return pairs if plan.slot is None else pairs.index_select(1, plan.slot)
+    return pairs if slot is None else pairs.index_select(1, slot)
 
 
-def _spmm(plan: SparsePlan, values: Tensor, x: Tensor, transpose: bool = False) -> Tensor:
-    """``A x`` (or ``A^T x``) for edge values ``[H, E]`` on the block-diagonal CSR and ``x [H N, C]``."""
-    if plan.slot is not None:  # duplicate edges: their weights add up on their pair
-        values = values.new_zeros(values.size(0), plan.col.numel() // values.size(0)).index_add_(1, plan.slot, values)
-    values, size = values.flatten(), x.size(0)
-    if transpose:
-        return _csr(plan.t_rowptr, plan.t_col, values.index_select(0, plan.t_order), size) @ x
-    return _csr(plan.rowptr, plan.col, values, size) @ x
+def _spmm(rowptr: Tensor, col: Tensor, slot: Tensor | None, values: Tensor, x: Tensor,
+          order: Tensor | None = None) -> Tensor:
+    """``A x`` for edge values ``[H, E]`` on a block-diagonal CSR and ``x [H N, C]``; with the
+    transpose's ``order``, ``A^T x`` on the transposed CSR."""
+    if slot is not None:  # duplicate edges: their weights add up on their pair
+        values = values.new_zeros(values.size(0), col.numel() // values.size(0)).index_add_(1, slot, values)
+    values = values.flatten()
+    if order is not None:
+        values = values.index_select(0, order)
+    return _csr(rowptr, col, values, x.size(0)) @ x
 
 
-def _heads_first(t: Tensor) -> Tensor:
+@torch.library.custom_op("graphattn::sparse_attention", mutates_args=())
+def _sparse_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, rowptr: Tensor, col: Tensor,
+                      t_rowptr: Tensor, t_col: Tensor, t_order: Tensor, row: Tensor, slot: Tensor | None, heads: int,
+                      scale: float, dropout: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(out [H N, C_v], lse [H, N], alpha [H, E], keep [H, E] or [0])`` for heads-first
+    ``q, k [H N, C]``, ``v [H N, C_v]``, on the block-diagonal CSR ``rowptr, col`` of the
+    (query, key) pairs (its transpose ``t_*`` is for the backward); ``row [E]`` the query of each
+    sorted edge, ``slot [E]`` its pair."""
+    n = q.size(0) // heads
+    scores = _sddmm(rowptr, col, slot, q, k, heads).mul_(scale)  # (H, E); in place: no per-edge copy is kept
+    if bias is not None:
+        scores += bias
+    # index_select on the (H, N) row numbers: several times faster than gather or [] indexing on CPU
+    row_max = scores.new_full((heads, n), float("-inf")).scatter_reduce_(1, row.expand_as(scores), scores, "amax")
+    row_max = torch.where(row_max > float("-inf"), row_max, 0.0)  # a row of -inf scores: weights 0, lse -inf
+    alpha = scores.sub_(row_max.index_select(1, row)).exp_()
+    denom = alpha.new_zeros(heads, n).index_add_(1, row, alpha)
+    lse = denom.log() + row_max
+    alpha /= denom.clamp(min=torch.finfo(denom.dtype).tiny).index_select(1, row)
+    keep = alpha.new_zeros(0)
+    if dropout > 0:
+        keep = (torch.rand_like(alpha) >= dropout).to(alpha.dtype) / (1 - dropout)
+    out = _spmm(rowptr, col, slot, alpha if dropout == 0 else alpha * keep, v)  # (H N, C_v)
+    return out, lse, alpha, keep
+
+
+@_sparse_attention.register_fake
+def _(q, k, v, bias, rowptr, col, t_rowptr, t_col, t_order, row, slot, heads, scale, dropout):
+    n, e = q.size(0) // heads, row.size(0)
+    return (v.new_empty(v.shape), q.new_empty(heads, n), q.new_empty(heads, e),
+            q.new_empty(heads, e) if dropout > 0 else q.new_empty(0))
+
+
+@torch.library.custom_op("graphattn::sparse_attention_backward", mutates_args=())
+def _sparse_backward(d_out: Tensor, d_lse: Tensor, d_alpha: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor,
+                     alpha: Tensor, keep: Tensor, rowptr: Tensor, col: Tensor, t_rowptr: Tensor, t_col: Tensor,
+                     t_order: Tensor, row: Tensor, slot: Tensor | None, heads: int, scale: float
+                     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(dq, dk, dv, d_bias)`` as in the module docstring."""
+    n = q.size(0) // heads
+    weights = alpha if keep.numel() == 0 else alpha * keep
+    d_v = _spmm(t_rowptr, t_col, slot, weights, d_out, t_order)  # dV = A^T dO
+    d_a = _sddmm(rowptr, col, slot, d_out, v, heads)  # (H, E): dO_i . v_j
+    if keep.numel():
+        d_a *= keep
+    d_a += d_alpha
+    row_dot = torch.linalg.vecdot(d_out, out).view(heads, n).index_add(1, row, alpha * d_alpha)
+    d_s = d_a.sub_((row_dot - d_lse).index_select(1, row)).mul_(alpha)  # (H, E), the bias gradient
+    scaled = d_s * scale  # s dS, for both products
+    return _spmm(rowptr, col, slot, scaled, k), _spmm(t_rowptr, t_col, slot, scaled, q, t_order), d_v, d_s
+
+
+@_sparse_backward.register_fake
+def _(d_out, d_lse, d_alpha, q, k, v, out, alpha, keep, rowptr, col, t_rowptr, t_col, t_order, row, slot, heads, scale):
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), alpha.new_empty(alpha.shape)
+
+
+def _setup(ctx, inputs, output) -> None:
+    q, k, v, bias, rowptr, col, t_rowptr, t_col, t_order, row, slot, heads, scale, dropout = inputs
+    out, _, alpha, keep = output
+    ctx.save_for_backward(q, k, v, out, alpha, keep, rowptr, col, t_rowptr, t_col, t_order, row, slot)
+    ctx.heads, ctx.scale, ctx.has_bias = heads, scale, bias is not None
+
+
+def _backward(ctx, d_out, d_lse, d_alpha, d_keep):
+    if torch.is_grad_enabled():  # create_graph=True: a second derivative is asked for
+        raise NotImplementedError("the sparse kernel has no double backward (its backward is written by hand); "
+                                  "for Hessian-vector products use backend='scatter', 'dense' or 'reference', whose "
+                                  "backward is torch's own")
+    q, k, v, out, alpha, keep, rowptr, col, t_rowptr, t_col, t_order, row, slot = ctx.saved_tensors
+    d_out = torch.zeros_like(out) if d_out is None else d_out.contiguous()
+    d_lse = alpha.new_zeros(ctx.heads, q.size(0) // ctx.heads) if d_lse is None else d_lse
+    d_alpha = torch.zeros_like(alpha) if d_alpha is None else d_alpha
+    d_q, d_k, d_v, d_s = _sparse_backward(d_out, d_lse, d_alpha, q, k, v, out, alpha, keep, rowptr, col,
+                                          t_rowptr, t_col, t_order, row, slot, ctx.heads, ctx.scale)
+    return (d_q, d_k, d_v, d_s if ctx.has_bias else None) + (None,) * 10
+
+
+_sparse_attention.register_autograd(_backward, setup_context=_setup)
+
+
+class SparseCSR(Kernel[SparsePlan]):
+    """SDDMM, row softmax and SpMM on the graph's CSR (see the module docstring)."""
+
+    name = backend = "sparse"
+
+    def unsupported(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
+        return dot_only(spec)
+
+    def declines(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
+        if graph.pattern is not None and not graph.pattern.has_generator:
+            return [f"pattern {graph.pattern!r} has no edge generator: its edges would come from a full mask scan"]
+        return []
+
+    def plan(self, graph: AttentionGraph) -> SparsePlan:
+        return plan_sparse(graph)
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: SparsePlan, *,
+                need_weights: bool) -> KernelResult:
+        n, heads, _ = q.shape
+        dtype = torch.promote_types(q.dtype, torch.float32)  # half inputs: float32 products, results cast back
+        rowptr, col, t_rowptr, t_col, t_order = plan.heads(heads)
+        bias = None
+        if spec.bias is not None:
+            src, dst = graph.edge_index
+            bias = spec.bias(dst.index_select(0, plan.perm), src.index_select(0, plan.perm)).T.to(dtype)  # (H, E)
+        out, lse, alpha, _ = _sparse_attention(
+            _heads_first(q, dtype), _heads_first(k, dtype), _heads_first(v, dtype), bias, rowptr, col, t_rowptr, t_col,
+            t_order, plan.row, plan.slot, heads, spec.scale, spec.dropout if spec.training else 0.0)
+        out = out.view(heads, n, -1).transpose(0, 1).to(q.dtype)  # (N, H, C_v)
+        if not need_weights:
+            return KernelResult(out, lse.T.to(q.dtype))
+        weights = alpha.T.index_select(0, plan.rank).to(q.dtype)  # (E, H) in the caller's edge order
+        return KernelResult(out, lse.T.to(q.dtype), weights)
+
+
+def _heads_first(t: Tensor, dtype: torch.dtype) -> Tensor:
     """``[N, H, C] -> [H N, C]``, head after head."""
-    return t.transpose(0, 1).reshape(-1, t.size(-1))
-
-
-class _SparseAttention(torch.autograd.Function):
-    """``(out [H N, C_v], alpha [H, E])`` with the hand-written backward of the module docstring."""
-
-    @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, plan: SparsePlan, n: int,
-                scale: float, dropout: float, training: bool) -> tuple[Tensor, Tensor]:
-        heads = q.size(0) // max(n, 1)
-        scores = _sddmm(plan, q, k, heads).mul_(scale)  # (H, E); in place: no per-edge copy is kept
-        if bias is not None:
-            scores += bias
-        # index_select on the (H, N) row numbers: several times faster than gather or [] indexing on CPU
-        row_max = scores.new_full((heads, n), float("-inf")).scatter_reduce_(1, plan.row.expand_as(scores), scores, "amax")
-        alpha = scores.sub_(row_max.index_select(1, plan.row)).exp_()
-        alpha /= alpha.new_zeros(heads, n).index_add_(1, plan.row, alpha).index_select(1, plan.row)
-        keep = None
-        if dropout > 0 and training:
-            keep = (torch.rand_like(alpha) >= dropout).to(alpha.dtype) / (1 - dropout)
-        out = _spmm(plan, alpha if keep is None else alpha * keep, v)  # (H N, C_v)
-        ctx.save_for_backward(q, k, v, alpha, out, keep)
-        ctx.plan, ctx.n, ctx.scale, ctx.has_bias = plan, n, scale, bias is not None
-        return out, alpha
-
-    @staticmethod
-    def backward(ctx, d_out: Tensor, d_alpha: Tensor | None):
-        q, k, v, alpha, out, keep = ctx.saved_tensors
-        plan, n, scale = ctx.plan, ctx.n, ctx.scale
-        heads = alpha.size(0)
-        grads = [None] * 9
-        d_out = d_out.contiguous()
-        if ctx.needs_input_grad[2]:
-            grads[2] = _spmm(plan, alpha if keep is None else alpha * keep, d_out, transpose=True)  # dV = A^T dO
-        if not any(ctx.needs_input_grad[i] for i in (0, 1, 3)):
-            return tuple(grads)
-        d_a = _sddmm(plan, d_out, v, heads)  # (H, E): dO_i . v_j
-        if keep is not None:
-            d_a *= keep
-        row_dot = torch.linalg.vecdot(d_out, out).view(heads, n)  # sum_j alpha_ij dA_ij = dO_i . O_i
-        if d_alpha is not None:  # the returned weights were used too
-            d_a += d_alpha
-            row_dot = row_dot.index_add(1, plan.row, alpha * d_alpha)
-        d_s = d_a.sub_(row_dot.index_select(1, plan.row)).mul_(alpha)  # (H, E)
-        if ctx.needs_input_grad[3] and ctx.has_bias:
-            grads[3] = d_s
-        d_s = d_s * scale if grads[3] is not None else d_s.mul_(scale)  # s dS, for both products
-        if ctx.needs_input_grad[0]:
-            grads[0] = _spmm(plan, d_s, k)  # dQ = s dS K
-        if ctx.needs_input_grad[1]:
-            grads[1] = _spmm(plan, d_s, q, transpose=True)  # dK = s dS^T Q
-        return tuple(grads)
-
-
-@falls_back_to_scatter(sparse_unsupported)
-def sparse_attention(
-    q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *, return_weights: bool = False
-) -> tuple[Tensor, Tensor | None]:
-    n, heads, _ = q.shape
-    if n == 0:
-        return v.new_zeros(v.shape), (q.new_zeros(0, heads) if return_weights else None)
-    plan: SparsePlan = graph.cached(("sparse", heads), lambda: plan_sparse(graph, heads))
-    bias = None
-    if spec.bias is not None:
-        src, dst = graph.edge_index
-        bias = spec.bias(dst[plan.perm], src[plan.perm]).T  # (H, E) in the kernel's order
-    out, alpha = _SparseAttention.apply(_heads_first(q), _heads_first(k), _heads_first(v), bias, plan, n,
-                                        spec.scale, spec.dropout, spec.training)
-    out = out.view(heads, n, -1).transpose(0, 1)  # (N, H, C_v)
-    return out, (alpha.T.index_select(0, plan.rank) if return_weights else None)  # weights in the caller's edge order
+    return t.to(dtype).transpose(0, 1).reshape(-1, t.size(-1))

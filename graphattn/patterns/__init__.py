@@ -5,11 +5,12 @@ from .batch import batch_dense_mask, batch_edge_index, check_sizes, positions, s
 from .graph import Expander, GraphEdges, SelfLoops, VirtualNodes, check_edge_index
 from .grid import Grid2D
 from .parse import PATTERN_NAMES, PATTERNS, parse_pattern
+from .pieces import Pieces
 from .presets import bigbird, longformer
 from .sequence import Causal, Full, Global, Random, Stride, Window
 
 __all__ = [
-    "Pattern", "Union", "Intersection",
+    "Pattern", "Pieces", "Union", "Intersection",
     "Full", "Window", "Causal", "Stride", "Global", "Random",
     "GraphEdges", "SelfLoops", "VirtualNodes", "Expander",
     "Grid2D", "longformer", "bigbird", "parse_pattern", "PATTERNS", "PATTERN_NAMES",

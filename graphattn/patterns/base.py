@@ -11,9 +11,12 @@ faces that tests pin together:
 
 Patterns compose with ``|`` (union) and ``&`` (intersection). A pattern that defines only
 ``mask`` is complete: ``edge_index`` then evaluates the predicate one chunk of query rows at
-a time (memory O(E + chunk), never ``n x n``), and kernels evaluate it tile by tile. Built-in
-patterns also state their structure through :meth:`Pattern.pieces`, which structured kernels
-read instead of testing classes.
+a time (memory O(E + chunk), never ``n x n``), and kernels scan it tile by tile, once per
+pattern value and sequence length. A pattern can declare its structure so that nothing is
+scanned, in either of two public ways: :meth:`Pattern.pieces` (band / global / random pieces,
+read by the tile kernels instead of testing classes) or :meth:`Pattern.generate_edges` (an
+O(E) generator, read by the edge kernels). Patterns compare, hash and print by value (their
+fields), so ``Band(16)`` built twice is the same pattern to every cache.
 """
 
 from __future__ import annotations
@@ -70,13 +73,38 @@ def sort_edges(k: Tensor, q: Tensor, n: int, *, unique: bool = False) -> Tensor:
 
 class Pattern:
     """Base class of attention patterns. Subclasses define ``mask``; built-ins also define
-    ``_edges`` (an O(E) generator) and ``pieces`` (their structure, for the tile kernels)."""
+    :meth:`generate_edges` (an O(E) generator) and :meth:`pieces` (their structure, for the
+    tile kernels), and a user pattern may too.
+
+    Two patterns are equal when they are of the same class with equal fields (the attributes
+    set in ``__init__``), which is what the per-length tile caches key on; ``repr`` lists the
+    fields (``Band(radius=16)``). Dataclass patterns get the same from ``@dataclass``."""
+
+    def _fields(self) -> tuple[tuple[str, object], ...]:
+        return tuple(sorted(vars(self).items()))
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        mine, theirs = self._fields(), other._fields()
+        if any(isinstance(v, Tensor) for _, v in mine):  # tensor fields: equal only to itself
+            return self is other
+        return mine == theirs
+
+    def __hash__(self) -> int:
+        fields = self._fields()
+        if any(isinstance(v, Tensor) for _, v in fields):
+            return id(self)
+        return hash((type(self), fields))  # an unhashable field raises TypeError, as for a dataclass
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self._fields() if not k.startswith('_'))})"
 
     def mask(self, q_idx: Tensor, k_idx: Tensor, n: int) -> Tensor:
         """Broadcasting predicate: True where query ``q_idx`` may attend to key ``k_idx``."""
         raise NotImplementedError
 
-    def _edges(self, n: int) -> Tensor:
+    def generate_edges(self, n: int) -> Tensor:
         """The ``edge_index`` for ``n >= 1`` nodes, sorted by query then key, no duplicates.
         Without an override: ``mask`` evaluated chunk by chunk of query rows."""
         parts = [torch.nonzero(m).T.flip(0) + torch.tensor([[0], [start]]) for start, m in scan_mask(self, n)]
@@ -85,7 +113,7 @@ class Pattern:
     @property
     def has_generator(self) -> bool:
         """Whether ``edge_index`` has an O(E) generator (else it scans ``mask``, O(n^2) time)."""
-        return type(self)._edges is not Pattern._edges
+        return type(self).generate_edges is not Pattern.generate_edges
 
     def pieces(self) -> Pieces | None:
         """The band / global / random decomposition of the pattern, or ``None`` if it has none."""
@@ -110,7 +138,7 @@ class Pattern:
         device = None if device is None else check_device(device)
         if n == 0:
             return torch.empty(2, 0, dtype=torch.long, device=device)
-        return self._edges(n).to(device)
+        return self.generate_edges(n).to(device)
 
     def dense_mask(self, n: int, device: torch.device | str | None = None) -> Tensor:
         """The ``[n, n]`` boolean mask indexed ``[query, key]``, evaluated from ``mask``."""
@@ -175,8 +203,8 @@ class Union(_Composite):
 
     combine = staticmethod(torch.logical_or)
 
-    def _edges(self, n: int) -> Tensor:
-        ei = torch.cat([p._edges(n) for p in self.parts], dim=1)
+    def generate_edges(self, n: int) -> Tensor:
+        ei = torch.cat([p.generate_edges(n) for p in self.parts], dim=1)
         return sort_edges(ei[0], ei[1], n, unique=True)
 
     def max_edges(self, n: int) -> int:
@@ -205,10 +233,10 @@ class Intersection(_Composite):
 
     combine = staticmethod(torch.logical_and)
 
-    def _edges(self, n: int) -> Tensor:
+    def generate_edges(self, n: int) -> Tensor:
         # Generate the sparsest part, then keep the edges every other part allows: O(E_min).
         sparsest = min(self.parts, key=lambda p: (not p.has_generator, p.max_edges(n)))
-        k, q = sparsest._edges(n)
+        k, q = sparsest.generate_edges(n)
         keep = torch.ones_like(k, dtype=torch.bool)
         for p in self.parts:
             if p is not sparsest:

@@ -77,7 +77,7 @@ class GraphEdges(Pattern):
         m = max(self.num_nodes, 1)
         return inside & _member(self._keys, q_idx.clamp(max=m - 1), k_idx.clamp(max=m - 1), m)
 
-    def _edges(self, n: int) -> Tensor:
+    def generate_edges(self, n: int) -> Tensor:
         m = max(self.num_nodes, 1)
         return torch.stack([self._keys % m, self._keys // m])  # codes sort by query, then key
 
@@ -95,7 +95,7 @@ class SelfLoops(Pattern):
     def mask(self, q_idx: Tensor, k_idx: Tensor, n: int) -> Tensor:
         return q_idx == k_idx
 
-    def _edges(self, n: int) -> Tensor:
+    def generate_edges(self, n: int) -> Tensor:
         idx = torch.arange(n)
         return torch.stack([idx, idx])
 
@@ -136,10 +136,10 @@ class VirtualNodes(Pattern):
         first = n - self.count
         return (q_idx >= first) | (k_idx >= first)
 
-    def _edges(self, n: int) -> Tensor:
+    def generate_edges(self, n: int) -> Tensor:
         from .sequence import Global
 
-        return Global(tuple(range(n - self.count, n)))._edges(n)
+        return Global(tuple(range(n - self.count, n))).generate_edges(n)
 
     def max_edges(self, n: int) -> int:
         return min(n * n, 2 * self.count * n)
@@ -200,7 +200,7 @@ class Expander(Pattern):
     def mask(self, q_idx: Tensor, k_idx: Tensor, n: int) -> Tensor:
         return _member(self._keys(n), q_idx, k_idx, max(n, 1))
 
-    def _edges(self, n: int) -> Tensor:
+    def generate_edges(self, n: int) -> Tensor:
         keys = self._keys(n)
         return torch.stack([keys % n, keys // n])
 

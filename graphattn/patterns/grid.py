@@ -66,7 +66,7 @@ class Grid2D(Pattern):
         dc = (k_idx % w - q_idx % w).abs()
         return (dr <= self.radius) & (dc <= self.radius)
 
-    def _edges(self, n: int) -> Tensor:
+    def generate_edges(self, n: int) -> Tensor:
         w = self.grid_width(n)
         rows = n // w
         rr = min(self.radius, rows - 1)

@@ -12,20 +12,35 @@ union of three kinds of pieces, each counted by exactly one set of key columns:
 
 A pattern reports its pieces through :meth:`Pattern.pieces`; ``None`` means "none of these"
 and kernels then evaluate its ``mask`` tile by tile. Kernels never test a pattern's class.
+A user pattern declares its pieces the same way, e.g. a band of radius 16 that keeps even
+offsets only::
+
+    class EvenBand(Pattern):
+        def mask(self, q_idx, k_idx, n):
+            d = k_idx - q_idx
+            return (d.abs() <= 16) & (d % 2 == 0)
+
+        def pieces(self):
+            return Pieces(band=self, left=16, right=16)  # its mask depends on k - q only
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .base import Pattern
+from torch import Tensor
 
-__all__ = ["Pieces", "INF"]
+__all__ = ["Pieces", "Predicate", "INF"]
 
 INF = math.inf
+
+
+class Predicate(Protocol):
+    """What a band piece must offer: the pattern's broadcasting ``mask(q_idx, k_idx, n)``."""
+
+    def mask(self, q_idx: Tensor, k_idx: Tensor, n: int) -> Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -33,12 +48,13 @@ class Pieces:
     """The pieces of a pattern (see the module docstring).
 
     ``band`` is the union of the band pieces (``None`` if there are none), reaching ``left``
-    keys back and ``right`` keys ahead (``inf`` when unbounded); ``stride`` is set only when the
+    keys back and ``right`` keys ahead (``inf`` when unbounded); its ``mask`` must depend on
+    the offset ``k - q`` only (kernels evaluate it on offsets, with negative ``k``); ``stride`` is set only when the
     whole pattern is one dilated band ``Stride(stride, reach)``, which kernels may permute into
     ``stride`` interleaved sub-sequences.
     """
 
-    band: Pattern | None = None
+    band: Predicate | None = None
     left: float = 0
     right: float = 0
     global_nodes: tuple[int, ...] = ()

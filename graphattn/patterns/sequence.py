@@ -33,7 +33,7 @@ class Full(Pattern):
     def mask(self, q_idx: Tensor, k_idx: Tensor, n: int) -> Tensor:
         return torch.ones_like(q_idx, dtype=torch.bool) | torch.ones_like(k_idx, dtype=torch.bool)
 
-    def _edges(self, n: int) -> Tensor:
+    def generate_edges(self, n: int) -> Tensor:
         idx = torch.arange(n)
         return torch.stack([idx.repeat(n), idx.repeat_interleave(n)])
 
@@ -70,7 +70,7 @@ class Window(Pattern):
         d = k_idx - q_idx
         return (d >= -self.left) & (d <= self.right)
 
-    def _edges(self, n: int) -> Tensor:
+    def generate_edges(self, n: int) -> Tensor:
         return _offset_edges(n, torch.arange(-min(self.left, n - 1), min(self.right, n - 1) + 1))
 
     def max_edges(self, n: int) -> int:
@@ -92,7 +92,7 @@ class Causal(Pattern):
     def mask(self, q_idx: Tensor, k_idx: Tensor, n: int) -> Tensor:
         return k_idx <= q_idx
 
-    def _edges(self, n: int) -> Tensor:
+    def generate_edges(self, n: int) -> Tensor:
         q, k = torch.tril_indices(n, n)
         return torch.stack([k, q])
 
@@ -131,7 +131,7 @@ class Stride(Pattern):
     def _reach(self, n: int) -> int:
         return n - 1 if self.reach is None else min(self.reach, n - 1)
 
-    def _edges(self, n: int) -> Tensor:
+    def generate_edges(self, n: int) -> Tensor:
         m = self._reach(n) // self.stride
         return _offset_edges(n, torch.arange(-m, m + 1) * self.stride)
 
@@ -186,7 +186,7 @@ class Global(Pattern):
         g = self.resolve(n).to(q_idx.device)
         return torch.isin(q_idx, g) | torch.isin(k_idx, g)
 
-    def _edges(self, n: int) -> Tensor:
+    def generate_edges(self, n: int) -> Tensor:
         g = self.resolve(n)
         idx = torch.arange(n)
         rows_k, rows_q = idx.repeat(g.numel()), g.repeat_interleave(n)  # global queries, all keys
@@ -247,7 +247,7 @@ class Random(Pattern):
         table = self.table(n).to(q_idx.device)
         return (table[q_idx] == k_idx[..., None]).any(dim=-1)
 
-    def _edges(self, n: int) -> Tensor:
+    def generate_edges(self, n: int) -> Tensor:
         table = self.table(n)
         q = torch.arange(n).repeat_interleave(self.per_query)
         return torch.stack([table.reshape(-1), q])

@@ -1,4 +1,4 @@
-"""The blocked kernel: sequence patterns computed tile by tile, never edge by edge.
+"""The band kernel: sequence patterns computed block by block from their pieces, never edge by edge.
 
 The ``N`` queries (all sequences of the batch, back to back) are cut into blocks of ``b``.
 Each query block gets one row of key columns, built from the pattern's pieces
@@ -17,12 +17,11 @@ softmax over the query's in-neighbours: one ``scaled_dot_product_attention`` cal
 ``[H, blocks, b, C] x [H, blocks, keys, C]`` with a 4-D boolean mask ``[1, blocks, b, keys]``
 (CPU keeps its fused kernel with this mask; the same mask as 3-D is several times slower).
 Global queries attend to their whole sequence: dense rows written over their block rows.
-A lone ``Stride(s)`` is instead permuted into ``s`` interleaved sub-sequences, on which it is
-``Full()`` (dense kernel) or, with ``reach``, ``Window(reach // s)``. A pattern without pieces
-(one that defines only ``mask``) takes the generic tile path of :mod:`graphattn.ops.tiles`.
+With :mod:`graphattn.ops.stride` (a lone ``Stride(s)``) and :mod:`graphattn.ops.tiles` (a
+pattern known only by its ``mask``) it forms the public backend ``"blocked"``.
 
-Everything that depends only on the graph (key ids, tile masks, permutations) is derived
-once per :class:`~graphattn.ops.graph.AttentionGraph` and cached there, so the layers of a
+Everything that depends only on the graph (key ids, tile masks) is derived once per
+:class:`~graphattn.ops.graph.AttentionGraph` into its :class:`BandPlan`, so the layers of a
 model and the backward pass reuse it.
 
 Memory: O(N x keys per block row) for the mask, O(N H C x (b + left + right) / b) for
@@ -34,90 +33,121 @@ matmul + log-sum-exp path on the same tiles. Slow twin:
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import NamedTuple
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..patterns import Full, Window
-from ..patterns.pieces import Pieces
+from ..patterns import Pieces
 from .bias import tile_bias
-from .dense import dense_core
+from .dense import DENSE_MAX_MASK
 from .graph import AttentionGraph
-from .masked import edge_weights, explicit, needs_explicit, sdpa, tile_attention
-from .scatter import falls_back_to_scatter
+from .kernel import Kernel, KernelResult, Plan, dot_only, needs_pattern
+from .masked import explicit, needs_explicit, reached_on_rows, sdpa, tile_attention
 from .scores import ScoreSpec
-from .tiles import tiled_core
 
-__all__ = ["blocked_attention", "blocked_core", "blocked_unsupported", "BLOCK"]
+__all__ = ["Band", "BandPlan", "BLOCK", "WORK_RATIO", "band_core"]
 
 #: Queries per block: 64 keeps the band's wasted corners small for radii around 128.
 BLOCK = 64
+#: ``auto`` takes a tile kernel over dense when it computes at most this fraction of dense's keys.
+WORK_RATIO = 0.5
 
 
-def blocked_unsupported(graph: AttentionGraph, spec: ScoreSpec) -> str | None:
-    """Why the blocked kernel cannot run this (``None`` if it can)."""
-    if spec.score != "dot":
-        return f"{spec.score} scores"
-    if spec.edge_kv is not None:
-        return "edge features (edge_kv)"
-    if graph.pattern is None:
-        return "an explicit edge_index (no pattern)"
-    return None
+class Band(Kernel["BandPlan"]):
+    """Band, global and random pieces on blocks of queries (see the module docstring)."""
+
+    name, backend = "band", "blocked"
+    mixes = True
+
+    def __init__(self, block: int = BLOCK):
+        self.block = block
+
+    @property
+    def plan_key(self) -> str:
+        return f"{self.name}:{self.block}"
+
+    def unsupported(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
+        reasons = dot_only(spec) + needs_pattern(graph)
+        if graph.pattern is not None and graph.pattern.pieces() is None:
+            reasons.append(f"pattern {graph.pattern!r} declares no pieces (band / global / random): the tile "
+                           "kernel scans its mask")
+        return reasons
+
+    def declines(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
+        pieces, lengths = graph.pattern.pieces(), graph.layout.lengths
+        length = max(lengths, default=0)
+        if pieces.stride is not None and pieces.stride > 1:
+            return ["a lone Stride: the stride kernel computes it on 1 / stride of the keys"]
+        if pieces.full:
+            return ["the pattern is full: dense computes it in one call"]
+        work = pieces.keys_per_query(length, self.block)
+        fits = len(lengths) * length * length <= DENSE_MAX_MASK
+        if work > WORK_RATIO * length and fits:
+            return [f"it would compute {work} key columns per query, more than {WORK_RATIO:.0%} of a sequence "
+                    f"of {length}: dense is cheaper"]
+        return []
+
+    def plan(self, graph: AttentionGraph) -> BandPlan:
+        return plan_band(graph, graph.pattern.pieces(), self.block)
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: BandPlan, *,
+                need_weights: bool) -> KernelResult:
+        return KernelResult(*band_core(q, k, v, graph, spec, plan, need_weights=need_weights))
+
+    def reached(self, graph: AttentionGraph, plan: BandPlan, bad: Tensor) -> Tensor:
+        flags = bad.to(torch.float32)[..., None]  # (N, H, 1): a one-channel "value"
+        n = bad.size(0)
+        if plan.mask.size(2) == 0:
+            return torch.zeros_like(bad)
+        rows = _key_rows(flags, plan)[..., 0]  # (H, nb, S)
+        out = reached_on_rows(plan.mask, rows).permute(1, 2, 0).reshape(plan.npad, -1)[:n]  # (N, H)
+        if plan.global_rows.numel():
+            keys = flags[plan.sequence_keys][..., 0]  # (B, L, H)
+            if plan.sequence_mask is not None:
+                keys = keys * plan.sequence_mask[..., None]
+            per_sequence = keys.amax(dim=1) > 0  # (B, H): a global query sees its whole sequence
+            sequence = plan.global_slots // plan.global_ids.size(1)
+            out = out.index_copy(0, plan.global_rows, per_sequence.index_select(0, sequence))
+        return out
 
 
-@falls_back_to_scatter(blocked_unsupported)
-def blocked_attention(
-    q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *,
-    return_weights: bool = False, block: int = BLOCK,
-) -> tuple[Tensor, Tensor | None]:
-    if q.size(0) == 0:
-        return v.new_zeros(v.shape), (q.new_zeros(0, q.size(1)) if return_weights else None)
-    out, lse = blocked_core(q, k, v, graph, spec, with_lse=return_weights, block=block)
-    return out, (edge_weights(q, k, graph, spec, lse) if return_weights else None)
-
-
-def blocked_core(
-    q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, *, with_lse: bool, block: int
-) -> tuple[Tensor, Tensor | None]:
-    """``(out [N, H, C], lse [N, H] | None)`` for a pattern graph."""
-    pieces = graph.cached("pieces", graph.pattern.pieces)
-    if pieces is None:
-        return tiled_core(q, k, v, graph, spec, with_lse=with_lse, block=block)
-    if pieces.stride is not None and pieces.stride > 1:
-        return _strided(q, k, v, graph, spec, pieces, with_lse=with_lse, block=block)
+def band_core(q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: BandPlan, *,
+              need_weights: bool) -> tuple[Tensor, Tensor | None]:
+    """``(out [N, H, C], lse [N, H] | None)`` for a pattern graph with pieces."""
     n, heads, channels = q.shape
-    plan: BandPlan = graph.cached(("band", block), lambda: plan_band(graph, pieces, block))
-    explicit_path = needs_explicit(spec, with_lse)
+    explicit_path = needs_explicit(spec, need_weights)
     if plan.mask.size(2) == 0:  # no piece has a key: every query attends to nothing
         return v.new_zeros(v.shape), (q.new_full((n, heads), float("-inf")) if explicit_path else None)
-    keys, values = [], []
-    if plan.span:
-        pad = (0, 0, 0, 0, plan.left, plan.npad - n + plan.right)
-        # unfold: (nb, H, C, S) views of the padded keys, one per block, overlapping in memory.
-        keys.append(F.pad(k, pad).unfold(0, plan.span, block).permute(1, 0, 3, 2))  # (H, nb, S, C)
-        values.append(F.pad(v, pad).unfold(0, plan.span, block).permute(1, 0, 3, 2))  # (H, nb, S, C)
-    if plan.gathered.size(1):  # global and random key columns
-        keys.append(k[plan.gathered].permute(2, 0, 1, 3))  # (H, nb, S', C)
-        values.append(v[plan.gathered].permute(2, 0, 1, 3))
-    kb = keys[0] if len(keys) == 1 else torch.cat(keys, dim=2)  # (H, nb, S, C)
-    vb = values[0] if len(values) == 1 else torch.cat(values, dim=2)
-    nb = plan.mask.size(0)
+    kb, vb = _key_rows(k, plan), _key_rows(v, plan)  # (H, nb, S, C)
+    nb, block = plan.mask.size(0), plan.block
     qb = F.pad(q, (0, 0, 0, 0, 0, plan.npad - n)).view(nb, block, heads, channels).permute(2, 0, 1, 3)  # (H, nb, b, C)
     out, lse = tile_attention(qb, kb, vb, plan.mask, spec, explicit_path, plan.query_ids, plan.key_ids,
-                              graph, ("band", block))
+                              graph, plan.memo, "band")
     if lse is not None:
         lse = lse.permute(1, 2, 0).reshape(plan.npad, heads)[:n]  # (N, H)
     out = out.permute(1, 2, 0, 3).reshape(plan.npad, heads, -1)[:n]  # (N, H, C)
     if plan.global_rows.numel():
-        out, lse = _global_rows(q, k, v, graph, spec, plan, out, lse, explicit_path, block)
+        out, lse = _global_rows(q, k, v, graph, spec, plan, out, lse, explicit_path)
     return out, lse
 
 
-class BandPlan(NamedTuple):
-    """What the band / global / random path derives from the graph alone (cached per graph).
+def _key_rows(t: Tensor, plan: BandPlan) -> Tensor:
+    """``t [N, H, C]`` laid as the key row of every query block: ``[H, nb, S, C]``."""
+    n, parts = t.size(0), []
+    if plan.span:
+        pad = (0, 0, 0, 0, plan.left, plan.npad - n + plan.right)
+        # unfold: (nb, H, C, S) views of the padded keys, one per block, overlapping in memory.
+        parts.append(F.pad(t, pad).unfold(0, plan.span, plan.block).permute(1, 0, 3, 2))  # (H, nb, S, C)
+    if plan.gathered.size(1):  # global and random key columns
+        parts.append(t[plan.gathered].permute(2, 0, 1, 3))  # (H, nb, S', C)
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+
+@dataclass(frozen=True)
+class BandPlan(Plan):
+    """What the band / global / random path derives from the graph alone (once per graph).
 
     The key row of query block ``i`` is the band span (``span`` keys from ``i * b - left``,
     when there is a band) followed by the ``gathered`` key ids; ``mask [nb, b, S]`` says which
@@ -125,9 +155,12 @@ class BandPlan(NamedTuple):
     score biases). Global queries attend to their own sequence only, laid per sequence:
     ``global_ids [B, G]`` (-1 = none), their sequence's keys ``sequence_keys [B, L]`` and
     ``sequence_mask [B, L]`` (``None`` when every sequence has ``L`` nodes), so their cost is
-    O(B G L), not O(B G N) over the whole batch; ``global_rows [Gq]`` are the real ones in order.
+    O(B G L), not O(B G N) over the whole batch; ``global_rows [Gq]`` are the real ones in order
+    and ``global_slots [Gq]`` their places in the flattened ``[B * G]``. ``memo`` keeps the
+    score-bias index tiles of this layout (:mod:`graphattn.ops.bias`).
     """
 
+    block: int
     npad: int
     left: int
     right: int
@@ -140,15 +173,15 @@ class BandPlan(NamedTuple):
     sequence_keys: Tensor
     sequence_mask: Tensor | None
     global_rows: Tensor
+    global_slots: Tensor
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def plan_band(graph: AttentionGraph, pieces: Pieces, block: int) -> BandPlan:
     """Key columns and masks of every query block from the pattern's pieces."""
     n, device = graph.num_nodes, graph.device
-    sizes = graph.sizes.to(device)
-    starts = torch.cumsum(sizes, 0) - sizes
-    seq = graph.batch  # (N,)
-    pos = torch.arange(n, device=device) - starts[seq]  # (N,) position in own sequence
+    sizes, starts = graph.layout.ptr.diff(), graph.layout.ptr[:-1]
+    seq, pos = graph.layout.batch, graph.layout.position  # (N,) sequence, position in it
     nb = -(-n // block)
     npad = nb * block
     seq_q = F.pad(seq, (0, npad - n), value=-1).view(nb, block)  # (nb, b); padding queries: -1
@@ -158,7 +191,7 @@ def plan_band(graph: AttentionGraph, pieces: Pieces, block: int) -> BandPlan:
     is_global = is_global[:n]
 
     key_ids, masks = [], []
-    length = int(sizes.max())
+    length = max(graph.layout.lengths)
     left = right = span = 0
     if pieces.band is not None:
         left, right = int(min(pieces.left, length - 1)), int(min(pieces.right, length - 1))
@@ -205,10 +238,11 @@ def plan_band(graph: AttentionGraph, pieces: Pieces, block: int) -> BandPlan:
     mask = torch.cat(masks, dim=2) if masks else torch.zeros(nb, block, 0, dtype=torch.bool, device=device)
     in_seq = torch.arange(length, device=device)
     sequence_keys = (starts[:, None] + in_seq).clamp(max=max(n - 1, 0))  # (B, L)
-    sequence_mask = None if bool((sizes == length).all()) else in_seq < sizes[:, None]
-    return BandPlan(npad, left, right, span, gathered_ids, mask, qid,
+    sequence_mask = None if min(graph.layout.lengths) == length else in_seq < sizes[:, None]
+    slots = (glob.flatten() >= 0).nonzero()[:, 0]
+    return BandPlan(block, npad, left, right, span, gathered_ids, mask, qid,
                     torch.cat(key_ids, dim=1) if key_ids else empty, glob, sequence_keys, sequence_mask,
-                    glob[glob >= 0])
+                    glob.flatten()[slots], slots)
 
 
 def _global_ids(pieces: Pieces, sizes: Tensor, starts: Tensor) -> Tensor:
@@ -236,55 +270,25 @@ def _random_ids(pieces: Pieces, sizes: Tensor, starts: Tensor) -> Tensor:
 
 def _global_rows(
     q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: BandPlan, out: Tensor,
-    lse: Tensor | None, explicit_path: bool, block: int,
+    lse: Tensor | None, explicit_path: bool,
 ) -> tuple[Tensor, Tensor | None]:
     """Global queries attend to their whole sequence: per sequence, its ``G`` global queries
     against its ``L`` keys, written over their block rows."""
     ids, keys, key_mask = plan.global_ids, plan.sequence_keys, plan.sequence_mask
-    real = ids >= 0  # (B, G)
     qg = q[ids.clamp(min=0)].permute(0, 2, 1, 3)  # (B, H, G, C)
     kg, vg = k[keys].permute(0, 2, 1, 3), v[keys].permute(0, 2, 1, 3)  # (B, H, L, C)
     mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, L)
     bias = None
     if spec.bias is not None:  # (B, H, G, L), -inf where masked, as in tile_attention
-        bias = tile_bias(graph, spec.bias, ("global_rows", block), ids.clamp(min=0)[:, :, None], keys[:, None, :],
+        bias = tile_bias(graph, spec.bias, plan.memo, "global_rows", ids.clamp(min=0)[:, :, None], keys[:, None, :],
                          None if key_mask is None else key_mask[:, None, :], q.dtype).transpose(0, 1)
-    rows = plan.global_rows
+    rows, slots = plan.global_rows, plan.global_slots
+
+    def real(t: Tensor) -> Tensor:  # (B, H, G, ...) -> (Gq, H, ...), the real global queries
+        return t.transpose(1, 2).flatten(0, 1).index_select(0, slots)
+
     if not explicit_path:
         og = sdpa(qg, kg, vg, mask if bias is None else bias, spec.scale)  # (B, H, G, C)
-        return out.index_copy(0, rows, og.transpose(1, 2)[real]), lse
+        return out.index_copy(0, rows, real(og)), lse
     og, lg = explicit(qg, kg, vg, mask, spec, bias)  # (B, H, G, C), (B, H, G)
-    return out.index_copy(0, rows, og.transpose(1, 2)[real]), lse.index_copy(0, rows, lg.transpose(1, 2)[real])
-
-
-def _strided(
-    q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, pieces: Pieces, *,
-    with_lse: bool, block: int,
-) -> tuple[Tensor, Tensor | None]:
-    """A lone ``Stride(s)``: keys share the query's residue mod ``s``; permute into ``s``
-    sub-sequences per sequence, on which the pattern is ``Full()`` (or ``Window(reach // s)``)."""
-    order, inverse, sub_graph = graph.cached("strided", lambda: _stride_layout(graph, pieces))
-    sub_spec = spec
-    if spec.bias is not None:
-        sub_spec = replace(spec, bias=lambda qi, ki: spec.bias(order[qi], order[ki]))
-    qs, ks, vs = q[order], k[order], v[order]
-    if pieces.reach is None:
-        out, lse = dense_core(qs, ks, vs, sub_graph, sub_spec, with_lse=with_lse)
-    else:
-        out, lse = blocked_core(qs, ks, vs, sub_graph, sub_spec, with_lse=with_lse, block=block)
-    return out[inverse], (lse[inverse] if lse is not None else None)
-
-
-def _stride_layout(graph: AttentionGraph, pieces: Pieces) -> tuple[Tensor, Tensor, AttentionGraph]:
-    """``(order, inverse, sub_graph)``: new slot -> node, node -> new slot, the sub-sequences."""
-    stride, reach, device = pieces.stride, pieces.reach, graph.device
-    sizes, n = graph.sizes.to(device), graph.num_nodes
-    seq = graph.batch
-    pos = torch.arange(n, device=device) - (torch.cumsum(sizes, 0) - sizes)[seq]
-    sub_sizes = (sizes[:, None] - torch.arange(stride, device=device) + stride - 1).clamp(min=0) // stride
-    order = torch.argsort((seq * stride + pos % stride) * (n + 1) + pos // stride)  # new slot -> node
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(n, device=device)
-    sub = Full() if reach is None else Window(reach // stride)
-    sub_graph = AttentionGraph(n, pattern=sub, sizes=sub_sizes.flatten().cpu(), device=device)
-    return order, inverse, sub_graph
+    return out.index_copy(0, rows, real(og)), lse.index_copy(0, rows, real(lg))
