@@ -6,6 +6,7 @@ import ast
 import hashlib
 import io
 import itertools
+import json
 import pickle
 import urllib.request
 import zipfile
@@ -62,12 +63,12 @@ def test_forged_pyg_files_in_the_data_root_run_no_code(mirror, tmp_path, dataset
     good = load(root=root, mirror=mirror, progress=False)[0]
     path = root / (raw if target == "raw" else f"{processed}/{target}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    if target == "record":  # a checksum list beside the forged file, rewritten to match it
-        forged = root / processed / "data.pt"
+    if target == "record":  # the attack that ran code before: a forged file, and the checksum list rewritten to match
+        forged = root / processed / "pre_transform.pt"
         forged.write_bytes(_forgery(kind, marker))
-        path = root / processed / "graphattn-processed.json"
-        digest = hashlib.sha256(forged.read_bytes()).hexdigest()
-        path.write_text(f'{{"files": {{"data.pt": "{digest}"}}}}')
+        record = {"raw": {spec.path: spec.sha256 for spec in sources.files(dataset)},
+                  "files": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(forged.parent.iterdir())}}
+        (root / processed / "graphattn-processed.json").write_text(json.dumps(record))
     else:
         path.write_bytes(_forgery(kind, marker))
     again = load(root=root, mirror=mirror, progress=False)[0]
