@@ -161,7 +161,7 @@ def load_listops(max_length: int = 2000, sizes: Sequence[int] = LRA_SIZES, *, se
     ``min_length``, ``sizes``, ``seed``) and a sha256 (:mod:`.cache`): a truncated, changed or
     foreign file, or one made for other settings, is named in a warning and generated again.
     """
-    sizes = tuple(int(n) for n in sizes)
+    sizes = tuple(sizes)
     path = data_root(root) / "listops" / f"listops-L{max_length}-{'-'.join(map(str, sizes))}-seed{seed}.pt"
     key = {"generator": GENERATOR_VERSION, "max_length": max_length, "min_length": max_length // 4,
            "sizes": list(sizes), "seed": seed}
