@@ -174,68 +174,6 @@ def test_write_atomic_fsyncs_the_folder_after_the_rename(tmp_path, monkeypatch):
     fsync_dir(tmp_path / "missing" / "x")  # a folder that cannot be opened is not an error
 
 
-# processed dataset caches ----------------------------------------------------------------------
-
-def fake_dataset(folder, builds: list):
-    """A stand-in for a PyG dataset: processes (writes its cache) only when the cache is missing."""
-    from graphattn.datasets.catalogue import FileSpec
-
-    raw = [FileSpec("raw/a.txt", "0" * 64)]
-
-    def build():
-        if not (folder / "data.pt").is_file():
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "data.pt").write_bytes(b"processed from raw" * 10)
-            builds.append(1)
-        return (folder / "data.pt").read_bytes()
-
-    return raw, build
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.data())
-def test_a_changed_processed_cache_is_rebuilt_from_raw(tmp_path_factory, data):
-    from graphattn.datasets.fetch import verified_processed
-
-    folder = tmp_path_factory.mktemp("cache") / "processed"
-    builds: list = []
-    raw, build = fake_dataset(folder, builds)
-    good = verified_processed(folder, raw, build)
-    assert verified_processed(folder, raw, build) == good and len(builds) == 1  # a good cache is reused
-    cache = folder / "data.pt"
-    corruption = data.draw(st.sampled_from(["byte", "truncate", "record", "no record", "other raw"]), label="what")
-    count_bad(f"dataset cache: {corruption}")
-    if corruption == "byte":
-        content = bytearray(cache.read_bytes())
-        content[data.draw(st.integers(0, len(content) - 1), label="position")] ^= data.draw(st.integers(1, 255))
-        cache.write_bytes(bytes(content))
-    elif corruption == "truncate":
-        cache.write_bytes(cache.read_bytes()[: data.draw(st.integers(0, cache.stat().st_size - 1))])
-    elif corruption == "record":
-        (folder / "graphattn-processed.json").write_bytes(data.draw(st.binary(max_size=40), label="record"))
-    elif corruption == "no record":
-        (folder / "graphattn-processed.json").unlink()
-    else:
-        raw = [type(raw[0])("raw/a.txt", "1" * 64)]
-    assert verified_processed(folder, raw, build) == good
-    assert len(builds) == 2  # rebuilt, once
-    assert verified_processed(folder, raw, build) == good and len(builds) == 2
-
-
-def test_planetoid_cache_with_rotated_labels_is_rebuilt(offline_data, caplog):
-    from graphattn.datasets import load_planetoid
-
-    data = load_planetoid("Cora", progress=False)[0]
-    cache = offline_data / "planetoid" / "Cora" / "processed" / "data.pt"
-    stored, cls = torch.load(cache, weights_only=False)[:2]
-    stored["y"] = stored["y"].roll(1)  # a well-formed file with wrong contents: only a checksum sees it
-    torch.save((stored, cls, *torch.load(cache, weights_only=False)[2:]), cache)
-    with caplog.at_level("WARNING"):
-        again = load_planetoid("Cora", progress=False)[0]
-    assert "rebuilt from the verified raw files" in caplog.text
-    assert torch.equal(again.y, data.y)
-
-
 @pytest.mark.parametrize("name", ["root", "mirror"])
 def test_a_data_root_or_mirror_that_is_a_file(tmp_path, name):
     from graphattn.datasets import fetch

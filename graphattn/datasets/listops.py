@@ -28,7 +28,6 @@ core); :func:`load_listops` caches the encoded splits under the data root
 
 from __future__ import annotations
 
-import io
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,11 +35,11 @@ from pathlib import Path
 import torch
 
 from ..checks import check_int
-from ..files import write_atomic
-from .fetch import data_root
+from .cache import cached
+from .roots import data_root
 
 __all__ = ["OPERATORS", "VOCABULARY", "OPERATOR_P", "generate_listops", "listops_splits", "evaluate_listops",
-           "encode_listops", "load_listops", "LRA_SIZES"]
+           "encode_listops", "load_listops", "LRA_SIZES", "GENERATOR_VERSION"]
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 END = "]"
@@ -49,6 +48,8 @@ DIGITS = tuple(str(d) for d in range(10))
 VOCABULARY = ("<pad>", *DIGITS, *OPERATORS, END)
 OPERATOR_P = 0.25  # LRA's VALUE_P: a node is a digit when random() > 0.25
 LRA_SIZES = (96_000, 2_000, 2_000)
+#: Bump when the generator changes what it draws: cached splits are then generated again.
+GENERATOR_VERSION = 1
 
 _IDS = {token: i for i, token in enumerate(VOCABULARY)}
 
@@ -154,19 +155,25 @@ def encode_listops(tokens: Sequence[str]) -> torch.Tensor:
 def load_listops(max_length: int = 2000, sizes: Sequence[int] = LRA_SIZES, *, seed: int = 0,
                  root: str | Path | None = None) -> tuple[list, list, list]:
     """:func:`listops_splits` encoded: three lists of ``(ids (L) long, value)``, cached in
-    ``<data root>/listops/`` (one file per ``max_length``, ``sizes`` and ``seed``)."""
+    ``<data root>/listops/`` (one file per ``max_length``, ``sizes`` and ``seed``).
+
+    The cache records what it was made from (:data:`GENERATOR_VERSION`, ``max_length``,
+    ``min_length``, ``sizes``, ``seed``) and a sha256 (:mod:`.cache`): a truncated, changed or
+    foreign file, or one made for other settings, is named in a warning and generated again.
+    """
+    sizes = tuple(sizes)
     path = data_root(root) / "listops" / f"listops-L{max_length}-{'-'.join(map(str, sizes))}-seed{seed}.pt"
-    if path.is_file():
-        saved = torch.load(path, weights_only=True)
-        return tuple([(ids, int(y)) for ids, y in zip(saved[f"{s}_ids"], saved[f"{s}_y"].tolist())]
-                     for s in ("train", "val", "test"))
-    splits = [[(encode_listops(t), y) for t, y in split] for split in listops_splits(max_length, sizes, seed=seed)]
-    saved = {}
-    for name, split in zip(("train", "val", "test"), splits):
-        saved[f"{name}_ids"] = [ids for ids, _ in split]
-        saved[f"{name}_y"] = torch.tensor([y for _, y in split], dtype=torch.long)
-    buffer = io.BytesIO()
-    torch.save(saved, buffer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda f: f.write(buffer.getvalue()))
-    return tuple(splits)
+    key = {"generator": GENERATOR_VERSION, "max_length": max_length, "min_length": max_length // 4,
+           "sizes": list(sizes), "seed": seed}
+
+    def build() -> dict:
+        splits = listops_splits(max_length, sizes, seed=seed)
+        saved = {}
+        for name, split in zip(("train", "val", "test"), splits):
+            saved[f"{name}_ids"] = [encode_listops(tokens) for tokens, _ in split]
+            saved[f"{name}_y"] = torch.tensor([y for _, y in split], dtype=torch.long)
+        return saved
+
+    saved = cached(path, key, build, "ListOps cache")
+    return tuple([(ids, int(y)) for ids, y in zip(saved[f"{s}_ids"], saved[f"{s}_y"].tolist())]
+                 for s in ("train", "val", "test"))

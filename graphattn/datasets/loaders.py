@@ -1,7 +1,8 @@
 """The loaders: each makes its files present (:func:`~graphattn.datasets.fetch.fetch`) and reads them.
 
-Graph datasets are read by PyG's own ``Planetoid`` / ``TUDataset``, which find their raw files
-in place and do not download; TREC, FSDD and MNIST are parsed here.
+Planetoid and MUTAG are read by PyG's own ``Planetoid`` / ``TUDataset``, run on verified copies
+in a private folder (:mod:`.private`), so nothing in the data root is unpickled; TREC, FSDD and
+MNIST are parsed here. ZINC, Peptides-func and the Shchur graphs have their own modules.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .catalogue import PLANETOID_NAMES, get
-from .fetch import DatasetUnavailableError, data_root, ensure, fetch, resolve_mirror, verified_processed
-from .synthetic import load_sbm
+from .fetch import DatasetUnavailableError, ensure, fetch
+from .private import build_privately
+from .roots import data_root, resolve_mirror
+from .sources import PLANETOID_NAMES, files
 
-__all__ = ["load_planetoid", "load_tudataset", "load_sbm", "load_ogbn_arxiv", "load_trec", "load_fsdd", "load_mnist",
+__all__ = ["load_planetoid", "load_tudataset", "load_ogbn_arxiv", "load_trec", "load_fsdd", "load_mnist",
            "TRECSplit", "FSDDSplit", "MNISTSplit", "TREC_CLASSES"]
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,8 @@ log = logging.getLogger(__name__)
 
 def load_planetoid(name: str, root=None, mirror=None, transform=None, *, progress: bool = True):
     """Cora, CiteSeer or PubMed (name case-insensitive) with the public Planetoid split, as
-    ``torch_geometric.datasets.Planetoid(<root>/planetoid, name, split="public")``."""
+    ``torch_geometric.datasets.Planetoid(..., name, split="public")`` built from the verified raw
+    files in a private folder (nothing in the data root is unpickled; no processed cache is kept)."""
     from torch_geometric.datasets import Planetoid
 
     canonical = PLANETOID_NAMES.get(str(name).lower())
@@ -34,22 +37,22 @@ def load_planetoid(name: str, root=None, mirror=None, transform=None, *, progres
         raise ValueError(f"name={name!r} is not a Planetoid dataset; expected one of "
                          f"{sorted(PLANETOID_NAMES.values())}")
     path = fetch(canonical, root, mirror, progress)
-    return verified_processed(path / "planetoid" / canonical / "processed", get(canonical).files,
-                              lambda: Planetoid(str(path / "planetoid"), canonical, split="public", transform=transform),
-                              canonical)
+    return build_privately(path, files(canonical), under="planetoid/",
+                           build=lambda folder: Planetoid(str(folder), canonical, split="public", transform=transform))
 
 
 def load_tudataset(name: str = "MUTAG", root=None, mirror=None, transform=None, *,
                    progress: bool = True):
     """A TUDataset graph-classification set (only ``"MUTAG"`` is catalogued), as
-    ``torch_geometric.datasets.TUDataset(<root>/TUDataset, name)``."""
+    ``torch_geometric.datasets.TUDataset(..., "MUTAG")`` built from the verified raw files in a
+    private folder."""
     from torch_geometric.datasets import TUDataset
 
     if str(name).upper() != "MUTAG":
         raise ValueError(f"name={name!r} is not a catalogued TUDataset; expected 'MUTAG'")
     path = fetch("MUTAG", root, mirror, progress)
-    return verified_processed(path / "TUDataset" / "MUTAG" / "processed", get("MUTAG").files,
-                              lambda: TUDataset(str(path / "TUDataset"), "MUTAG", transform=transform), "MUTAG")
+    return build_privately(path, files("MUTAG"), under="TUDataset/",
+                           build=lambda folder: TUDataset(str(folder), "MUTAG", transform=transform))
 
 
 def load_ogbn_arxiv(root=None, mirror=None, *, progress: bool = True):
@@ -116,13 +119,13 @@ def load_fsdd(split: str = "train", root=None, mirror=None, *, progress: bool = 
 
     if split not in ("train", "test"):
         raise ValueError(f"split={split!r}; expected 'train' or 'test'")
-    info, root = get("fsdd"), data_root(root)
+    specs, root = files("fsdd"), data_root(root)
     keyed = {}  # only this split's files are verified: a test-set load reads 300, not 3000
-    for spec in info.files:
+    for spec in specs:
         digit, speaker, index = Path(spec.path).stem.split("_")
         if (int(index) < 5) == (split == "test"):
             keyed[(int(digit), speaker, int(index))] = spec
-    ensure(info, keyed.values(), root, resolve_mirror(mirror), progress)
+    ensure("FSDD", keyed.values(), root, resolve_mirror(mirror), progress)
     waveforms, labels, rates = [], [], set()
     for (digit, _, _), spec in sorted(keyed.items()):
         rate, audio = wavfile.read(root / spec.path)
@@ -165,13 +168,13 @@ def load_mnist(split: str = "train", root=None, mirror=None, *, progress: bool =
     """
     if split not in ("train", "test"):
         raise ValueError(f"split={split!r}; expected 'train' or 'test'")
-    info, root_path, mirror_path = get("mnist"), data_root(root), resolve_mirror(mirror)
-    t10k = [s for s in info.files if "t10k" in s.path]
-    ensure(info, t10k, root_path, mirror_path, progress)
+    specs, root_path, mirror_path = files("mnist"), data_root(root), resolve_mirror(mirror)
+    t10k = [s for s in specs if "t10k" in s.path]
+    ensure("MNIST", t10k, root_path, mirror_path, progress)
     full = (root_path, mirror_path) not in _NO_FULL_MNIST
     if full:
         try:
-            ensure(info, [s for s in info.files if s not in t10k], root_path, mirror_path, progress)
+            ensure("MNIST", [s for s in specs if s not in t10k], root_path, mirror_path, progress)
         except DatasetUnavailableError as e:
             log.warning("MNIST training files unavailable, using the 8000/2000 split of t10k:\n%s", e)
             _NO_FULL_MNIST.add((root_path, mirror_path))

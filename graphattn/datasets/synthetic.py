@@ -18,16 +18,15 @@ if its sha256 and arguments match; a corrupted, truncated or stale cache is rege
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-from pathlib import Path
 
 import torch
 
 from ..checks import check_float, check_int, check_probability
-from ..files import write_atomic
+from ..files import sha256_file, write_atomic
+from .roots import data_root
 
 __all__ = ["sbm_graph", "load_sbm", "SBM_SIZES", "SBM_OPTIONS"]
 
@@ -98,14 +97,6 @@ def sbm_graph(num_nodes: int, num_classes: int = 10, num_features: int = 32, deg
     return Data(x=x, y=y, edge_index=edge_index, num_nodes=num_nodes, **masks)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_sbm(name: str, root: str | os.PathLike | None = None, mirror=None, *, progress: bool = True):
     """The catalogued SBM graph ``name`` (``SBM-10k``, ``SBM-100k``, ``SBM-1M``; case-insensitive)
     as a ``Data``, generated on first use and cached under ``<root>/synthetic/<name>/``.
@@ -113,8 +104,6 @@ def load_sbm(name: str, root: str | os.PathLike | None = None, mirror=None, *, p
     ``mirror`` and ``progress`` are accepted like every loader's and unused (nothing is copied).
     """
     from torch_geometric.data import Data
-
-    from .fetch import data_root
 
     canonical = {k.lower(): k for k in SBM_SIZES}.get(str(name).lower())
     if canonical is None:
@@ -129,7 +118,7 @@ def load_sbm(name: str, root: str | os.PathLike | None = None, mirror=None, *, p
         except (OSError, ValueError):
             stored = {}
         same = {k: stored.get(k) for k in expected} == expected
-        if same and stored.get("sha256") == _sha256(graph):
+        if same and stored.get("sha256") == sha256_file(graph):
             return Data(**torch.load(graph, map_location="cpu", weights_only=True))
         log.warning("%s: cache %s does not match its recorded sha256 or arguments; regenerating it", canonical, graph)
     elif graph.exists() or manifest.exists():
@@ -139,6 +128,6 @@ def load_sbm(name: str, root: str | os.PathLike | None = None, mirror=None, *, p
     tensors = {k: data[k] for k in ("x", "y", "edge_index", "train_mask", "val_mask", "test_mask")}
     tensors["num_nodes"] = data.num_nodes
     write_atomic(graph, lambda f: torch.save(tensors, f))
-    record = {**expected, "sha256": _sha256(graph), "torch": torch.__version__}
+    record = {**expected, "sha256": sha256_file(graph), "torch": torch.__version__}
     write_atomic(manifest, lambda f: f.write((json.dumps(record, indent=2) + "\n").encode()))
     return data
