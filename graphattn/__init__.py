@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .debug import debug
 from .models import GraphAttentionNetwork, GraphTransformer
 from .nn import SelfAttentionConv, TransformerBlock
 from .ops import AttentionGraph, attention
@@ -29,7 +30,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "__version__", "AttentionGraph", "attention", "SelfAttentionConv", "TransformerBlock",
+    "__version__", "debug", "AttentionGraph", "attention", "SelfAttentionConv", "TransformerBlock",
     "GraphAttentionNetwork", "GraphTransformer",
     "Pattern", "Full", "Window", "Causal", "Stride", "Global", "Random", "Grid2D",
     "GraphEdges", "SelfLoops", "VirtualNodes", "Expander", "longformer", "bigbird", "parse_pattern",

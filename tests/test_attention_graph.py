@@ -16,7 +16,7 @@ from graphattn.ops import AttentionGraph, ScoreSpec
 from graphattn.ops.dense import Dense
 from graphattn.ops.scatter import Scatter
 from graphattn.ops.tiles import Tiles
-from graphattn.patterns import Full, Global, GraphEdges, Pattern, SelfLoops, VirtualNodes, Window, longformer
+from graphattn.patterns import Full, Global, GraphEdges, Pattern, Pieces, SelfLoops, Stride, VirtualNodes, Window, longformer
 
 SETTINGS = settings(max_examples=25, deadline=None)
 
@@ -217,3 +217,57 @@ def test_a_model_runs_a_mask_only_pattern_end_to_end():
     out = model(x, batch=batch)
     want = model(x, Window(2) | VirtualNodes(1), batch=batch)
     torch.testing.assert_close(out, want)
+
+
+class CountingBand(Pattern):
+    """A user's mask-only band that counts how many predicate values it computed."""
+
+    evaluated = 0
+
+    def __init__(self, radius: int):
+        self.radius = radius
+
+    def mask(self, q_idx, k_idx, n):
+        out = (q_idx - k_idx).abs() <= self.radius
+        CountingBand.evaluated += out.numel()
+        return out
+
+
+def test_a_user_pattern_is_planned_once_per_value_and_length_not_per_object():
+    q = torch.randn(3000, 2, 4)
+    CountingBand.evaluated = 0
+    first = ops.attention(q, q, q, CountingBand(16))
+    assert first.kernel == "tiles"
+    scanned = CountingBand.evaluated
+    assert scanned >= 3000 * 3000  # the whole predicate, once
+    for _ in range(3):  # new objects, equal by value: no new scan
+        again = ops.attention(q, q, q, CountingBand(16))
+        torch.testing.assert_close(again.out, first.out)
+    assert CountingBand.evaluated == scanned
+    ops.attention(q, q, q, CountingBand(17))  # another value: its own scan
+    assert CountingBand.evaluated > scanned
+    assert CountingBand(16) == CountingBand(16) != CountingBand(17) and hash(CountingBand(16)) == hash(CountingBand(16))
+    assert repr(CountingBand(16)) == "CountingBand(radius=16)"
+
+
+class DeclaredEvenBand(Pattern):
+    """A user's pattern that declares its pieces: it is never scanned."""
+
+    def __init__(self, radius: int):
+        self.radius = radius
+
+    def mask(self, q_idx, k_idx, n):
+        d = k_idx - q_idx
+        return (d.abs() <= self.radius) & (d % 2 == 0)
+
+    def pieces(self):
+        return Pieces(band=self, left=self.radius, right=self.radius)
+
+
+def test_a_user_pattern_that_declares_its_pieces_runs_on_the_band_kernel_like_the_built_ins():
+    q, k, v = (torch.randn(2000, 2, 4, dtype=torch.float64) for _ in range(3))
+    mine = ops.attention(q, k, v, DeclaredEvenBand(16), return_weights=True)
+    built_in = ops.attention(q, k, v, Window(16) & Stride(2), return_weights=True)
+    assert mine.kernel == built_in.kernel == "band"
+    torch.testing.assert_close(mine.out, built_in.out)
+    assert torch.equal(mine.weights[0], built_in.weights[0])

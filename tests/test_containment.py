@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -74,3 +75,28 @@ def test_one_nan_node_on_a_window_spoils_only_its_neighbours():
         out = ops.attention(q, k, v, Window(1), backend=backend).out
         bad = (~torch.isfinite(out)).any(dim=2).any(dim=1).nonzero().flatten().tolist()
         assert bad == [63, 64, 65], backend
+
+
+@pytest.mark.parametrize("kind", ["dense", "band", "sparse"])
+def test_containment_is_the_same_eager_and_compiled(kind):
+    """No value check decides anything on the forward path, so compiled code keeps a non-finite key
+    or value exactly where eager code does."""
+    torch._dynamo.reset()
+    n = 300
+    random_edges = torch.randint(n, (2, 4 * n), generator=torch.Generator().manual_seed(0))
+    edges = {"dense": Full(), "band": Window(3), "sparse": random_edges}
+    graph = AttentionGraph.build(edges[kind], n)
+    q, k, v = (torch.randn(n, 2, 8, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    k[17, 1, 0], v[200, 0, 3] = float("nan"), float("inf")
+
+    def attend(q, k, v):
+        return ops.attention(q, k, v, graph).out
+
+    eager = attend(q, k, v)
+    assert ops.attention(q, k, v, graph).kernel == kind
+    compiled = torch.compile(attend, fullgraph=True)(q, k, v)
+    spoiled = ~torch.isfinite(eager).all(dim=2).all(dim=1)
+    assert torch.equal(spoiled, ~torch.isfinite(compiled).all(dim=2).all(dim=1))
+    src, dst = graph.edge_index
+    assert spoiled.nonzero().flatten().tolist() == sorted(set(dst[(src == 17) | (src == 200)].tolist()))
+    torch.testing.assert_close(compiled[~spoiled], eager[~spoiled], atol=1e-5, rtol=1e-5)

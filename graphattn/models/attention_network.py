@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from ..checks import check_int, check_probability
 from ..nn.attention import SelfAttentionConv
+from ..nn.encodings.base import Prepared
 from ..ops import AttentionGraph
 from ..patterns import Pattern
 from .base import AttentionModel
@@ -113,11 +114,11 @@ class GraphAttentionNetwork(AttentionModel):
         for skip in self.skips or ():
             skip.reset_parameters()
 
-    def _layers(self, h: Tensor, graph: AttentionGraph, weights: list | None) -> Tensor:
+    def _layers(self, h: Tensor, graph: AttentionGraph, weights: list | None, encoding: Prepared | None) -> Tensor:
         for i, conv in enumerate(self.convs):
             if i > 0:  # the first layer's input is W_in x, which input_dropout already covers
                 h = F.dropout(h, self.dropout, self.training)
-            res = conv(h, graph, return_attention_weights=weights is not None)
+            res = conv(h, graph, return_attention_weights=weights is not None, encoding=encoding)
             if weights is not None:
                 res, alpha = res
                 weights.append(alpha)

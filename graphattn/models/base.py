@@ -6,7 +6,9 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import global_max_pool, global_mean_pool
 
-from ..checks import check_int, check_probability
+from ..checks import all_finite, check_int, check_probability
+from ..debug import debugging
+from ..nn.encodings.base import Prepared, check_encoding, prepare
 from ..ops import AttentionGraph
 from ..patterns import Pattern, parse_pattern
 
@@ -75,9 +77,9 @@ class AttentionModel(nn.Module):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         check_probability(input_dropout, "input_dropout")
-        for name, module in (("feature_encoding", feature_encoding), ("position", position)):
-            if module is not None and not isinstance(module, nn.Module):
-                raise TypeError(f"{name} must be an nn.Module or None, got {type(module).__name__}")
+        if feature_encoding is not None and not isinstance(feature_encoding, nn.Module):
+            raise TypeError(f"feature_encoding must be an nn.Module or None, got {type(feature_encoding).__name__}")
+        check_encoding(position)
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels
         self.out_channels = out_channels
@@ -128,7 +130,7 @@ class AttentionModel(nn.Module):
         node's index inside its own sequence. ``x`` may be a sparse matrix (e.g. bag-of-words
         features). With ``return_attention_weights`` also returns one ``(edge_index, alpha)``
         pair per attention layer (indexing the nodes with the virtual ones)."""
-        n = self._check_x(x)
+        n = self._check_x(x, values=debugging() or not isinstance(edges, AttentionGraph))  # a prepared graph: metadata
         graph = self._graph(edges, n, batch, pos, edge_attr, x.device)
         if batch is None and graph.sizes.numel() > 1:  # a prepared graph holds the batch: pool per graph
             batch = graph.real(graph.batch)
@@ -143,7 +145,8 @@ class AttentionModel(nn.Module):
             h = h + self._encode(graph.real_positions(), n)
         h = graph.with_virtual(h, self.virtual) if graph.num_virtual else h  # (N + B * k, hidden)
         weights: list[tuple[Tensor, Tensor]] | None = [] if return_attention_weights else None
-        h = graph.real(self._layers(h, graph, weights))  # (N, hidden): virtual nodes dropped
+        encoding = None if self.position is None else prepare(self.position, graph)  # once for every layer
+        h = graph.real(self._layers(h, graph, weights, encoding))  # (N, hidden): virtual nodes dropped
         out = self._readout(h, batch, graph.real_sizes)
         return (out, weights) if return_attention_weights else out
 
@@ -192,20 +195,22 @@ class AttentionModel(nn.Module):
                                            check_invariants=False)
         raise ValueError(f"x must be dense, sparse COO or sparse CSR, got layout {x.layout}")
 
-    def _layers(self, h: Tensor, graph: AttentionGraph, weights: list | None) -> Tensor:
+    def _layers(self, h: Tensor, graph: AttentionGraph, weights: list | None, encoding: Prepared | None) -> Tensor:
         raise NotImplementedError
 
     def _readout(self, h: Tensor, batch: Tensor | None, sizes: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def _check_x(self, x: Tensor) -> int:
+    def _check_x(self, x: Tensor, values: bool) -> int:
+        """The number of rows of ``x``, after checking its shape and dtype, and its values when ``values``
+        (ids in range, finite features)."""
         if not isinstance(x, Tensor):
             raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
         if self.embedding:
             if x.dim() not in (1, 2) or x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
                 raise ValueError(f"x must be a 1-D integer tensor of token ids [N], or [N, K] for K ids a node "
                                  f"(embedding=True), got {x.dtype} {list(x.shape)}")
-            if x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.in_channels):
+            if values and x.numel() and (int(x.min()) < 0 or int(x.max()) >= self.in_channels):
                 raise ValueError(f"x holds token ids in [{int(x.min())}, {int(x.max())}] but the embedding "
                                  f"has in_channels={self.in_channels} entries (ids must be in [0, {self.in_channels}))")
         else:
@@ -213,6 +218,9 @@ class AttentionModel(nn.Module):
                 raise ValueError(f"x must have shape [N, in_channels={self.in_channels}], got {list(x.shape)}")
             if not x.is_floating_point():
                 raise TypeError(f"x must be a floating-point tensor (or use embedding=True for ids), got {x.dtype}")
+            stored = x if x.layout == torch.strided else x.coalesce().values() if x.layout == torch.sparse_coo else x.values()
+            if values and not all_finite(stored):  # a sparse matrix's implicit zeros are finite
+                raise ValueError("x contains NaN or infinite values")
         return x.size(0)
 
     def _encode(self, pos: Tensor, n: int) -> Tensor:

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from ..checks import check_probability
 from ..nn.block import TransformerBlock
+from ..nn.encodings.base import Prepared
 from ..ops import AttentionGraph
 from ..patterns import Pattern
 from .base import AttentionModel
@@ -102,9 +103,9 @@ class GraphTransformer(AttentionModel):
         self.norm.reset_parameters()
         self.head.reset_parameters()
 
-    def _layers(self, h: Tensor, graph: AttentionGraph, weights: list | None) -> Tensor:
+    def _layers(self, h: Tensor, graph: AttentionGraph, weights: list | None, encoding: Prepared | None) -> Tensor:
         for block in self.blocks:
-            res = block(h, graph, return_attention_weights=weights is not None)
+            res = block(h, graph, return_attention_weights=weights is not None, encoding=encoding)
             if weights is not None:
                 h = res[0]
                 weights.append(res[1])

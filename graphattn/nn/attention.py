@@ -13,8 +13,10 @@ from torch_geometric.utils import softmax
 
 from .. import ops
 from ..checks import all_finite, check_int, check_probability
+from ..debug import debugging
 from ..ops import AttentionGraph
 from ..patterns import Pattern, check_edge_index
+from .encodings.base import Prepared, check_encoding, prepare
 
 __all__ = ["SelfAttentionConv", "PROJECTIONS"]
 
@@ -93,8 +95,10 @@ class SelfAttentionConv(MessagePassing):
         bias: learn biases in the q, k, v and output projections. (default: ``True``)
         edge_dim: edge feature width, or ``None`` for no edge features. (default: ``None``)
         backend: ``"auto"`` or a kernel in ``graphattn.ops.KERNELS``. (default: ``"auto"``)
-        position: optional score-side positional encoding, a module called as
-            ``position(q, k, pos) -> (q, k, bias_fn | None)``. (default: ``None``)
+        position: optional score-side positional encoding, a
+            :class:`~graphattn.nn.encodings.base.ScoreEncoding` (relative bias, ALiBi, rotary,
+            shortest path, or their ``Compose``), or any module with ``forward(q, k, pos) ->
+            (q, k, bias | None)``. (default: ``None``)
         projection: ``"separate"`` (``W_q``, ``W_k``, ``W_v``), ``"shared"`` (one ``W``) or
             ``"none"`` (the input itself). (default: ``"separate"``)
         project_out: apply the output projection ``W_o``. (default: ``True``)
@@ -150,6 +154,7 @@ class SelfAttentionConv(MessagePassing):
             raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
         if edge_dim is not None and (isinstance(edge_dim, bool) or not isinstance(edge_dim, int) or edge_dim < 1):
             raise ValueError(f"edge_dim must be a positive int or None, got {edge_dim!r}")
+        check_encoding(position)
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
         self.score, self.dropout, self.bias, self.edge_dim, self.backend = score, dropout, bias, edge_dim, backend
         self.position, self.projection, self.project_out = position, projection, project_out
@@ -210,20 +215,26 @@ class SelfAttentionConv(MessagePassing):
         lengths: Tensor | None = None,
         pos: Tensor | None = None,
         return_attention_weights: bool = False,
+        encoding: Prepared | None = None,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         """Attend along ``edges``: a prepared :class:`~graphattn.AttentionGraph` (which holds
         the batch layout, positions and edge features), or anything ``AttentionGraph.build``
         accepts (a pattern laid on each sequence of ``batch`` / ``lengths``, an ``edge_index``,
         an ``EdgeIndex``, a sparse ``adj_t``), prepared on the fly. Returns ``(N, out_channels)``,
         and ``(edge_index, alpha)`` when ``return_attention_weights``; ``alpha`` ``(E, H)`` is
-        before dropout."""
+        before dropout.
+
+        ``x``'s values are checked (finite) when the graph is built here; on a prepared graph
+        only its shape and dtype are, unless :func:`graphattn.debug` is on. ``encoding`` is
+        ``position.prepare(graph)`` computed once by a model for all its layers (default: here)."""
         bipartite = isinstance(x, tuple)
         x_j, x_i = (x[0], x[1]) if bipartite and len(x) == 2 else (x, x)
         if bipartite and len(x) != 2:
             raise ValueError(f"a bipartite x must be a pair (x_src, x_dst), got {len(x)} tensors")
-        self._check_x(x_j, "x_src" if bipartite else "x")
+        values = debugging() or not isinstance(edges, AttentionGraph)  # a prepared graph: metadata only
+        self._check_x(x_j, "x_src" if bipartite else "x", values)
         if bipartite:
-            self._check_x(x_i, "x_dst")
+            self._check_x(x_i, "x_dst", values)
         q, k, v = self._project(x_j, x_i)  # (N_dst, H, C), (N_src, H, C), (N_src, H, C)
         if bipartite:
             if self.position is not None or any(a is not None for a in (batch, lengths, pos)):
@@ -236,7 +247,7 @@ class SelfAttentionConv(MessagePassing):
                                             edge_attr=edge_attr).to(x.device)  # lengths alone build on the CPU
             bias = None
             if self.position is not None:
-                q, k, bias = self.position(q, k, graph.node_positions())
+                q, k, bias = (prepare(self.position, graph) if encoding is None else encoding)(q, k)
             edge_kv = self._edge_kv(graph.edge_attr, graph.num_edges if graph.edge_attr is not None else 0)
             if self._pyg_tools_active():
                 out, alpha = self._message_passing(q, k, v, graph.edge_index, edge_kv, bias, None)
@@ -298,7 +309,7 @@ class SelfAttentionConv(MessagePassing):
             return q, k, k
         return q, self.lin_key(x_j).view(-1, heads, channels), self.lin_value(x_j).view(-1, heads, channels)
 
-    def _check_x(self, x: Tensor, name: str) -> None:
+    def _check_x(self, x: Tensor, name: str, values: bool) -> None:
         if not isinstance(x, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor of shape [N, F] (or a pair (x_src, x_dst)), "
                             f"got {type(x).__name__}")
@@ -312,7 +323,7 @@ class SelfAttentionConv(MessagePassing):
         expected = _in_channels(self.in_channels)[1 if name == "x_dst" else 0]
         if expected != -1 and x.size(1) != expected:
             raise ValueError(f"{name} must have shape [N, {expected}], got {list(x.shape)}")
-        if torch.compiler.is_compiling():  # a data-dependent check: the eager call has made it
+        if not values:
             return
         # a sparse matrix's implicit zeros are finite: check the stored values only
         values = x if not sparse else x.coalesce().values() if x.layout == torch.sparse_coo else x.values()

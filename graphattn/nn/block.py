@@ -8,6 +8,7 @@ from ..checks import check_int, check_probability
 from ..ops import AttentionGraph
 from ..patterns import Pattern
 from .attention import SelfAttentionConv
+from .encodings.base import Prepared
 
 __all__ = ["TransformerBlock"]
 
@@ -89,12 +90,15 @@ class TransformerBlock(nn.Module):
         edge_attr: Tensor | None = None,
         *,
         return_attention_weights: bool = False,
+        encoding: Prepared | None = None,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         """Attend along ``edges``, a prepared :class:`~graphattn.AttentionGraph` (which holds the
         batch layout and positions) or the edges of one sequence, and apply the feed-forward
         block. Returns ``(N, channels)``, and ``(edge_index, alpha)`` when
-        ``return_attention_weights``."""
-        res = self.attn(self.norm1(x), edges, edge_attr, return_attention_weights=return_attention_weights)
+        ``return_attention_weights``. ``encoding``: the score encoding prepared for ``edges``
+        (see :class:`SelfAttentionConv`)."""
+        res = self.attn(self.norm1(x), edges, edge_attr, return_attention_weights=return_attention_weights,
+                        encoding=encoding)
         h, weights = res if return_attention_weights else (res, None)
         x = x + self.drop(h)
         x = x + self.drop(self.ffn(self.norm2(x)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from scipy.sparse import coo_matrix
@@ -9,14 +11,15 @@ from scipy.sparse.csgraph import shortest_path
 from torch import Tensor, nn
 
 from ...checks import check_int
-from ...ops import BiasFn
+from ...ops import BiasFn, Plan
 from ...patterns import check_edge_index
 from ._pos import check_heads
+from .base import Prepared, ScoreEncoding
 
 __all__ = ["ShortestPathBias"]
 
 
-class ShortestPathBias(nn.Module):
+class ShortestPathBias(ScoreEncoding):
     r"""Shortest-path bias (Ying et al., 2021, Graphormer): one learned score per head and hop count.
 
     .. math::
@@ -34,8 +37,8 @@ class ShortestPathBias(nn.Module):
         conv = SelfAttentionConv(F, 64, heads=4, position=ShortestPathBias(4))
         out = conv(x, Full(), batch=data.batch, pos=spd)
 
-    This keeps the layer's protocol (``position(q, k, pos)``) unchanged and the module
-    stateless: the same model runs on any graph. Memory is O(N^2) for the matrix (and the
+    The module stays stateless: the same model runs on any graph (a prepared graph checks its
+    matrix once). Memory is O(N^2) for the matrix (and the
     BFS), meant for small graphs such as molecules.
 
     Args:
@@ -67,19 +70,43 @@ class ShortestPathBias(nn.Module):
         return out.to(edge_index.device)
 
     def forward(self, q: Tensor, k: Tensor, pos: Tensor) -> tuple[Tensor, Tensor, BiasFn]:
-        check_heads(q, self.heads, "ShortestPathBias")
-        n = q.size(0)
-        if not isinstance(pos, Tensor) or pos.shape != (n, n) or pos.is_floating_point() or pos.dtype == torch.bool:
+        n = q.size(0) if isinstance(q, Tensor) and q.dim() else 0
+        if not isinstance(pos, Tensor) or pos.shape != (n, n):
             got = list(pos.shape) if isinstance(pos, Tensor) else type(pos).__name__
             raise ValueError(f"ShortestPathBias: pos must be the [N, N] = [{n}, {n}] integer distance matrix from "
                              f"ShortestPathBias.distances(edge_index, num_nodes), got {got}")
-        top = self.max_distance
+        return super().forward(q, k, pos)
+
+    def positions(self, pos: Tensor) -> _Distances:
+        if not isinstance(pos, Tensor) or pos.dim() != 2 or pos.size(0) != pos.size(1) or pos.is_floating_point() \
+                or pos.dtype == torch.bool:
+            got = list(pos.shape) if isinstance(pos, Tensor) else type(pos).__name__
+            raise ValueError(f"ShortestPathBias: pos must be the [N, N] integer distance matrix from "
+                             f"ShortestPathBias.distances(edge_index, num_nodes), got {got}")
+        return _Distances(pos)
+
+    def bind(self, state: _Distances) -> Prepared:
+        top, hops = self.max_distance, state.hops
 
         def bias(q_idx: Tensor, k_idx: Tensor) -> Tensor:
-            d = pos[q_idx, k_idx]
+            d = hops[q_idx, k_idx]
             return self.weight[torch.where(d < 0, top + 1, d.clamp(max=top))]  # (..., H)
 
-        return q, k, bias
+        def encode(q: Tensor, k: Tensor) -> tuple[Tensor, Tensor, BiasFn]:
+            check_heads(q, self.heads, "ShortestPathBias")
+            if hops.size(0) != q.size(0):
+                raise ValueError(f"ShortestPathBias: pos must be the [N, N] = [{q.size(0)}, {q.size(0)}] distance "
+                                 f"matrix, got {list(hops.shape)}")
+            return q, k, bias
+
+        return encode
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.heads}, max_distance={self.max_distance})"
+
+
+@dataclass(frozen=True)
+class _Distances(Plan):
+    """The checked ``[N, N]`` hop matrix."""
+
+    hops: Tensor

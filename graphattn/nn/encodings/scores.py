@@ -1,28 +1,66 @@
-"""Score encodings: modules ``encoding(q, k, pos) -> (q, k, bias | None)``.
+"""Score encodings: relative bias, ALiBi, rotary, and their composition.
 
 They act where attention compares a query with a key, so they depend on ``p_i - p_j`` and
 live on the edges of the attention graph. ``q, k`` are ``[N, H, C]``; ``pos`` is ``[N]`` (or
 ``[N, D]`` for image patches) with each node's true position, so truncated / strided patterns
 and batches of sequences of different lengths use the right distances. ``bias(q_idx, k_idx)
 -> [..., H]`` takes batch-global node ids, broadcasting like a pattern's ``mask``: kernels call
-it on dense grids, tiles or edge lists. Each bias does O(1) gathers per index pair (lookup
-tables and slopes are prepared once per call), never a Python loop over edges. On 1-D integer
-positions ALiBi and the relative bias come as an :class:`~graphattn.ops.OffsetBias`: a table
-per offset ``p_j - p_i``, so the tile kernels gather it on offset tiles they cache per graph.
+it on dense grids, tiles or edge lists. Each bias does O(1) gathers per index pair, never a
+Python loop over edges. Positions and distances stay integer or float32 arithmetic whatever
+the model's dtype (a distance of two positions past 256 would round in bfloat16); biases are
+float32 (float64 for float64 positions) and the kernels cast them to the scores' dtype. On 1-D
+integer positions ALiBi and the relative bias come as an :class:`~graphattn.ops.OffsetBias`: a
+table per offset ``p_j - p_i``, so the tile kernels gather it on offset tiles they keep per
+graph. The protocol (positions once per graph, tables once per forward) is
+:class:`~graphattn.nn.encodings.base.ScoreEncoding`'s.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from ...checks import MAX_INDEX, check_bool, check_float, check_int, check_tensor
-from ...ops import BiasFn, OffsetBias
+from ...ops import BiasFn, OffsetBias, Plan
 from ._pos import check_coords, check_heads
+from .base import Prepared, ScoreEncoding
 
 __all__ = ["RelativePositionBias", "ALiBi", "RotaryEncoding", "Compose", "t5_bucket", "alibi_slopes"]
+
+
+@dataclass(frozen=True)
+class Coords(Plan):
+    """Checked positions: ``coords [N, D]`` (long for integer positions, else float32 / float64)
+    and, for one integer axis, ``flat [N]`` long (``pos`` itself when it already is one, so the
+    kernels recognise the graph's own positions). ``memo`` keeps derived tables (rotary angles)."""
+
+    coords: Tensor
+    flat: Tensor | None
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+
+def _coords(pos: Tensor, owner: str, dims: int | None = None) -> Coords:
+    """:class:`Coords` of ``pos`` ``[N]`` or ``[N, D]``: finite, within ``MAX_INDEX`` (so ``p_j - p_i``
+    never overflows int64), integer where they are integers, float32 at least otherwise."""
+    coords = check_coords(pos, owner)  # (N, D), finite
+    if dims is not None and coords.size(1) != dims:
+        raise ValueError(f"{owner}(dims={dims}) needs pos of shape {'[N]' if dims == 1 else f'[N, {dims}]'}, "
+                         f"got {list(pos.shape)}")
+    if coords.numel() and float(coords.abs().max()) > MAX_INDEX:
+        raise ValueError(f"{owner}: pos must lie in [-{MAX_INDEX}, {MAX_INDEX}], got {float(coords.abs().max()):g}")
+    if coords.is_floating_point():
+        coords = coords.to(torch.promote_types(coords.dtype, torch.float32))
+    else:
+        coords = coords.long()
+    flat = None
+    if coords.size(1) == 1 and not coords.is_floating_point():
+        flat = pos if pos.dim() == 1 and pos.dtype == torch.long else coords[:, 0]
+    return Coords(coords, flat)
 
 
 def t5_bucket(relative_position: Tensor, bidirectional: bool = True, num_buckets: int = 32, max_distance: int = 128) -> Tensor:
@@ -47,7 +85,7 @@ def t5_bucket(relative_position: Tensor, bidirectional: bool = True, num_buckets
     return buckets + torch.where(distance < max_exact, distance, large)
 
 
-class RelativePositionBias(nn.Module):
+class RelativePositionBias(ScoreEncoding):
     r"""T5's relative position bias: a learned score per head for each log-spaced distance bucket.
 
     .. math::
@@ -84,18 +122,20 @@ class RelativePositionBias(nn.Module):
     def reset_parameters(self) -> None:
         nn.init.normal_(self.weight, std=0.02)
 
-    def forward(self, q: Tensor, k: Tensor, pos: Tensor) -> tuple[Tensor, Tensor, BiasFn]:
-        check_heads(q, self.heads, "RelativePositionBias")
-        coords = check_coords(pos, "RelativePositionBias", q.size(0))  # (N, D)
-        if coords.size(1) != self.dims:
-            raise ValueError(f"RelativePositionBias(dims={self.dims}) needs pos of shape "
-                             f"{'[N]' if self.dims == 1 else f'[N, {self.dims}]'}, got {list(pos.shape)}")
-        if coords.numel() and float(coords.abs().max()) > MAX_INDEX:  # p_j - p_i must not overflow int64
-            raise ValueError(f"RelativePositionBias: pos must lie in [-{MAX_INDEX}, {MAX_INDEX}], "
-                             f"got {float(coords.abs().max()):g}")
-        coords = (coords.round() if coords.is_floating_point() else coords).long()
-        reach = self.max_distance
-        per_offset = self.weight[:, self.buckets]  # (D, 2 * reach + 1, H)
+    def position_key(self) -> Hashable:
+        return (self.dims,)
+
+    def positions(self, pos: Tensor) -> Coords:
+        """Rounded integer positions (T5's offsets are integers)."""
+        state = _coords(pos, "RelativePositionBias", self.dims)
+        if not state.coords.is_floating_point():
+            return state
+        coords = state.coords.round().long()
+        return Coords(coords, coords[:, 0] if self.dims == 1 else None)
+
+    def bind(self, state: Coords) -> Prepared:
+        reach, coords = self.max_distance, state.coords
+        per_offset = self.weight[:, self.buckets]  # (D, 2 * reach + 1, H): this forward's table, shared by the layers
         axes = torch.arange(self.dims, device=coords.device)
 
         def bias(q_idx: Tensor, k_idx: Tensor) -> Tensor:
@@ -104,10 +144,14 @@ class RelativePositionBias(nn.Module):
                 return per_offset[0, offset[..., 0]]  # (..., H)
             return per_offset[axes, offset].sum(dim=-2)  # (..., D, H) -> (..., H)
 
-        if self.dims > 1:
-            return q, k, bias
         # one axis: per_offset is the offset table itself, so tile kernels can gather from it heads first
-        return q, k, OffsetBias(bias, _flat_positions(pos, coords), lambda _: per_offset[0].t(), reach)
+        out = bias if self.dims > 1 else OffsetBias(bias, state.flat, lambda _: per_offset[0].t(), reach)
+
+        def encode(q: Tensor, k: Tensor) -> tuple[Tensor, Tensor, BiasFn]:
+            check_heads(q, self.heads, "RelativePositionBias")
+            return q, k, out
+
+        return encode
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.heads}, num_buckets={self.num_buckets}, "
@@ -123,7 +167,7 @@ def alibi_slopes(heads: int) -> list[float]:
     return alibi_slopes(lower) + alibi_slopes(2 * lower)[0::2][: heads - lower]
 
 
-class ALiBi(nn.Module):
+class ALiBi(ScoreEncoding):
     r"""Attention with linear biases (Press et al., 2022): a fixed penalty growing with distance.
 
     .. math::
@@ -144,36 +188,38 @@ class ALiBi(nn.Module):
         self.heads = check_int(heads, "heads")
         self.register_buffer("slopes", torch.tensor(alibi_slopes(heads)), persistent=False)
 
-    def forward(self, q: Tensor, k: Tensor, pos: Tensor) -> tuple[Tensor, Tensor, BiasFn]:
-        check_heads(q, self.heads, "ALiBi")
-        coords = check_coords(pos, "ALiBi", q.size(0)).to(q.dtype)  # (N, D)
-        neg_slopes = -self.slopes.to(q.dtype)  # (H,)
+    def positions(self, pos: Tensor) -> Coords:
+        return _coords(pos, "ALiBi")
+
+    def bind(self, state: Coords) -> Prepared:
+        coords = state.coords  # (N, D): long, or float32 / float64
+        dtype = coords.dtype if coords.is_floating_point() else torch.float32
+        neg_slopes = -self.slopes.to(dtype)  # (H,)
         one_axis = coords.size(1) == 1
 
         def bias(q_idx: Tensor, k_idx: Tensor) -> Tensor:
-            delta = coords[k_idx] - coords[q_idx]  # (..., D)
-            dist = delta[..., 0].abs() if one_axis else torch.linalg.vector_norm(delta, dim=-1)
+            delta = coords[k_idx] - coords[q_idx]  # (..., D), exact integers or float32
+            dist = delta[..., 0].abs().to(dtype) if one_axis else torch.linalg.vector_norm(delta.to(dtype), dim=-1)
             return dist[..., None] * neg_slopes  # (..., H)
 
         def table(reach: int) -> Tensor:  # (H, 2R + 1): -m_h |d| for d = -R .. R, as bias computes it
-            dist = torch.arange(-reach, reach + 1, device=neg_slopes.device).abs().to(neg_slopes.dtype)
+            dist = torch.arange(-reach, reach + 1, device=neg_slopes.device).abs().to(dtype)
             return neg_slopes[:, None] * dist
 
-        if not one_axis or pos.is_floating_point():  # Euclidean or fractional distances: no offset table
-            return q, k, bias
-        return q, k, OffsetBias(bias, _flat_positions(pos, coords), table)
+        # Euclidean or fractional distances: no offset table
+        out = bias if state.flat is None else OffsetBias(bias, state.flat, table)
+
+        def encode(q: Tensor, k: Tensor) -> tuple[Tensor, Tensor, BiasFn]:
+            check_heads(q, self.heads, "ALiBi")
+            return q, k, out
+
+        return encode
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.heads})"
 
 
-def _flat_positions(pos: Tensor, coords: Tensor) -> Tensor:
-    """``[N]`` long positions for an :class:`~graphattn.ops.scores.OffsetBias`: ``pos`` itself when it
-    already is one (the graph's own tensor lets kernels cache index tiles on the graph)."""
-    return pos if pos.dim() == 1 and pos.dtype == torch.long else coords[:, 0].long()
-
-
-class RotaryEncoding(nn.Module):
+class RotaryEncoding(ScoreEncoding):
     r"""Rotary position embedding (RoPE, Su et al., 2021) on queries and keys.
 
     Channel pair ``(2m, 2m+1)`` of each head is rotated by the angle ``p \, \theta_m``,
@@ -204,23 +250,39 @@ class RotaryEncoding(nn.Module):
             raise ValueError(f"head_dim must be even (channels rotate in pairs), got {head_dim}")
         self.base = check_float(base, "base", above=0.0, below=float("inf"))
 
-    def forward(self, q: Tensor, k: Tensor, pos: Tensor) -> tuple[Tensor, Tensor, None]:
-        check_tensor(q, "RotaryEncoding: q", kind="float", shape=f"[N, H, {self.head_dim}]")
-        check_tensor(k, "RotaryEncoding: k", kind="float", shape=f"[N, H, {self.head_dim}]")
-        if q.dim() != 3 or q.size(2) != self.head_dim or k.shape != q.shape:
-            raise ValueError(f"RotaryEncoding(head_dim={self.head_dim}): q and k must have shape "
-                             f"[N, H, {self.head_dim}], got {list(q.shape)} and {list(k.shape)}")
-        coords = check_coords(pos, "RotaryEncoding", q.size(0))  # (N, D)
-        n, dims = coords.shape
+    def position_key(self) -> Hashable:
+        return (self.head_dim, self.base)
+
+    def positions(self, pos: Tensor) -> Coords:
+        state = _coords(pos, "RotaryEncoding")
+        dims = state.coords.size(1)
         if self.head_dim % (2 * dims):
             raise ValueError(f"RotaryEncoding: head_dim={self.head_dim} must be divisible by 2 * D = {2 * dims} "
                              f"for pos with D={dims} axes, got pos of shape {list(pos.shape)}")
-        dtype = torch.promote_types(q.dtype, torch.float32)  # angles stay accurate under half precision
-        block = self.head_dim // dims
-        inv_freq = self.base ** (-torch.arange(0, block, 2, device=q.device, dtype=dtype) / block)  # (C / 2D,)
-        angle = (coords.to(dtype)[..., None] * inv_freq).reshape(n, 1, self.head_dim // 2)  # (N, 1, C / 2)
-        cos, sin = angle.cos(), angle.sin()
-        return self._rotate(q, cos, sin), self._rotate(k, cos, sin), None
+        return state
+
+    def _angles(self, state: Coords, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """``(cos, sin) [N, 1, C / 2]`` in ``dtype`` (float32 at least), kept on the position state."""
+        if dtype not in state.memo:
+            n, dims = state.coords.shape
+            block = self.head_dim // dims
+            inv_freq = self.base ** (-torch.arange(0, block, 2, device=state.coords.device, dtype=dtype) / block)
+            angle = (state.coords.to(dtype)[..., None] * inv_freq).reshape(n, 1, self.head_dim // 2)  # (N, 1, C / 2)
+            state.memo[dtype] = (angle.cos(), angle.sin())
+        return state.memo[dtype]
+
+    def bind(self, state: Coords) -> Prepared:
+        def encode(q: Tensor, k: Tensor) -> tuple[Tensor, Tensor, None]:
+            check_tensor(q, "RotaryEncoding: q", kind="float", shape=f"[N, H, {self.head_dim}]")
+            check_tensor(k, "RotaryEncoding: k", kind="float", shape=f"[N, H, {self.head_dim}]")
+            if q.dim() != 3 or q.size(2) != self.head_dim or k.shape != q.shape:
+                raise ValueError(f"RotaryEncoding(head_dim={self.head_dim}): q and k must have shape "
+                                 f"[N, H, {self.head_dim}], got {list(q.shape)} and {list(k.shape)}")
+            # angles stay accurate under half precision
+            cos, sin = self._angles(state, torch.promote_types(q.dtype, torch.float32))
+            return self._rotate(q, cos, sin), self._rotate(k, cos, sin), None
+
+        return encode
 
     @staticmethod
     def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -233,17 +295,18 @@ class RotaryEncoding(nn.Module):
         return f"{self.__class__.__name__}({self.head_dim}, base={self.base:g})"
 
 
-class Compose(nn.Module):
+class Compose(ScoreEncoding):
     """Several score encodings in turn: each rotates ``q, k`` in order and the biases add up.
 
     ``Compose(RotaryEncoding(C), ALiBi(H))`` gives rotary scores plus linear biases. Every part
     gets the same ``pos``.
     """
 
-    def __init__(self, *encodings: nn.Module):
+    def __init__(self, *encodings: ScoreEncoding):
         super().__init__()
-        if not encodings or not all(isinstance(e, nn.Module) for e in encodings):
-            raise TypeError("Compose takes one or more score encodings (nn.Module with forward(q, k, pos))")
+        if not encodings or not all(isinstance(e, ScoreEncoding) for e in encodings):
+            got = ", ".join(type(e).__name__ for e in encodings) or "nothing"
+            raise TypeError(f"Compose takes one or more score encodings (ScoreEncoding modules), got {got}")
         self.encodings = nn.ModuleList(encodings)
 
     def reset_parameters(self) -> None:
@@ -251,22 +314,42 @@ class Compose(nn.Module):
             if hasattr(enc, "reset_parameters"):
                 enc.reset_parameters()
 
-    def forward(self, q: Tensor, k: Tensor, pos: Tensor) -> tuple[Tensor, Tensor, BiasFn | None]:
-        biases: list[BiasFn] = []
-        for enc in self.encodings:
-            q, k, b = enc(q, k, pos)
-            if b is not None:
-                biases.append(b)
-        if len(biases) <= 1:
-            return q, k, (biases[0] if biases else None)
+    def position_key(self) -> Hashable:
+        return tuple((type(e).__name__, e.position_key()) for e in self.encodings)
 
-        def bias(q_idx: Tensor, k_idx: Tensor) -> Tensor:
-            out = biases[0](q_idx, k_idx)
-            for b in biases[1:]:
-                out = out + b(q_idx, k_idx)
-            return out
+    def positions(self, pos: Tensor) -> _States:
+        return _States(tuple(enc.positions(pos) for enc in self.encodings))
 
-        return q, k, bias
+    def bind(self, state: _States) -> Prepared:
+        parts = [enc.bind(s) for enc, s in zip(self.encodings, state.parts)]
+
+        def encode(q: Tensor, k: Tensor) -> tuple[Tensor, Tensor, BiasFn | None]:
+            biases: list[BiasFn] = []
+            for part in parts:
+                q, k, b = part(q, k)
+                if b is not None:
+                    biases.append(b)
+            if len(biases) <= 1:
+                return q, k, (biases[0] if biases else None)
+
+            def bias(q_idx: Tensor, k_idx: Tensor) -> Tensor:
+                out = biases[0](q_idx, k_idx)
+                for b in biases[1:]:
+                    out = out + b(q_idx, k_idx)
+                return out
+
+            return q, k, bias
+
+        return encode
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({', '.join(repr(e) for e in self.encodings)})"
+
+
+class _States(NamedTuple):
+    """The position states of a :class:`Compose`'s parts, moved together."""
+
+    parts: tuple
+
+    def to(self, device: torch.device) -> _States:
+        return _States(tuple(p.to(device) for p in self.parts))
