@@ -60,6 +60,7 @@ class Band(Kernel["BandPlan"]):
 
     name, backend = "band", "blocked"
     mixes = True
+    half_on = frozenset({"cuda"})  # SDPA / FlexAttention accumulate in float32 there
 
     def __init__(self, block: int = BLOCK):
         self.block = block

@@ -93,6 +93,7 @@ class Dense(Kernel[DensePlan]):
 
     name = backend = "dense"
     mixes = True
+    half_on = frozenset({"cuda"})  # SDPA / FlexAttention accumulate in float32 there
 
     def unsupported(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
         return dot_only(spec)

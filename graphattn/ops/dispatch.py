@@ -216,7 +216,7 @@ def attention(
         return_weights: also return ``(edge_index, alpha)``; ``alpha`` is before dropout.
     """
     _check_qkv(q, k, v)
-    n, heads, channels = q.shape
+    n, heads, channels, dtype = *q.shape, q.dtype
     check_choice(score, "score", SCORES)
     if score == "additive":
         if not isinstance(att, Tensor) or att.shape != (heads, channels):
@@ -238,9 +238,12 @@ def attention(
     if edge_kv is not None:
         if graph.pattern is not None:
             raise ValueError("edge_kv (edge features) needs an explicit edge_index, not a pattern")
-        if edge_kv.dim() != 3 or edge_kv.shape != (graph.num_edges, heads, channels):
-            raise ValueError(f"edge_kv must be [E, H, C] = [{graph.num_edges}, {heads}, {channels}], "
-                             f"got {list(edge_kv.shape)}")
+        if not isinstance(edge_kv, Tensor) or edge_kv.shape != (graph.num_edges, heads, channels):
+            got = list(edge_kv.shape) if isinstance(edge_kv, Tensor) else type(edge_kv).__name__
+            raise ValueError(f"edge_kv must be [E, H, C] = [{graph.num_edges}, {heads}, {channels}], got {got}")
+        if edge_kv.dtype != dtype or edge_kv.device != q.device:
+            raise TypeError(f"edge_kv must have q's dtype and device ({dtype}, {q.device}), got {edge_kv.dtype}, "
+                            f"{edge_kv.device}")
     bias = None if bias is None else _checked_bias(bias, heads, n)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     spec = ScoreSpec(score, channels**-0.5 if scale is None else scale, att, bias, edge_kv, dropout, training, grad,
@@ -250,6 +253,11 @@ def attention(
         empty = (graph.edge_index, q.new_zeros(0, heads)) if return_weights else None
         return AttentionOutput(v.new_zeros(v.shape), empty, kernel.backend, kernel.name)
     plan = graph.plan(kernel)
+    half = q.dtype in (torch.float16, torch.bfloat16) and spec.device not in kernel.half_on
+    if half:  # no float32 accumulation in this kernel here: compute on float32 copies, cast the results back
+        q, k, v = q.float(), k.float(), v.float()
+        spec = replace(spec, att=None if att is None else att.float(), dtype=torch.float32,
+                       edge_kv=None if edge_kv is None else edge_kv.float())
     if kernel.mixes:  # finite keys and values in, the queries that attend to a bad one marked after
         k_ok, v_ok = torch.isfinite(k).all(dim=-1), torch.isfinite(v).all(dim=-1)  # (N, H)
         res = kernel.forward(q, torch.where(k_ok[..., None], k, 0.0), torch.where(torch.isfinite(v), v, 0.0), graph,
@@ -263,5 +271,5 @@ def attention(
     weights = None
     if return_weights:
         alpha = res.alpha if res.alpha is not None else edge_weights(q, k, graph, spec, res.lse)
-        weights = (graph.edge_index, alpha)
-    return AttentionOutput(res.out, weights, kernel.backend, kernel.name)
+        weights = (graph.edge_index, alpha.to(dtype))
+    return AttentionOutput(res.out.to(dtype), weights, kernel.backend, kernel.name)

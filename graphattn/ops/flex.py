@@ -80,6 +80,7 @@ class Flex(Kernel[FlexPlan]):
 
     name = backend = "flex"
     mixes = True
+    half_on = frozenset({"cuda"})  # SDPA / FlexAttention accumulate in float32 there
 
     def __init__(self, prefers: tuple[Kernel, ...] = ()):
         #: the tile kernels whose cases ``auto`` gives to flex on CUDA

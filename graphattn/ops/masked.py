@@ -41,14 +41,20 @@ def explicit(
 ) -> tuple[Tensor, Tensor]:
     """As :func:`sdpa` plus ``bias`` (broadcasting to the scores) and dropout; returns
     ``(out (..., L, C), lse (..., L))`` with ``lse = -inf`` for a query without keys."""
-    scores = torch.matmul(q, k.transpose(-1, -2)) * spec.scale  # (..., L, S)
+    scores = torch.matmul(q * spec.scale, k.transpose(-1, -2))  # (..., L, S); scaled first: no half overflow
     if bias is not None:
         scores = scores + bias
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    lse = torch.logsumexp(scores, dim=-1, keepdim=True)  # (..., L, 1)
-    # A row without keys has lse = -inf; shifting it by 0 keeps exp(-inf) = 0 and no NaN.
-    probs = torch.exp(scores - torch.where(torch.isfinite(lse), lse, 0.0))
+    # A row without keys (or with every score -inf) has weights 0 and lse = -inf: shifting it by 0
+    # and dividing by 1 keeps exp(-inf) = 0, and every gradient finite (no 0 * inf).
+    row_max = scores.detach().amax(dim=-1, keepdim=True)
+    row_max = torch.where(row_max > float("-inf"), row_max, 0.0)  # (..., L, 1)
+    expo = torch.exp(scores - row_max)
+    total = expo.sum(dim=-1, keepdim=True)
+    alive = total > 0
+    lse = torch.where(alive, torch.log(torch.where(alive, total, 1.0)) + row_max, float("-inf"))
+    probs = expo / torch.where(alive, total, 1.0)
     return torch.matmul(spec.apply_dropout(probs), v), lse.squeeze(-1)
 
 

@@ -78,7 +78,7 @@ def reference_attention(
             pair = pair + edge_kv
         scores = torch.einsum("ijhc,hc->hij", torch.tanh(pair), spec.att)
     if spec.bias is not None:
-        scores = scores + spec.bias(idx[:, None], idx[None, :]).permute(2, 0, 1)
+        scores = scores + spec.bias(idx[:, None], idx[None, :]).permute(2, 0, 1).to(scores.dtype)
     allowed = counts > 0
     logits = torch.where(allowed, scores + counts.clamp(min=1).log(), float("-inf"))
     row_max = logits.amax(dim=-1, keepdim=True).clamp(min=torch.finfo(q.dtype).min)

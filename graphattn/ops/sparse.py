@@ -23,8 +23,9 @@ layer (scores, weights), where gathering keeps O(E H C). The heads are laid bloc
 edges are separate entries (each counts), a query without edges gets zeros, and the weights
 come back in the caller's edge order. The whole computation is one ``torch.library`` custom op
 (``graphattn::sparse_attention``) with a registered shape function and backward, so
-``torch.compile(fullgraph=True)`` keeps it as one node. Half-precision inputs are computed in
-float32 and the results cast back. The same code runs on CUDA (cuSPARSE). Slow twin:
+``torch.compile(fullgraph=True)`` keeps it as one node. Half-precision inputs reach it as
+float32 copies (the dispatcher's rule for kernels without half-precision accumulation). The
+same code runs on CUDA (cuSPARSE). Slow twin:
 :func:`graphattn.ops.reference.reference_attention`.
 """
 
@@ -227,22 +228,20 @@ class SparseCSR(Kernel[SparsePlan]):
     def forward(self, q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: SparsePlan, *,
                 need_weights: bool) -> KernelResult:
         n, heads, _ = q.shape
-        dtype = torch.promote_types(q.dtype, torch.float32)  # half inputs: float32 products, results cast back
         rowptr, col, t_rowptr, t_col, t_order = plan.heads(heads)
         bias = None
         if spec.bias is not None:
             src, dst = graph.edge_index
-            bias = spec.bias(dst.index_select(0, plan.perm), src.index_select(0, plan.perm)).T.to(dtype)  # (H, E)
+            bias = spec.bias(dst.index_select(0, plan.perm), src.index_select(0, plan.perm)).T.to(q.dtype)  # (H, E)
         out, lse, alpha, _ = _sparse_attention(
-            _heads_first(q, dtype), _heads_first(k, dtype), _heads_first(v, dtype), bias, rowptr, col, t_rowptr, t_col,
+            _heads_first(q), _heads_first(k), _heads_first(v), bias, rowptr, col, t_rowptr, t_col,
             t_order, plan.row, plan.slot, heads, spec.scale, spec.dropout if spec.training else 0.0)
-        out = out.view(heads, n, -1).transpose(0, 1).to(q.dtype)  # (N, H, C_v)
+        out = out.view(heads, n, -1).transpose(0, 1)  # (N, H, C_v)
         if not need_weights:
-            return KernelResult(out, lse.T.to(q.dtype))
-        weights = alpha.T.index_select(0, plan.rank).to(q.dtype)  # (E, H) in the caller's edge order
-        return KernelResult(out, lse.T.to(q.dtype), weights)
+            return KernelResult(out, lse.T)
+        return KernelResult(out, lse.T, alpha.T.index_select(0, plan.rank))  # weights in the caller's edge order
 
 
-def _heads_first(t: Tensor, dtype: torch.dtype) -> Tensor:
+def _heads_first(t: Tensor) -> Tensor:
     """``[N, H, C] -> [H N, C]``, head after head."""
-    return t.to(dtype).transpose(0, 1).reshape(-1, t.size(-1))
+    return t.transpose(0, 1).reshape(-1, t.size(-1))

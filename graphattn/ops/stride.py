@@ -39,6 +39,7 @@ class StridePermute(Kernel[StridePlan]):
 
     name, backend = "stride", "blocked"
     mixes = True
+    half_on = frozenset({"cuda"})  # SDPA / FlexAttention accumulate in float32 there
 
     def __init__(self, dense: Dense, band: Band):
         self.dense, self.band = dense, band
