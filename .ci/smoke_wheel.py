@@ -19,7 +19,7 @@ where = Path(graphattn.__file__).resolve()
 assert where.is_relative_to(site), f"graphattn imported from {where}, not from the environment's {site}"
 assert graphattn.__version__ == importlib.metadata.version("graphattn") != "0.0.0+unknown", graphattn.__version__
 assert (where.parent / "py.typed").exists(), "py.typed missing from the wheel"
-assert list(where.parent.joinpath("datasets").glob("*.sha256")), "the datasets' sha256 files are missing from the wheel"
+assert list(where.parent.joinpath("datasets").glob("*.tsv")), "the datasets' catalogue files are missing from the wheel"
 
 torch.manual_seed(0)
 model = GraphTransformer(16, 32, 3, num_layers=2, heads=4, pattern=longformer(2, [0]), pooling="mean")
