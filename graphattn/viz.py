@@ -47,7 +47,8 @@ def _figure(size: tuple[int, int] | None, figsize: tuple[float, float] | None, d
         if not isinstance(figsize, (tuple, list)) or len(figsize) != 2 or not all(
                 isinstance(s, (int, float)) and s > 0 for s in figsize):
             raise ValueError(f"figsize must be (width_in, height_in), two positive numbers, got {figsize!r}")
-    return Figure(figsize=tuple(figsize or default), dpi=DPI, layout="tight")
+    width, height = figsize or default
+    return Figure(figsize=(width, height), dpi=DPI, layout="tight")
 
 
 def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
