@@ -231,7 +231,8 @@ class SelfAttentionConv(MessagePassing):
         x_j, x_i = (x[0], x[1]) if bipartite and len(x) == 2 else (x, x)
         if bipartite and len(x) != 2:
             raise ValueError(f"a bipartite x must be a pair (x_src, x_dst), got {len(x)} tensors")
-        values = debugging() or not isinstance(edges, AttentionGraph)  # a prepared graph: metadata only
+        # a prepared graph: metadata only; a meta tensor (shape inference) has no values
+        values = (debugging() or not isinstance(edges, AttentionGraph)) and not (isinstance(x, Tensor) and x.is_meta)
         self._check_x(x_j, "x_src" if bipartite else "x", values)
         if bipartite:
             self._check_x(x_i, "x_dst", values)

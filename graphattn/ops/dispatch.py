@@ -78,7 +78,7 @@ class AttentionOutput(NamedTuple):
 def _call_kind(backend: str, spec: ScoreSpec) -> tuple:
     """What the choice of a kernel depends on, besides the graph."""
     return (backend, spec.score, spec.edge_kv is not None, spec.bias is not None, spec.dropout > 0 and spec.training,
-            spec.grad, spec.device, spec.dtype)
+            spec.grad, spec.device, spec.dtype, spec.transformed)
 
 
 def choose_kernel(graph: AttentionGraph, spec: ScoreSpec, backend: str = "auto") -> Kernel:
@@ -247,7 +247,10 @@ def attention(
     bias = None if bias is None else _checked_bias(bias, heads, n)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     spec = ScoreSpec(score, channels**-0.5 if scale is None else scale, att, bias, edge_kv, dropout, training, grad,
-                     q.device.type, q.dtype)
+                     q.device.type, q.dtype, torch._C._are_functorch_transforms_active())
+    if q.device.type == "meta":  # shape inference: nothing to compute with, nothing to choose
+        weights = (graph.edge_index, q.new_empty(graph.num_edges, heads)) if return_weights else None
+        return AttentionOutput(v.new_empty(v.shape), weights, "meta", "meta")
     kernel = _SCATTER if n == 0 and backend == "auto" else choose_kernel(graph, spec, backend)
     if n == 0:  # the empty graph: nothing to attend to, nothing to plan
         empty = (graph.edge_index, q.new_zeros(0, heads)) if return_weights else None

@@ -18,6 +18,7 @@ order) when it has them at hand. All three are differentiable.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields, replace
 from typing import ClassVar, Generic, NamedTuple, TypeVar
 
@@ -27,10 +28,11 @@ from torch import Tensor
 from .graph import AttentionGraph
 from .scores import ScoreSpec
 
-__all__ = ["Kernel", "Plan", "KernelResult", "edge_scores", "edge_weights", "segment_softmax", "DOT_ONLY", "dot_only",
+__all__ = ["Kernel", "Plan", "memoized", "KernelResult", "edge_scores", "edge_weights", "segment_softmax", "DOT_ONLY", "dot_only",
            "needs_pattern"]
 
 P = TypeVar("P")
+T = TypeVar("T")
 
 
 class KernelResult(NamedTuple):
@@ -59,6 +61,15 @@ class Plan:
     def to(self, device: torch.device | str) -> Plan:
         device = torch.device(device)
         return replace(self, **{f.name: _move(getattr(self, f.name), device) for f in fields(self) if f.init})
+
+
+def memoized(memo: dict, key: Hashable, compute: Callable[[], T]) -> T:
+    """``memo[key]``, computed once by ``compute()`` (outside inference mode, so what a plan derives
+    during an inference forward can serve training later)."""
+    if key not in memo:
+        with torch.inference_mode(False):
+            memo[key] = compute()
+    return memo[key]
 
 
 class Kernel(Generic[P]):

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from .graph import AttentionGraph
-from .kernel import Kernel, KernelResult, Plan, dot_only
+from .kernel import Kernel, KernelResult, Plan, dot_only, memoized
 from .scores import ScoreSpec
 
 __all__ = ["SparseCSR", "SparsePlan"]
@@ -72,7 +72,7 @@ class SparsePlan(Plan):
         """``(rowptr, col, t_rowptr, t_col, t_order)`` of the ``H N x H N`` block-diagonal CSR of
         all heads and of its transpose, ``t_order [H U]`` placing each transposed entry in the
         forward order; derived once per number of heads."""
-        if heads not in self.memo:
+        def compute() -> tuple[Tensor, ...]:
             n, u, device = self.num_nodes, self.pair_row.numel(), self.pair_row.device
             offsets = torch.arange(heads, device=device)[:, None]
             rows = (self.pair_row + offsets * n).flatten()  # (H U,)
@@ -80,9 +80,9 @@ class SparsePlan(Plan):
             t_order = (self.t_order + offsets * u).flatten()
             size = heads * n
             index = torch.int32 if max(size, rows.numel()) < 2**31 else torch.long
-            self.memo[heads] = (_rowptr(rows, size).to(index), cols.to(index), _rowptr(cols, size).to(index),
-                                rows[t_order].to(index), t_order)
-        return self.memo[heads]
+            return (_rowptr(rows, size).to(index), cols.to(index), _rowptr(cols, size).to(index),
+                    rows[t_order].to(index), t_order)
+        return memoized(self.memo, heads, compute)
 
 
 def plan_sparse(graph: AttentionGraph) -> SparsePlan:
@@ -195,8 +195,8 @@ def _setup(ctx, inputs, output) -> None:
 def _backward(ctx, d_out, d_lse, d_alpha, d_keep):
     if torch.is_grad_enabled():  # create_graph=True: a second derivative is asked for
         raise NotImplementedError("the sparse kernel has no double backward (its backward is written by hand); "
-                                  "for Hessian-vector products use backend='scatter', 'dense' or 'reference', whose "
-                                  "backward is torch's own")
+                                  "for Hessian-vector products use backend='scatter' or 'reference', whose backward "
+                                  "is torch's own")
     q, k, v, out, alpha, keep, rowptr, col, t_rowptr, t_col, t_order, row, slot = ctx.saved_tensors
     d_out = torch.zeros_like(out) if d_out is None else d_out.contiguous()
     d_lse = alpha.new_zeros(ctx.heads, q.size(0) // ctx.heads) if d_lse is None else d_lse
@@ -215,7 +215,11 @@ class SparseCSR(Kernel[SparsePlan]):
     name = backend = "sparse"
 
     def unsupported(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
-        return dot_only(spec)
+        reasons = dot_only(spec)
+        if spec.transformed:
+            reasons.append("a torch.func transform (its custom op has no functorch rule in this torch; scatter and "
+                           "dense compute under grad / vmap)")
+        return reasons
 
     def declines(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
         if graph.pattern is not None and not graph.pattern.has_generator:
