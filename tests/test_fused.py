@@ -229,8 +229,8 @@ def test_dropout_keeps_the_same_weights_in_every_pass_and_equals_the_masked_refe
 
 
 def test_two_backward_runs_give_bit_identical_gradients():
-    n = 24
-    ei = torch.cat([torch.randint(n, (2, 60), generator=torch.Generator().manual_seed(6)),
+    n = 16
+    ei = torch.cat([torch.randint(n, (2, 40), generator=torch.Generator().manual_seed(6)),
                     torch.stack([torch.zeros(n, dtype=torch.long), torch.arange(n)])], dim=1)  # key 0 read by all
     plan = plan_fused(ei, n, segment=6).to(DEVICE)
     q, k, v, table, ekv = leaves(n, ei.size(1), 2, 4, torch.float32, edge_kv=True)
@@ -239,20 +239,20 @@ def test_two_backward_runs_give_bit_identical_gradients():
     assert all(torch.equal(a, b) for a, b in zip(*runs))
 
 
-def test_gradcheck_through_outputs_and_lse_with_bias_edge_features_and_dropout():
+def test_gradcheck_through_outputs_and_lse_with_bias_edge_features_under_dropout():
     n = 6
     ei = torch.tensor([[0, 1, 2, 3, 4, 1, 2, 0], [1, 1, 1, 1, 1, 2, 2, 4]])  # a hub query, isolated 0, 3, 5
     plan = plan_fused(ei, n, segment=2).to(DEVICE)
     q, k, v, _, ekv = leaves(n, ei.size(1), 2, 2, edge_kv=True)
     bias = torch.randn(ei.size(1), 2, dtype=torch.float64, device=DEVICE, requires_grad=True)
 
-    def attend(q, k, v, bias, ekv, dropout=0.0):
-        out, lse = fused_attention(q, k, v, plan, scale=0.8, bias=bias, edge_kv=ekv, dropout=dropout, training=True, seed=3)
+    def attend(q, k, v, bias, ekv):
+        out, lse = fused_attention(q, k, v, plan, scale=0.8, bias=bias, edge_kv=ekv, dropout=0.5, training=True, seed=3)
         return out, torch.where(torch.isfinite(lse), lse, 0)
 
-    # fast mode (random projections of the Jacobian): the interpreter makes every evaluation slow
+    # under dropout (the other formulas are pinned to the reference above); fast mode (random
+    # projections of the Jacobian), as the interpreter makes every evaluation slow
     assert torch.autograd.gradcheck(attend, (q, k, v, bias, ekv), fast_mode=True)
-    assert torch.autograd.gradcheck(lambda *t: attend(*t, dropout=0.5), (q, k, v, bias, ekv), fast_mode=True)
 
 
 def test_a_query_whose_scores_are_all_minus_inf_gets_zeros_and_a_nan_key_reaches_only_its_readers():

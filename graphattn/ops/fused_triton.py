@@ -189,8 +189,8 @@ def _dq_kernel(q, k, v, bias, ekv, col, perm, node_ptr, start_ptr, end_ptr, slot
 def _dkv_kernel(q, k, v, bias, ekv, t_col, t_perm, node_ptr, start_ptr, end_ptr, slot_ptr, d_out, lse, delta,
                 dk, dv, d_bias, d_ekv, part_dk, part_dv, seed_ptr, first_item, scale, dropout, H, C, CV,
                 HAS_BIAS: tl.constexpr, HAS_EKV: tl.constexpr, DROPOUT: tl.constexpr, WRITE_DBIAS: tl.constexpr,
-                WRITE_DEKV: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_CV: tl.constexpr,
-                ACC: tl.constexpr):
+                WRITE_DEKV: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_C: tl.constexpr,
+                BLOCK_CV: tl.constexpr, ACC: tl.constexpr):
     """The source pass, over the queries ``i`` that read key ``j``: ``dk_j = scale sum_i dS_ij q_i``,
     ``dv_j = sum_i p_ij z_ij dO_i``; per edge ``d bias_ij = dS_ij`` and
     ``d e_ij = scale dS_ij q_i + p_ij z_ij dO_i``."""
