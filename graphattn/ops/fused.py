@@ -99,7 +99,7 @@ def _edge_tile(longest: int, tiles: dict) -> dict:
 
 
 def _launches(plan: FusedPlan, tiling: Tiling, ell: bool) -> list[tuple[int, int, int, int]]:
-    """``(first item, items, BLOCK_E, DEGREE)`` of each launch of a pass."""
+    """``(first item, items, longest item, DEGREE)`` of each launch of a pass (one, ELL, when ``ell``)."""
     if ell and plan.degree is not None:
         return [(0, plan.num_nodes, plan.degree, plan.degree)]
     return [(first, count, longest, 0) for first, count, longest in tiling.buckets]
