@@ -32,6 +32,7 @@ from ..patterns import Pattern
 from .band import Band
 from .dense import Dense
 from .flex import Flex
+from .fused import Fused
 from .graph import AttentionGraph
 from .kernel import Kernel, edge_weights
 from .reference import REFERENCE
@@ -46,12 +47,13 @@ logger = logging.getLogger(__name__)
 __all__ = ["attention", "choose_backend", "choose_kernel", "KERNELS", "BACKENDS", "GROUPS", "PRIORITY",
            "AttentionOutput", "SCORES"]
 
-_DENSE, _BAND, _TILES, _SPARSE, _SCATTER = Dense(), Band(), Tiles(), SparseCSR(), Scatter()
+_DENSE, _BAND, _TILES, _SPARSE, _SCATTER, _FUSED = Dense(), Band(), Tiles(), SparseCSR(), Scatter(), Fused()
 _STRIDE = StridePermute(_DENSE, _BAND)
 _FLEX = Flex(prefers=(_STRIDE, _BAND, _TILES))
 
 #: Every kernel by its own name (``backend=`` accepts each).
-KERNELS: dict[str, Kernel] = {k.name: k for k in (REFERENCE, _SCATTER, _DENSE, _BAND, _STRIDE, _TILES, _FLEX, _SPARSE)}
+KERNELS: dict[str, Kernel] = {k.name: k for k in (REFERENCE, _SCATTER, _DENSE, _BAND, _STRIDE, _TILES, _FLEX, _SPARSE,
+                                                  _FUSED)}
 #: Public backend names that stand for several kernels: the first that can run a call runs it.
 GROUPS: dict[str, tuple[Kernel, ...]] = {"blocked": (_STRIDE, _BAND, _TILES)}
 #: What ``backend=`` accepts.
@@ -59,7 +61,7 @@ BACKENDS = ("auto", *GROUPS, *KERNELS)
 #: ``auto``'s order per device type (other devices use the CPU's).
 PRIORITY: dict[str, tuple[Kernel, ...]] = {
     "cpu": (_STRIDE, _BAND, _TILES, _DENSE, _SPARSE, _SCATTER),
-    "cuda": (_FLEX, _STRIDE, _BAND, _TILES, _DENSE, _SPARSE, _SCATTER),
+    "cuda": (_FLEX, _STRIDE, _BAND, _TILES, _DENSE, _FUSED, _SPARSE, _SCATTER),
 }
 SCORES = ("dot", "additive")
 
@@ -78,7 +80,7 @@ class AttentionOutput(NamedTuple):
 def _call_kind(backend: str, spec: ScoreSpec) -> tuple:
     """What the choice of a kernel depends on, besides the graph."""
     return (backend, spec.score, spec.edge_kv is not None, spec.bias is not None, spec.dropout > 0 and spec.training,
-            spec.grad, spec.device, spec.dtype, spec.transformed)
+            spec.grad, spec.device, spec.dtype, spec.transformed, spec.shape)
 
 
 def choose_kernel(graph: AttentionGraph, spec: ScoreSpec, backend: str = "auto") -> Kernel:
@@ -109,7 +111,7 @@ def _choose(graph: AttentionGraph, spec: ScoreSpec, backend: str) -> Kernel:
             return kernel
         reasons += [f"{kernel.name}: {r}" for r in why]
     auto = choose_kernel(graph, spec)
-    raise NotImplementedError(f"backend={backend!r} cannot run this call ({'; '.join(reasons)}); "
+    raise NotImplementedError(f"backend={backend!r} cannot run this call on {graph!r} ({'; '.join(reasons)}); "
                               f"backend='auto' runs {auto.name!r} here")
 
 
@@ -247,7 +249,7 @@ def attention(
     bias = None if bias is None else _checked_bias(bias, heads, n)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     spec = ScoreSpec(score, channels**-0.5 if scale is None else scale, att, bias, edge_kv, dropout, training, grad,
-                     q.device.type, q.dtype, torch._C._are_functorch_transforms_active())
+                     q.device.type, q.dtype, torch._C._are_functorch_transforms_active(), (heads, channels, v.size(2)))
     if q.device.type == "meta":  # shape inference: nothing to compute with, nothing to choose
         weights = (graph.edge_index, q.new_empty(graph.num_edges, heads)) if return_weights else None
         return AttentionOutput(v.new_empty(v.shape), weights, "meta", "meta")

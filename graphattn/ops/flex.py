@@ -95,7 +95,7 @@ class Flex(Kernel[FlexPlan]):
         if spec.device not in ("cuda", "cpu"):
             reasons.append(f"tensors on {spec.device} (FlexAttention here runs on cuda and cpu)")
         if spec.device == "cpu" and spec.grad:
-            reasons.append("a backward on CPU (torch 2.13's FlexAttention has none there: call backend='flex' under "
+            reasons.append("a backward on CPU (torch's FlexAttention has none there: call backend='flex' under "
                            "torch.no_grad() on CPU, or run on CUDA)")
         return reasons
 

@@ -32,9 +32,12 @@ import torch
 from torch import Tensor
 
 from .fused_plan import SHORT, FusedPlan, Tiling, plan_fused
+from .graph import AttentionGraph
+from .kernel import DOT_ONLY, Kernel, KernelResult
+from .scores import ScoreSpec
 
-__all__ = ["fused_attention", "fused_unsupported", "dropout_keep", "FusedPlan", "plan_fused", "TRITON_AVAILABLE",
-           "INTERPRETED"]
+__all__ = ["Fused", "fused_attention", "fused_unsupported", "dropout_keep", "FusedPlan", "plan_fused",
+           "TRITON_AVAILABLE", "INTERPRETED"]
 
 try:
     import triton
@@ -235,6 +238,10 @@ def _setup_context(ctx, inputs, output) -> None:
 
 
 def _grads(ctx, d_out: Tensor, d_lse: Tensor | None):
+    if torch.is_grad_enabled():  # create_graph=True: a second derivative is asked for
+        raise NotImplementedError("the fused kernel has no double backward (its backward is a Triton kernel); for "
+                                  "Hessian-vector products use backend='scatter' or 'reference', whose backward is "
+                                  "torch's own")
     q, k, v, bias, edge_kv, out, lse, seed, *plan_tensors = ctx.saved_tensors
     need_bias = bias is not None and ctx.needs_input_grad[3]
     need_ekv = edge_kv is not None and ctx.needs_input_grad[4]
@@ -325,3 +332,42 @@ def _check(q: Tensor, k: Tensor, v: Tensor, plan: FusedPlan, bias: Tensor | None
             raise ValueError(f"{name} must have shape {list(shape)} (edges in the caller's order), got {list(t.shape)}")
     if edge_kv is not None and (edge_kv.dtype != q.dtype or v.size(2) != channels):
         raise ValueError(f"edge_kv needs q's dtype ({q.dtype}) and v with C_v = C = {channels}")
+
+
+class Fused(Kernel[FusedPlan]):
+    """The fused Triton kernel as one of the dispatcher's kernels: ``auto`` picks it on CUDA for
+    explicit graphs sparse enough that dense declines them; forced (``backend="fused"``) it also runs
+    on CPU tensors under the interpreter."""
+
+    name = backend = "fused"
+    half_on = frozenset({"cuda", "cpu"})  # it accumulates half inputs in float32 itself
+
+    def unsupported(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
+        heads, channels, value_channels = spec.shape
+        reasons = [DOT_ONLY] if spec.score != "dot" else []
+        if spec.transformed:
+            reasons.append("a torch.func transform (its custom op has no functorch rule in this torch)")
+        edges = graph.num_edges if graph.pattern is None else None  # a pattern's edges are not counted to refuse
+        return reasons + fused_unsupported(spec.device, spec.dtype, heads=heads, channels=channels,
+                                           value_channels=value_channels, num_edges=edges,
+                                           edge_kv=spec.edge_kv is not None, dropout=spec.dropout > 0 and spec.training)
+
+    def declines(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
+        if spec.device != "cuda":
+            return ["off CUDA it runs under Triton's interpreter, for tests"]
+        if graph.pattern is not None:
+            return ["a pattern: the tile kernels and FlexAttention compute it without its edge list"]
+        return []
+
+    def plan(self, graph: AttentionGraph) -> FusedPlan:
+        return plan_fused(graph.edge_index, graph.num_nodes)
+
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: FusedPlan, *,
+                need_weights: bool) -> KernelResult:
+        bias = None
+        if spec.bias is not None:
+            src, dst = graph.edge_index
+            bias = spec.bias(dst, src).to(q.dtype)  # (E, H) in the caller's edge order
+        out, lse = fused_attention(q, k, v, plan, scale=spec.scale, bias=bias, edge_kv=spec.edge_kv,
+                                   dropout=spec.dropout, training=spec.training)
+        return KernelResult(out, lse.to(q.dtype))

@@ -223,7 +223,7 @@ class SparseCSR(Kernel[SparsePlan]):
 
     def declines(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
         if graph.pattern is not None and not graph.pattern.has_generator:
-            return [f"pattern {graph.pattern!r} has no edge generator: its edges would come from a full mask scan"]
+            return ["the pattern has no edge generator: its edges would come from a full mask scan"]
         return []
 
     def plan(self, graph: AttentionGraph) -> SparsePlan:
