@@ -131,7 +131,8 @@ class AttentionModel(nn.Module):
         features). With ``return_attention_weights`` also returns one ``(edge_index, alpha)``
         pair per attention layer (indexing the nodes with the virtual ones)."""
         # a prepared graph: metadata only; a meta tensor (shape inference) has no values
-        n = self._check_x(x, values=(debugging() or not isinstance(edges, AttentionGraph)) and not x.is_meta)
+        meta = isinstance(x, Tensor) and x.is_meta
+        n = self._check_x(x, values=(debugging() or not isinstance(edges, AttentionGraph)) and not meta)
         graph = self._graph(edges, n, batch, pos, edge_attr, x.device)
         if batch is None and graph.sizes.numel() > 1:  # a prepared graph holds the batch: pool per graph
             batch = graph.real(graph.batch)
