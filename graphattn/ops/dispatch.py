@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..checks import check_choice, check_probability
+from ..checks import check_allocation, check_choice, check_probability
 from ..patterns import Pattern
 from .band import Band
 from .dense import Dense
@@ -181,6 +181,26 @@ def _checked_bias(bias: BiasFn, heads: int, num_nodes: int) -> BiasFn:
     return checked
 
 
+def _check_footprint(kernel: Kernel, graph: AttentionGraph, spec: ScoreSpec, backend: str, return_weights: bool,
+                     device: torch.device) -> None:
+    """Refuse, before anything is allocated, a call whose memory is out of reach (O(N^2) scores of a
+    large graph, per-edge rows of a huge one), with the estimate and what to do instead."""
+    weights = graph.edge_bound() * (16 + spec.shape[0] * spec.dtype.itemsize) if return_weights else 0
+    need = kernel.footprint(graph, spec, return_weights) + weights
+    if need == 0:
+        return
+    if backend != "auto":
+        instead = f"backend='auto' runs {choose_kernel(graph, spec).name!r} here"
+    elif return_weights:
+        instead = "return_weights=False (return_attention_weights) keeps no per-edge numbers"
+    elif spec.dropout > 0 and spec.training:
+        instead = "attention dropout needs the scores in memory: use dropout=0 or a sparser pattern"
+    else:
+        instead = "use a sparser pattern"
+    what = f"the {kernel.name} kernel on {graph!r}" + (" with attention weights" if return_weights else "")
+    check_allocation(need, what, device, instead)
+
+
 def attention(
     q: Tensor,
     k: Tensor,
@@ -257,6 +277,7 @@ def attention(
     if n == 0:  # the empty graph: nothing to attend to, nothing to plan
         empty = (graph.edge_index, q.new_zeros(0, heads)) if return_weights else None
         return AttentionOutput(v.new_zeros(v.shape), empty, kernel.backend, kernel.name)
+    _check_footprint(kernel, graph, spec, backend, return_weights, q.device)
     plan = graph.plan(kernel)
     half = q.dtype in (torch.float16, torch.bfloat16) and spec.device not in kernel.half_on
     if half:  # no float32 accumulation in this kernel here: compute on float32 copies, cast the results back

@@ -251,6 +251,13 @@ class AttentionGraph:
     def num_edges(self) -> int:
         return int(self.edge_index.size(1))
 
+    def edge_bound(self) -> int:
+        """An upper bound on ``num_edges`` without building ``edge_index`` (a pattern's ``max_edges``
+        per sequence), for estimating memory before anything is allocated."""
+        if self._edge_index is not None or self.pattern is None:
+            return self.num_edges
+        return sum(self.pattern.max_edges(size) for size in self.layout.lengths)
+
     @property
     def num_real_nodes(self) -> int:
         return self.num_nodes - self.num_virtual * self.sizes.numel()

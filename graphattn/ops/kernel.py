@@ -107,6 +107,12 @@ class Kernel(Generic[P]):
                 need_weights: bool) -> KernelResult:
         raise NotImplementedError
 
+    def footprint(self, graph: AttentionGraph, spec: ScoreSpec, need_weights: bool) -> int:
+        """Bytes of the call's largest allocations where they grow faster than the inputs (O(N^2)
+        scores, O(E H C) rows), so that impossible work is refused before it is allocated; 0 for
+        kernels whose memory is linear in their inputs."""
+        return 0
+
     def reached(self, graph: AttentionGraph, plan: P, bad: Tensor) -> Tensor:
         """``[N, H]`` bool: whether query ``i`` attends, in head ``h``, to a key flagged in
         ``bad [N, H]`` (only kernels that :attr:`mixes` keys need it)."""

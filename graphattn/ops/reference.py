@@ -39,6 +39,11 @@ class Reference(Kernel[Tensor]):
     def declines(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
         return ["it is the O(N^2) float64 oracle for tests"]
 
+    def footprint(self, graph: AttentionGraph, spec: ScoreSpec, need_weights: bool) -> int:
+        n, (heads, channels, _), item = graph.num_nodes, spec.shape, spec.dtype.itemsize
+        pairs = n * n * heads * channels * item * 2 if spec.edge_kv is not None or spec.score != "dot" else 0
+        return 8 * n * n + 4 * heads * n * n * item + pairs  # counts, scores / logits / weights
+
     def plan(self, graph: AttentionGraph) -> Tensor:
         n, device = graph.num_nodes, graph.device
         src, dst = graph.edge_index

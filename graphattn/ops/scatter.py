@@ -25,6 +25,10 @@ class Scatter(Kernel[None]):
 
     name = backend = "scatter"
 
+    def footprint(self, graph: AttentionGraph, spec: ScoreSpec, need_weights: bool) -> int:
+        heads, channels, value_channels = spec.shape
+        return graph.edge_bound() * heads * (2 * channels + value_channels + 3) * spec.dtype.itemsize  # gathered rows
+
     def plan(self, graph: AttentionGraph) -> None:
         return None
 

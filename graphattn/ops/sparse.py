@@ -226,6 +226,9 @@ class SparseCSR(Kernel[SparsePlan]):
             return ["the pattern has no edge generator: its edges would come from a full mask scan"]
         return []
 
+    def footprint(self, graph: AttentionGraph, spec: ScoreSpec, need_weights: bool) -> int:
+        return graph.edge_bound() * (40 + 4 * spec.shape[0] * max(spec.dtype.itemsize, 4))  # plan; scores, weights
+
     def plan(self, graph: AttentionGraph) -> SparsePlan:
         return plan_sparse(graph)
 
