@@ -56,7 +56,7 @@ from ..train import (
     load_checkpoint,
     peak_memory_mb,
     rank,
-    reset_peak_memory,
+    start_peak,
     world_size,
 )
 from .config import ARCHITECTURES, BASELINE_MODELS, ENCODINGS, GRAPHATTN_MODELS, MODELS, NodeConfig
@@ -125,7 +125,7 @@ def _train_one(name: str, seed: int, task: Task, config: NodeConfig) -> dict[str
         mask = task.masks["val"]
         return {"val_acc": task.accuracy(logits, "val"), "val_loss": F.cross_entropy(logits[mask], task.y[mask]).item()}
 
-    _reset_peak(config.run.device)
+    start_peak(config.run.device)
     history = fit(model, optimizer, train_epoch, evaluate, _train_config(config, name, seed), experiment=built.experiment)
     model.eval()
     with torch.no_grad():
@@ -152,7 +152,7 @@ def _train_batches(name: str, seed: int, task: Task, config: NodeConfig) -> dict
     def evaluate() -> dict[str, float]:
         return score(built, val, config)
 
-    _reset_peak(config.run.device)
+    start_peak(config.run.device)
     history = fit(model, optimizer, train_epoch_fn(built, trained, optimizer, batches, config), evaluate,
                   _train_config(config, name, seed), experiment=built.experiment, set_epoch=batches.set_epoch)
     final = score(built, Batches(task, config, seed, ("val", "test"), train=False), config)
@@ -183,18 +183,6 @@ def _result(name: str, seed: int, built: Run, config: NodeConfig, history, accur
         **({"loader": config.batching.loader, "batch_size": config.batching.batch_size, "processes": world_size()}
            if config.batching.loader != "full" or world_size() > 1 else {}),
     }
-
-
-def _reset_peak(device: str) -> None:
-    """Start a new memory peak: CUDA's allocator peak, or on Linux the process's peak resident
-    set (``/proc/self/clear_refs``), so each run reports its own peak, not the process's."""
-    reset_peak_memory(device)
-    if device == "cpu":
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-        except OSError:  # not Linux: the peak stays the whole process's
-            pass
 
 
 _WORKER: dict[str, Any] = {}
