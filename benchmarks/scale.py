@@ -36,7 +36,7 @@ def measure(spec: dict) -> dict:
     """One training epoch of ``spec`` in this process (a rank of torchrun when WORLD_SIZE > 1)."""
     import torch
 
-    from graphattn.experiments.config import NodeConfig
+    from graphattn.experiments.node_config import NodeConfig
     from graphattn.experiments.node_minibatch import Batches, check_loader, train_epoch_fn
     from graphattn.experiments.node_setup import Task, build
     from graphattn.train import all_reduce_sum, init_distributed, is_main, rank, world_size
@@ -103,8 +103,8 @@ def launch(spec: dict, processes: int, timeout: float) -> dict:
 
 def accuracy(dataset: str, loader: str, batch_size: int, models: list[str], epochs: int, root: str | None,
              num_neighbors: list[int]) -> list[dict]:
-    from graphattn.experiments.config import NodeConfig
     from graphattn.experiments.node_classification import run
+    from graphattn.experiments.node_config import NodeConfig
 
     options = {"num_neighbors": tuple(num_neighbors)} if loader == "neighbor" else {}
     config = NodeConfig.from_options(dataset=dataset, models=tuple(models), loader=loader, batch_size=batch_size,

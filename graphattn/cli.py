@@ -245,20 +245,19 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def _config(name: str) -> type:
-    from .experiments import config  # no torch: building the parser stays cheap
+    from .experiments.graph_config import GraphConfig
+    from .experiments.node_config import NodeConfig
+    from .experiments.sequence_config import SequenceConfig
+    from .experiments.study_config import StudyConfig
 
-    return getattr(config, name)
+    return {c.__name__: c for c in (GraphConfig, NodeConfig, SequenceConfig, StudyConfig)}[name]
 
 
 def _add_experiments(subparsers: argparse._SubParsersAction) -> None:
-    from .experiments.config import DEFAULT_PATTERNS, DEFAULT_POOLING
+    from .experiments.sequence_config import SEQUENCE_TASKS
 
-    tasks = {"text": "TREC question type (6 classes)", "speech": "FSDD spoken digit (10 classes) over log-mel frames",
-             "image": "MNIST digit (10 classes) over 4x4 patches (7x7 grid; try Grid2D(2, 7))",
-             "listops": "ListOps value (10 classes), LRA's generator, --max-length tokens (LRA: 2000)",
-             "pixels": "MNIST digit (10 classes) over its 784 pixels in raster order (try Grid2D(2, 28))"}
-    for task, what in tasks.items():
-        what = f"{what}; default pattern {DEFAULT_PATTERNS[task]}, {DEFAULT_POOLING[task]} pooling"
+    for task, recipe in SEQUENCE_TASKS.items():
+        what = f"{recipe.what}; default pattern {recipe.pattern}, {recipe.pooling} pooling"
         parser = subparsers.add_parser(task, help=f"train and test: {what}", description=f"Classify: {what}.")
         _add_options(parser, _config("SequenceConfig"))
         parser.set_defaults(func=_sequence)
@@ -294,7 +293,7 @@ def _add_command(subparsers: argparse._SubParsersAction, name: str, func, config
 
 
 def _add_study(subparsers: argparse._SubParsersAction) -> None:
-    from .experiments.config import TASKS
+    from .experiments.sequence_config import TASKS
 
     parser = _add_command(
         subparsers, "study", _study, "StudyConfig",

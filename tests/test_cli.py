@@ -6,8 +6,10 @@ import sys
 import pytest
 
 from graphattn.cli import build_parser, main
-from graphattn.experiments.config import GraphConfig, NodeConfig, SequenceConfig
+from graphattn.experiments.graph_config import GraphConfig
+from graphattn.experiments.node_config import NodeConfig
 from graphattn.experiments.options import option_fields
+from graphattn.experiments.sequence_config import SequenceConfig
 from graphattn.patterns import PATTERN_NAMES, longformer
 
 

@@ -10,7 +10,7 @@ import torch
 
 from graphattn.cli import main
 from graphattn.datasets import get, load_sbm, sbm_graph
-from graphattn.experiments.config import NodeConfig
+from graphattn.experiments.node_config import NodeConfig
 from graphattn.experiments.node_minibatch import Batches, check_loader
 from graphattn.experiments.node_setup import Task, build
 

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from graphattn.cli import main
-from graphattn.experiments.config import StudyConfig
 from graphattn.experiments.study import markdown_table, summarise
+from graphattn.experiments.study_config import StudyConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

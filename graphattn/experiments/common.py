@@ -14,7 +14,7 @@ from torch_geometric.loader import DataLoader
 
 from ..files import write_atomic
 from ..train import History, TrainConfig, fit
-from .config import BatchTrainingConfig
+from .pieces import BatchTrainingConfig
 
 __all__ = ["evaluate", "log_probabilities", "train_epoch_fn", "lr_factor", "fit_minibatches", "write_results", "EVAL_BATCH"]
 

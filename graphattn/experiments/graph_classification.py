@@ -44,7 +44,8 @@ from ..models import GraphGPS, GraphTransformer
 from ..nn.encodings import LaplacianEncoding, RandomWalkEncoding
 from ..train import peak_memory_mb, reset_peak_memory, set_seed
 from .common import EVAL_BATCH, evaluate, fit_minibatches, write_results
-from .config import ENCODINGS, GRAPH_MODELS, GraphConfig
+from .graph_config import GRAPH_MODELS, GraphConfig
+from .pieces import ENCODINGS
 
 __all__ = ["GraphConfig", "run", "ENCODINGS", "GRAPH_MODELS", "stratified_folds", "GINClassifier"]
 

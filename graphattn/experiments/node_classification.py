@@ -59,9 +59,10 @@ from ..train import (
     start_peak,
     world_size,
 )
-from .config import ARCHITECTURES, BASELINE_MODELS, ENCODINGS, GRAPHATTN_MODELS, MODELS, NodeConfig
-from .config import NODE_DATASETS as DATASETS
+from .node_config import ARCHITECTURES, BASELINE_MODELS, GRAPHATTN_MODELS, MODELS, NodeConfig
+from .node_config import NODE_DATASETS as DATASETS
 from .node_setup import Run, Task, build
+from .pieces import ENCODINGS
 
 __all__ = ["NodeConfig", "run", "MODELS", "GRAPHATTN_MODELS", "DATASETS", "ENCODINGS", "ARCHITECTURES"]
 
@@ -82,11 +83,11 @@ def _preflight(config: NodeConfig, task: Task) -> None:
             pass
     except OSError as err:
         raise ValueError(f"out={str(out)!r} is not a writable folder ({err})") from None
-    if not config.resume:
+    if not config.repeats.resume:
         return
     found = 0
     for name in config.models:
-        for seed in range(config.seeds):
+        for seed in range(config.repeats.seeds):
             path = _checkpoint(config, name, seed)
             if not path.is_file():
                 continue
@@ -163,8 +164,8 @@ def _train_config(config: NodeConfig, name: str, seed: int) -> TrainConfig:
     path = _checkpoint(config, name, seed)
     return TrainConfig(epochs=config.training.epochs, patience=config.training.patience, monitor="val_acc",
                        mode="max", tie_break="val_loss", progress=config.run.progress,
-                       checkpoint=path if config.save or config.resume else None,
-                       resume=config.resume and path.is_file())
+                       checkpoint=path if config.repeats.save or config.repeats.resume else None,
+                       resume=config.repeats.resume and path.is_file())
 
 
 def _result(name: str, seed: int, built: Run, config: NodeConfig, history, accuracy: dict[str, float]) -> dict:
@@ -205,7 +206,7 @@ def _train_parallel(jobs: list[tuple[str, int]], config: NodeConfig, bar) -> lis
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     quiet = config.with_options(progress=False)
-    with ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"),
+    with ProcessPoolExecutor(config.processes.workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_worker_init, initargs=(quiet,)) as pool:
         futures = {pool.submit(_worker_run, job): i for i, job in enumerate(jobs)}
         runs: list[Any] = [None] * len(jobs)
@@ -237,15 +238,15 @@ def run(config: NodeConfig) -> dict[str, Any]:
         raise TypeError(f"config must be a NodeConfig, got {type(config).__name__}")
     tic = time.perf_counter()
     threads = torch.get_num_threads()
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    joined = world_size() == 1 and init_distributed(config.run.device, config.dist_timeout)
+    if config.processes.threads is not None:
+        torch.set_num_threads(config.processes.threads)
+    joined = world_size() == 1 and init_distributed(config.run.device, config.processes.dist_timeout)
     try:
         task = _prepare(config)
-        jobs = [(name, seed) for name in config.models for seed in range(config.seeds)]
+        jobs = [(name, seed) for name in config.models for seed in range(config.repeats.seeds)]
         bar = tqdm(total=len(jobs), desc=f"{config.dataset} runs", disable=not (config.run.progress and is_main()),
                    file=sys.stderr)
-        if config.workers == 1:
+        if config.processes.workers == 1:
             runs = []
             for name, seed in jobs:
                 runs.append(_train_one(name, seed, task, config))

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..train import all_reduce_sum, rank, world_size
-from .config import NodeConfig
+from .node_config import NodeConfig
 from .node_setup import Run, Task
 
 __all__ = ["check_loader", "Batches", "train_epoch_fn", "score"]

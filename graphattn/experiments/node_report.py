@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from ..files import write_atomic
-from .config import PLANETOID_DATASETS
+from .node_config import PLANETOID_DATASETS
 
 __all__ = ["write_outputs", "markdown_table", "plot_accuracy"]
 

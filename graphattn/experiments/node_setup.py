@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..train import set_seed
 from .baselines import BASELINES
-from .config import PLANETOID_DATASETS, NodeConfig
+from .node_config import PLANETOID_DATASETS, NodeConfig
 
 __all__ = ["Task", "Run", "build", "pattern_for", "encoding_module"]
 
@@ -33,11 +33,11 @@ class Task:
         from ..datasets import get, load_planetoid
 
         if config.dataset in PLANETOID_DATASETS:
-            dataset = load_planetoid(config.dataset, root=config.root, mirror=config.mirror,
+            dataset = load_planetoid(config.dataset, root=config.data.root, mirror=config.data.mirror,
                                      transform=T.NormalizeFeatures(), progress=config.run.progress)
             data, num_classes = dataset[0], dataset.num_classes
         else:  # SBM-*, ogbn-arxiv: one Data from the catalogue's loader
-            data = get(config.dataset).loader(root=config.root, mirror=config.mirror, progress=config.run.progress)
+            data = get(config.dataset).loader(root=config.data.root, mirror=config.data.mirror, progress=config.run.progress)
             num_classes = int(data.y.max()) + 1
         encoding = config.positional.encoding
         if encoding != "none":

@@ -56,11 +56,9 @@ from ..nn.encodings import RotaryEncoding, SinusoidalEncoding
 from ..patterns import Pattern
 from ..train import peak_memory_mb, reset_peak_memory, set_seed
 from .common import EVAL_BATCH, fit_minibatches, log_probabilities, write_results
-from .config import DEFAULT_PATTERNS, POSITIONS, TASKS, SequenceConfig
+from .sequence_config import POSITIONS, SEQUENCE_TASKS, TASKS, SequenceConfig
 
-__all__ = ["SequenceConfig", "run", "keys_per_query", "TASKS", "DEFAULT_PATTERNS", "POSITIONS"]
-
-DATASETS = {"text": "TREC", "speech": "FSDD", "image": "MNIST", "listops": "ListOps", "pixels": "MNIST"}
+__all__ = ["SequenceConfig", "run", "keys_per_query", "TASKS", "POSITIONS"]
 
 PATCH = 4  # MNIST: 28 x 28 -> a 7 x 7 grid of 4 x 4 patches
 UNK_ID, CLS_ID = 1, 2  # the Tokenizer's <unk> and <cls> ids
@@ -282,7 +280,7 @@ def run(cfg: SequenceConfig) -> dict:
     epochs = sum(h.epochs_run for h in histories)
     member_acc = [m["test_acc"] for m in members]
     metrics = {
-        "task": cfg.task, "dataset": DATASETS[cfg.task], "pattern": repr(pattern), "pooling": cfg.pooling,
+        "task": cfg.task, "dataset": SEQUENCE_TASKS[cfg.task].dataset, "pattern": repr(pattern), "pooling": cfg.pooling,
         "position": cfg.position, "test_acc": test_acc, "test_loss": test_loss,
         "best_val_acc": _mean_probability(val_lp, val)[0], "best_epoch": first.best_epoch,
         "epochs_run": first.epochs_run, "stopped_early": first.stopped_early,

@@ -35,7 +35,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..files import write_atomic
-from .config import StudyConfig
+from .study_config import StudyConfig
 
 __all__ = ["StudyConfig", "run", "summarise", "markdown_table", "plot_accuracy_cost"]
 
