@@ -184,7 +184,7 @@ def _add_option(group: argparse._ActionsContainer, s) -> None:
     if kind is bool:  # a switch that flips the default: --save, --no-progress
         group.add_argument(f"--no-{flag[2:]}" if s.default else flag, dest=s.name, default=keep,
                            action="store_false" if s.default else "store_true",
-                           help=f"no {s.help}" if s.default else s.help)
+                           help=(s.negative or f"no {s.help}") if s.default else s.help)
         return
     shown = ", ".join(s.default) if isinstance(s.default, tuple) else s.default
     text = s.help if s.default is None else f"{s.help} (default {shown})"
