@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from graphattn.cli import main
-from graphattn.experiments.graph_classification import stratified_folds
+from graphattn.experiments.splits import stratified_folds
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.data import Data
 
 from ..train import set_seed
 from .baselines import BASELINES
@@ -166,12 +167,13 @@ def build(name: str, task: Task, config: NodeConfig, seed: int) -> Run:
         def edges(ei: Tensor, n: int) -> Tensor:
             return ei
 
-        def edge_input(ei: Tensor, n: int, pos: Tensor | None) -> Tensor:
-            return ei.to(device)
+        def edge_input(ei: Tensor, n: int, pos: Tensor | None) -> Data:
+            return Data(edge_index=ei.to(device), num_nodes=n)
 
-        return Run(model, lambda x: model(x, edge_index), recipe.dropout, recipe.lr, recipe.weight_decay,
+        whole = Data(edge_index=edge_index, num_nodes=task.num_nodes)
+        return Run(model, lambda x: model(x, whole), recipe.dropout, recipe.lr, recipe.weight_decay,
                    pattern, {**identity, "pattern": pattern, **asdict(recipe)},
-                   batch_input=lambda ei, n, batch=None, pos=None: ei.to(device),
+                   batch_input=lambda ei, n, batch=None, pos=None: Data(edge_index=ei.to(device), num_nodes=n),
                    hops=2 + (name == "gcn"),  # GCN's normalisation reads the degree one hop further
                    attention_edges=edges, edge_input=edge_input)
 
