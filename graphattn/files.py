@@ -88,7 +88,7 @@ def check_output_folder(path: str | os.PathLike, what: str = "out") -> Path:
         raise OutputPathError(f"{what}={str(path)!r} cannot be checked ({err.strerror or err})") from None
     if not stat.S_ISDIR(mode):
         kind = "a regular file" if stat.S_ISREG(mode) else _kind(mode)
-        raise OutputPathError(f"{what}={str(path)!r} is {kind}, not a folder; give a folder to write into")
+        raise OutputPathError(f"{what}={str(path)!r} is not a writable folder: it is {kind}; give a folder to write into")
     return path
 
 
@@ -234,9 +234,13 @@ class FolderLock:
         import fcntl
 
         check_output_folder(self.folder, self.what)
-        self.folder.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as err:
+                raise OutputPathError(f"{self.what}={str(self.folder)!r} is not a writable folder "
+                                      f"({err.strerror or err})") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -35,7 +35,7 @@ from ..train.distributed import gather_objects
 from .metrics import Metric, Objective
 
 __all__ = ["Batch", "Batches", "ExampleBatches", "Optimization", "train_model", "train_epoch", "evaluate", "predict",
-           "drop_input", "lr_factor", "EVAL_BATCH"]
+           "drop_input", "InputDropout", "lr_factor", "EVAL_BATCH"]
 
 EVAL_BATCH = 256  # examples per batch when scoring: no gradients, so larger than in training
 
@@ -122,6 +122,16 @@ def drop_input(x: Tensor, p: float) -> Tensor:
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), values * keep / (1 - p), x.shape,
                                        check_invariants=False)
+
+
+@dataclass(frozen=True)
+class InputDropout:
+    """The augmentation that drops input features of training batches (:func:`drop_input`)."""
+
+    p: float
+
+    def __call__(self, batch: Batch) -> Batch:
+        return replace(batch, x=drop_input(batch.x, self.p)) if self.p else batch
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:

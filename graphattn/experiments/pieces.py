@@ -17,7 +17,6 @@ import os
 from dataclasses import dataclass
 
 from ..checks import MAX_SEED, check_bool, check_choice, check_float, check_int, check_path, check_probability
-from ..files import check_output_folder
 from .options import option
 
 __all__ = ["ModelConfig", "TrainingConfig", "BatchTrainingConfig", "SplitConfig", "EncodingConfig", "RunConfig",
@@ -115,8 +114,9 @@ class EncodingConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Where results go, progress bars, the device. An ``out`` that names anything but a folder
-    (a file, a FIFO, a device node) is refused here, before any work."""
+    """Where results go, progress bars, the device. The run claims ``out`` before any work
+    (:class:`~graphattn.files.FolderLock`): anything but a folder there (a file, a FIFO, a
+    device node), or another live run holding it, is refused in one line."""
 
     out: str | None = option(None, "write results.json and pictures to this folder; unset: nothing is written",
                              metavar="DIR")
@@ -125,8 +125,6 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", check_path(self.out, "out", optional=True))
-        if self.out is not None:
-            check_output_folder(self.out, "out")
         check_bool(self.progress, "progress")
         check_choice(self.device, "device", DEVICES)
         if self.device == "cuda":

@@ -28,7 +28,8 @@ from typing import Any
 from ..files import write_atomic
 from .metrics import Metric
 
-__all__ = ["mean_std", "format_mean_std", "run_row", "summarise", "markdown_table", "write_json", "write_text",
+__all__ = ["mean_std", "format_mean_std", "run_row", "summarise", "markdown_table", "key_value_table", "write_json",
+           "write_text",
            "write_results"]
 
 
@@ -90,6 +91,12 @@ def markdown_table(summary: list[dict[str, Any]], metric: Metric) -> str:
                      f"| {row['epochs_mean']:.0f} | {1000 * row['epoch_time_s']:.1f} | {row['peak_mem_mb']:.0f} "
                      f"| {row.get('parameters', 0):,} | {row['runs']} |")
     return "\n".join(lines)
+
+
+def key_value_table(rows: Sequence[tuple[str, object]]) -> str:
+    """Aligned ``key  value`` lines, floats to four decimals (what the sequence and graph commands print)."""
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{key:<{width}}  {f'{value:.4f}' if isinstance(value, float) else value}" for key, value in rows)
 
 
 def write_json(path: str | Path, obj: Any, *, allow_nan: bool = False) -> None:

@@ -61,11 +61,12 @@ from ..patterns import Pattern
 from ..train import TrainConfig, peak_memory_mb, reset_peak_memory, set_seed
 from .harness import EVAL_BATCH, Batch, ExampleBatches, Optimization, predict, train_model
 from .metrics import classification
-from .results import write_results
+from .registry import Task
+from .results import key_value_table, write_results
 from .sequence_config import POSITIONS, SEQUENCE_TASKS, TASKS, SequenceConfig
 from .sequence_data import LOADERS, _augmenter
 
-__all__ = ["SequenceConfig", "run", "keys_per_query", "TASKS", "POSITIONS", "SequenceTransformer"]
+__all__ = ["SequenceConfig", "run", "report", "keys_per_query", "TASKS", "POSITIONS", "SequenceTransformer", "COMMANDS"]
 
 KEY_SAMPLE = 256  # test examples over which keys_per_query is counted
 
@@ -175,3 +176,26 @@ def _run(cfg: SequenceConfig) -> dict:
     if cfg.run.out is not None:
         write_results(cfg.run.out, metrics, rows)
     return metrics
+
+
+def report(m: dict) -> str:
+    """What ``graphattn text`` (``speech``, ...) prints: the task, the split sizes, the accuracies
+    (each model's of an ensemble too), epochs, time, memory, parameters, where results went."""
+    rows = [("task", f"{m['task']} ({m['dataset']})"), ("pattern", m["pattern"]),
+            ("pooling / position", f"{m['pooling']} / {m['position']}"),
+            ("train / val / test", f"{m['num_train']} / {m['num_val']} / {m['num_test']}"),
+            ("test_acc", m["test_acc"]), ("best_val_acc", m["best_val_acc"])]
+    if m["ensemble"] > 1:
+        rows.append(("ensemble", f"{m['ensemble']} models, each test_acc {m['member_test_acc_mean']:.4f} "
+                                 f"+- {m['member_test_acc_std']:.4f}"))
+    rows += [("epochs (best)", f"{m['epochs_run']} ({m['best_epoch']})"), ("time/epoch (s)", m["time_per_epoch_s"]),
+             ("peak memory (MB)", m["peak_memory_mb"]), ("parameters", m["parameters"])]
+    out = m["config"]["out"]
+    return key_value_table(rows + ([("wrote", out)] if out is not None else []))
+
+
+#: One command per sequence task: ``graphattn text``, ``graphattn speech``, ...
+COMMANDS = tuple(Task(name=t.name, config=SequenceConfig, fixed={"task": t.name}, runner=run, report=report,
+                      help=f"train and test: {t.what}; default pattern {t.pattern}, {t.pooling} pooling",
+                      description=f"Classify: {t.what}; default pattern {t.pattern}, {t.pooling} pooling.")
+                 for t in SEQUENCE_TASKS.values())
