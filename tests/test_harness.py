@@ -215,3 +215,30 @@ def test_input_dropout_on_sparse_features_keeps_zeros_and_scales_the_rest():
     assert drop_input(csr, 0.0) is csr
     with pytest.raises(ValueError, match="dense or sparse CSR"):
         drop_input(dense.to_sparse_coo(), 0.5)
+
+
+def test_one_seed_prints_its_value_and_several_their_mean_and_spread():
+    from graphattn.experiments.results import format_mean_std, markdown_table
+
+    assert format_mean_std(0.817, 0.0, 1, scale=100) == "81.7"
+    assert format_mean_std(0.817, 0.0123, 3, scale=100) == "81.7 ± 1.2"
+    row = {"model": "graph", "runs": 1, "test_acc_mean": 0.817, "test_acc_std": 0.0, "val_acc_mean": 0.818,
+           "epochs_mean": 142, "epoch_time_s": 0.07, "peak_mem_mb": 480, "parameters": 92231}
+    table = markdown_table([row, {**row, "model": "gat", "runs": 10, "test_acc_std": 0.005}], Accuracy())
+    assert "| graph | 81.7 | 81.8 | 142 |" in table and "| gat | 81.7 ± 0.5 |" in table and "92,231" in table
+    mae = markdown_table([{**row, "runs": 3, "test_mae_mean": 0.1234567, "test_mae_std": 0.01, "val_mae_mean": 0.2}],
+                         MeanAbsoluteError())
+    assert "| test MAE | val MAE |" in mae and "| 0.1235 ± 0.0100 | 0.2000 |" in mae
+
+
+def test_a_pass_over_several_batches_shows_batches_done_and_an_eta(capsys):
+    g = torch.Generator().manual_seed(2)
+    batches = [Batch(torch.randn(4, 3, generator=g), Nothing(), torch.randint(2, (4,), generator=g)) for _ in range(3)]
+    model = Linear()
+    train_epoch(model, torch.optim.SGD(model.parameters(), lr=0.1), batches, CrossEntropyLoss(), device=CPU,
+                progress=True)
+    err = capsys.readouterr().err
+    assert "batches" in err and "3/3" in err and "<" in err  # tqdm's "elapsed<remaining"
+    train_epoch(model, torch.optim.SGD(model.parameters(), lr=0.1), batches[:1], CrossEntropyLoss(), device=CPU,
+                progress=True)
+    assert capsys.readouterr().err == ""  # one batch: nothing to show

@@ -90,16 +90,25 @@ class Batches(Protocol):
 class ExampleBatches:
     """Batches of whole examples (graphs, sequences) from a list of PyG ``Data``: PyG's
     ``DataLoader`` lays them block-diagonally; ``x`` and ``y`` are the batch's, ``graph`` the
-    collated ``Batch`` itself. ``shuffle`` draws the order from a generator seeded by ``seed``."""
+    collated ``Batch`` itself. ``shuffle`` draws the order from a generator seeded by ``seed``,
+    which runs on from epoch to epoch, or with ``by_epoch`` is seeded again from ``(seed,
+    epoch)`` before each epoch (:meth:`set_epoch`), so a resumed run draws the batches of an
+    uninterrupted one."""
 
-    def __init__(self, examples: Sequence, batch_size: int, *, shuffle: bool = False, seed: int = 0):
+    def __init__(self, examples: Sequence, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                 by_epoch: bool = False):
         from torch_geometric.loader import DataLoader
 
-        generator = torch.Generator().manual_seed(seed) if shuffle else None
-        self.loader = DataLoader(examples, batch_size=batch_size, shuffle=shuffle, generator=generator)
+        self.generator = torch.Generator().manual_seed(seed) if shuffle else None
+        self.seed, self.by_epoch = seed, by_epoch
+        self.loader = DataLoader(examples, batch_size=batch_size, shuffle=shuffle, generator=self.generator)
 
     def __len__(self) -> int:
         return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.by_epoch and self.generator is not None:
+            self.generator.manual_seed((self.seed * 1_000_003 + epoch) % (1 << 62))
 
     def __iter__(self) -> Iterator[Batch]:
         for batch in self.loader:

@@ -114,7 +114,11 @@ class NodeConfig(Options):
         lr="Adam learning rate", weight_decay="Adam weight decay")
     batching: NodeBatchConfig = piece(NodeBatchConfig(), "mini-batches (large graphs)")
     repeats: RepeatConfig = piece(RepeatConfig(), "runs and checkpoints")
-    processes: ProcessConfig = piece(ProcessConfig(), "processes and threads")
+    processes: ProcessConfig = piece(
+        ProcessConfig(), "processes and threads",
+        workers="runs trained at once in separate one-thread processes (which show no per-epoch progress); unset: "
+                "CPU cores, at most 2, for whole-graph training; 1 for mini-batches (long epochs: their progress "
+                "shows), on CUDA and under torchrun")
     data: DataConfig = piece(DataConfig(), "data")
     run: RunConfig = piece(RunConfig(), "output and device", out="output folder; unset: runs/node/<dataset>")
 
@@ -134,10 +138,10 @@ class NodeConfig(Options):
         check_int(self.expander_degree, "expander_degree", 2)
         if self.expander_degree % 2:
             raise ValueError(f"expander_degree must be even, got {self.expander_degree}")
-        workers = resolve_workers(self.processes, self.run.device)
-        object.__setattr__(self, "processes", replace(self.processes, workers=workers))
         b = self.batching
         loader = b.loader or ("full" if self.dataset in PLANETOID_DATASETS else "random")
+        workers = resolve_workers(self.processes, self.run.device, one=loader != "full")
+        object.__setattr__(self, "processes", replace(self.processes, workers=workers))
         if loader == "full" and b.batch_size is not None:
             raise ValueError(f"batch_size={b.batch_size} needs loader='random' or 'neighbor' (loader='full' "
                              "trains on the whole graph)")

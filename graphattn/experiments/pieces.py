@@ -154,8 +154,9 @@ class ProcessConfig:
     ``workers`` unset is resolved by the experiment (:func:`resolve_workers`)."""
 
     threads: int | None = option(None, "torch CPU threads; unset: leave torch's setting")
-    workers: int | None = option(None, "runs trained at once in separate one-thread processes; "
-                                       "unset: CPU cores, at most 2 (1 on CUDA or under torchrun)")
+    workers: int | None = option(None, "runs trained at once in separate one-thread processes (which show no "
+                                       "per-epoch progress); unset: CPU cores, at most 2 (1 on CUDA or under "
+                                       "torchrun)")
     dist_timeout: int = option(300, "torchrun: seconds a process waits for the others before the job stops")
 
     def __post_init__(self) -> None:
@@ -166,14 +167,15 @@ class ProcessConfig:
         check_int(self.dist_timeout, "dist_timeout")
 
 
-def resolve_workers(processes: ProcessConfig, device: str) -> int:
-    """``processes.workers``, or when unset the CPU cores, at most 2 (1 on CUDA or under
-    ``torchrun``); refuses several workers on CUDA or under ``torchrun``."""
+def resolve_workers(processes: ProcessConfig, device: str, *, one: bool = False) -> int:
+    """``processes.workers``, or when unset the CPU cores, at most 2 (1 on CUDA, under
+    ``torchrun``, or when ``one``: runs long enough to want their per-epoch progress); refuses
+    several workers on CUDA or under ``torchrun``."""
     cuda = device == "cuda"
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     workers = processes.workers
     if workers is None:
-        workers = 1 if cuda or distributed else max(1, min(2, os.cpu_count() or 1))
+        workers = 1 if cuda or distributed or one else max(1, min(2, os.cpu_count() or 1))
     if workers > 1 and cuda:
         raise ValueError(f"workers > 1 needs device='cpu', got device={device!r}")
     if workers > 1 and distributed:

@@ -45,6 +45,7 @@ from ..train import (
     world_size,
 )
 from .harness import Optimization, evaluate, train_model
+from .pieces import resolve_workers
 from .results import run_row, summarise
 
 __all__ = ["SeedRun", "run_seeds", "train_one", "checkpoint_path"]
@@ -170,14 +171,14 @@ def _worker_run(job: tuple[str, int]) -> dict[str, Any]:
     return train_one(_WORKER["task"], _WORKER["config"], _WORKER["data"], *job)
 
 
-def _train_parallel(task: SeedTask, jobs: list[tuple[str, int]], config, bar) -> list[dict[str, Any]]:
-    """Train ``jobs`` in ``config.processes.workers`` fresh processes (spawned: no forked OpenMP
-    state), one thread each, without per-epoch bars; results come back in ``jobs`` order."""
+def _train_parallel(task: SeedTask, jobs: list[tuple[str, int]], config, workers: int, bar) -> list[dict[str, Any]]:
+    """Train ``jobs`` in ``workers`` fresh processes (spawned: no forked OpenMP state), one
+    thread each, without per-epoch bars; results come back in ``jobs`` order."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     quiet = config.with_options(progress=False)
-    with ProcessPoolExecutor(config.processes.workers, mp_context=multiprocessing.get_context("spawn"),
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_worker_init, initargs=(task, quiet)) as pool:
         futures = {pool.submit(_worker_run, job): i for i, job in enumerate(jobs)}
         runs: list[Any] = [None] * len(jobs)
@@ -208,14 +209,15 @@ def run_seeds(task: SeedTask, config) -> dict[str, Any]:
             jobs = [(name, seed) for name in config.models for seed in range(config.repeats.seeds)]
             bar = tqdm(total=len(jobs), desc=f"{getattr(config, 'dataset', task.name)} runs", file=sys.stderr,
                        disable=not (config.run.progress and is_main()))
-            if config.processes.workers == 1:
+            workers = resolve_workers(config.processes, config.run.device)
+            if workers == 1:
                 runs = []
                 for name, seed in jobs:
                     bar.set_postfix_str(f"{name}, seed {seed}")
                     runs.append(train_one(task, config, data, name, seed))
                     bar.update()
             else:
-                runs = _train_parallel(task, jobs, config, bar)
+                runs = _train_parallel(task, jobs, config, workers, bar)
             bar.close()
             wall = time.perf_counter() - tic
             summary = summarise(runs, task.objective.metrics)
