@@ -238,7 +238,7 @@ def test_a_pass_over_several_batches_shows_batches_done_and_an_eta(capsys):
     train_epoch(model, torch.optim.SGD(model.parameters(), lr=0.1), batches, CrossEntropyLoss(), device=CPU,
                 progress=True)
     err = capsys.readouterr().err
-    assert "batches" in err and "3/3" in err and "<" in err  # tqdm's "elapsed<remaining"
+    assert "batches" in err and "/3 [" in err and "<" in err  # of 3, and tqdm's "elapsed<remaining"
     train_epoch(model, torch.optim.SGD(model.parameters(), lr=0.1), batches[:1], CrossEntropyLoss(), device=CPU,
                 progress=True)
     assert capsys.readouterr().err == ""  # one batch: nothing to show

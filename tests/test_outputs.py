@@ -9,6 +9,7 @@ writes, pictures, checkpoints, the command line's ``--png`` and ``--out``).
 from __future__ import annotations
 
 import errno
+import json
 import os
 import socket
 import stat
@@ -313,3 +314,19 @@ def test_the_lock_file_never_outlives_a_finished_run(tmp_path):
     with FolderLock(tmp_path):
         time.sleep(0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_study_run_of_an_older_layout_says_what_to_do(offline_data, tmp_path, capsys):
+    argv = ["study", "listops", "--patterns", "Window(1)", "--seeds", "1", "--limit", "40", "--max-length", "24",
+            "--epochs", "1", "--hidden", "8", "--heads", "2", "--layers", "1", "--no-progress", "--no-isolate",
+            "--out", str(tmp_path)]
+    assert main(argv) == 0
+    (run,) = tmp_path.glob("runs/*/seed0/results.json")
+    older = json.loads(run.read_text())
+    del older["keys_per_query"]  # what a study of an older graphattn did not record
+    run.write_text(json.dumps(older))
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "older graphattn" in err and "keys_per_query" in err and "delete" in err
+    assert json.loads(run.read_text()) == older  # left for the user to decide

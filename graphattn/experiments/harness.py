@@ -19,6 +19,7 @@ stopping, checkpoints, exact resume).
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -147,8 +148,6 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str) -> 
     """The multiple of the base learning rate at optimiser step ``step`` (0-based): linear
     warmup ``(step + 1) / warmup_steps``, then 1 (``constant``) or the half cosine
     ``(1 + cos(pi * p)) / 2`` with ``p`` the share of the post-warmup steps done (``cosine``)."""
-    import math
-
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     if schedule == "constant":

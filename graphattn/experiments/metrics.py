@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["Metric", "Accuracy", "CrossEntropy", "MeanAbsoluteError", "AveragePrecision", "CrossEntropyLoss",
-           "L1Loss", "MultiLabelBCELoss", "Objective", "average_precision"]
+           "L1Loss", "MultiLabelBCELoss", "Objective", "classification", "average_precision"]
 
 
 class Metric:
@@ -193,5 +193,3 @@ def classification(label_smoothing: float = 0.0, tie_break: bool = False) -> Obj
     return Objective(CrossEntropyLoss(label_smoothing), (Accuracy(), CrossEntropy()), "acc",
                      "loss" if tie_break else None)
 
-
-__all__ += ["classification"]

@@ -86,14 +86,14 @@ class Subgraphs:
     are the same every pass."""
 
     def __init__(self, data: NodeData, config: NodeConfig, seed: int, splits: tuple[str, ...], *, train: bool):
-        self.task, self.config, self.seed, self.splits, self.train = data, config, seed, splits, train
+        self.nodes, self.config, self.seed, self.splits, self.train = data, config, seed, splits, train
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        data, b = self.task.data, self.config.batching
+        data, b = self.nodes.data, self.config.batching
         if b.loader == "full":
             return 1
         if b.loader == "random":
@@ -102,7 +102,7 @@ class Subgraphs:
         return math.ceil(seeds / b.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Data, dict[str, Tensor]]]:
-        data, b = self.task.data, self.config.batching
+        data, b = self.nodes.data, self.config.batching
         order = torch.Generator().manual_seed(_mix(self.seed, self.epoch if self.train else -1))
         if b.loader == "full":
             yield data, {s: data[f"{s}_mask"].nonzero().view(-1) for s in self.splits}

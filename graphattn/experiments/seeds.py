@@ -9,7 +9,7 @@ processes (``workers``); ``torchrun`` (one process group, rank 0 checks and writ
 rank 0 stops every rank with its message); each run's own peak memory; a progress bar over the
 runs, and per run over epochs and batches.
 
-What a task gives the protocol is a :class:`SeedTask` (:mod:`.registry`): its data, the run a
+What a task gives the protocol is a :class:`~.registry.SeedTask`: its data, the run a
 model name builds (:class:`SeedRun`), where its batches come from, its objective, the extra
 keys of its rows and how its results are written. Its config holds the pieces ``repeats``
 (seeds, save, resume), ``processes``, ``training`` (epochs, patience) and ``run``, a ``models``
@@ -64,7 +64,7 @@ class SeedRun:
     augment: Any = None
 
 
-class SeedTask(Protocol):
+class SeedTaskLike(Protocol):
     """What the protocol reads of a task (:class:`~.registry.SeedTask` has it)."""
 
     name: str
@@ -83,7 +83,7 @@ def checkpoint_path(config, name: str, seed: int) -> Path:
     return config.out_dir / "checkpoints" / f"{name.replace('+', '_')}-seed{seed}.pt"
 
 
-def train_one(task: SeedTask, config, data, name: str, seed: int) -> dict[str, Any]:
+def train_one(task: SeedTaskLike, config, data, name: str, seed: int) -> dict[str, Any]:
     """Train model ``name`` with ``seed`` and return its row."""
     run = task.build(name, data, config, seed)
     train = task.batches(config, data, run, seed, ("train",), train=True)
@@ -106,7 +106,7 @@ def train_one(task: SeedTask, config, data, name: str, seed: int) -> dict[str, A
                    max(all_reduce_sum(peaks, config.run.device)), parameters, **task.row(config, name))
 
 
-def _preflight(task: SeedTask, config, data) -> None:
+def _preflight(task: SeedTaskLike, config, data) -> None:
     """Everything that can be refused is refused here, before any run writes anything: an
     unwritable output folder, and checkpoints that belong to another experiment."""
     out = config.out_dir
@@ -138,7 +138,7 @@ def _preflight(task: SeedTask, config, data) -> None:
                          "run with save=True first")
 
 
-def _prepare(task: SeedTask, config, claims: ExitStack):
+def _prepare(task: SeedTaskLike, config, claims: ExitStack):
     """The data, after the refusals of :func:`_preflight`, the output folder claimed first (held
     until ``claims`` closes). With several processes rank 0 goes first (it writes a generated
     dataset's cache once), and its refusal stops every process."""
@@ -162,7 +162,7 @@ def _prepare(task: SeedTask, config, claims: ExitStack):
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(task: SeedTask, config) -> None:
+def _worker_init(task: SeedTaskLike, config) -> None:
     torch.set_num_threads(1)
     _WORKER.update(task=task, config=config, data=task.data(config))
 
@@ -171,7 +171,7 @@ def _worker_run(job: tuple[str, int]) -> dict[str, Any]:
     return train_one(_WORKER["task"], _WORKER["config"], _WORKER["data"], *job)
 
 
-def _train_parallel(task: SeedTask, jobs: list[tuple[str, int]], config, workers: int, bar) -> list[dict[str, Any]]:
+def _train_parallel(task: SeedTaskLike, jobs: list[tuple[str, int]], config, workers: int, bar) -> list[dict[str, Any]]:
     """Train ``jobs`` in ``workers`` fresh processes (spawned: no forked OpenMP state), one
     thread each, without per-epoch bars; results come back in ``jobs`` order."""
     import multiprocessing
@@ -188,7 +188,7 @@ def _train_parallel(task: SeedTask, jobs: list[tuple[str, int]], config, workers
     return runs
 
 
-def run_seeds(task: SeedTask, config) -> dict[str, Any]:
+def run_seeds(task: SeedTaskLike, config) -> dict[str, Any]:
     """Train every model of ``config.models`` with seeds ``0 .. seeds - 1``; the task writes its
     outputs under ``config.out_dir`` (rank 0). Returns ``{"config", "runs", "summary",
     "wall_time_s", "out", "rank"}``: ``runs`` one row per run, ``summary`` one per model.
