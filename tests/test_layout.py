@@ -16,15 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "graphattn"
 MAX_LINES = 400
 
-#: Circles in modules that others are rewriting now; each entry is removed when its owner's
-#: branch lands (the lead: ``patterns``; the datasets helper: ``datasets``). Nothing else may
-#: join this list.
-EXEMPT_CIRCLES: set[frozenset[str]] = {
-    frozenset({"graphattn.patterns.base", "graphattn.patterns.pieces"}),
-    frozenset({"graphattn.datasets.catalogue", "graphattn.datasets.fetch", "graphattn.datasets.loaders",
-               "graphattn.datasets.synthetic"}),
-}
-#: Modules over MAX_LINES that are being split now, with their length at the time.
+#: Circles allowed: none.
+EXEMPT_CIRCLES: set[frozenset[str]] = set()
+#: Modules allowed over MAX_LINES: none.
 EXEMPT_LONG: dict[str, int] = {}
 
 
