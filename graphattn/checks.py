@@ -8,16 +8,18 @@ internal calls trust their inputs.
 
 from __future__ import annotations
 
+import inspect
+import math
 import numbers
 import os
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = ["check_int", "check_float", "check_probability", "check_choice", "check_bool", "check_path", "all_finite",
-           "check_device", "check_tensor", "check_int_list", "check_allocation", "memory_budget", "MAX_INDEX",
-           "MAX_SEED"]
+           "check_device", "check_tensor", "check_int_list", "check_allocation", "memory_budget", "check_module",
+           "MAX_INDEX", "MAX_SEED"]
 
 #: The largest size, reach or index a pattern accepts: positions are int64 and ``q * n + k``
 #: codes must not overflow, so sizes stay below 2**31.
@@ -40,15 +42,21 @@ def check_int(value: object, name: str, minimum: int = 1, maximum: int | None = 
 
 def check_float(value: object, name: str, *, above: float | None = None, minimum: float | None = None,
                 below: float | None = None) -> float:
-    """``value`` as a float if it is a real number (not a bool) that is ``> above``, ``>= minimum``
-    and ``< below`` (each bound only where given)."""
+    """``value`` as a float if it is a finite real number (not a bool) that is ``> above``,
+    ``>= minimum`` and ``< below`` (each bound only where given). NaN and the infinities are
+    refused everywhere: no setting of graphattn means anything at infinity."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a float, got {type(value).__name__} {value!r}")
     wanted = [text for text, bound in ((f"> {above}", above), (f">= {minimum}", minimum), (f"< {below}", below))
-              if bound is not None]
-    if ((above is not None and not value > above) or (minimum is not None and not value >= minimum)
-            or (below is not None and not value < below)):  # written so that NaN fails every bound
-        raise ValueError(f"{name} must be a float {' and '.join(wanted)}, got {value}")
+              if bound is not None and math.isfinite(bound)]
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int past float's range
+        finite = False
+    if (not finite or (above is not None and not value > above) or (minimum is not None and not value >= minimum)
+            or (below is not None and not value < below)):
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}... ({len(repr(value))} digits)"
+        raise ValueError(f"{name} must be a finite float{' ' if wanted else ''}{' and '.join(wanted)}, got {shown}")
     return float(value)
 
 
@@ -159,6 +167,30 @@ def check_int_list(value: object, name: str, minimum: int = 0, maximum: int = MA
         if lo < minimum or hi > maximum:
             raise ValueError(f"{name} must hold ints in [{minimum}, {maximum}], got {lo if lo < minimum else hi}")
     return value.long()
+
+
+def check_module(value: object, name: str, expected: str, *, arguments: int | None = None,
+                 optional: bool = True) -> nn.Module | None:
+    """``value`` if it is an ``nn.Module`` instance (or ``None`` when ``optional``) whose
+    ``forward`` takes ``arguments`` positional arguments (where given and its signature can be
+    read). ``expected`` says what the module is for, e.g. ``"a score encoding: forward(q, k, pos)"``.
+    A class instead of an instance, a function, or a module with another ``forward`` (an
+    ``nn.Linear`` where an encoding belongs) is refused with ``TypeError``."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, nn.Module):
+        hint = f" (the class itself: call it, e.g. {value.__name__}(...))" if isinstance(value, type) else ""
+        raise TypeError(f"{name} must be {expected}{' or None' if optional else ''}, got "
+                        f"{type(value).__name__}{hint}")
+    if arguments is not None:
+        try:
+            inspect.signature(value.forward).bind(*range(arguments))
+        except TypeError:
+            raise TypeError(f"{name} must be {expected}, got {type(value).__name__} whose forward"
+                            f"{inspect.signature(value.forward)} does not take {arguments} argument(s)") from None
+        except ValueError:  # no readable signature (a builtin, a scripted module): trust it
+            pass
+    return value
 
 
 def memory_budget(device: torch.device | str) -> int:

@@ -25,6 +25,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from .checks import check_allocation, check_float, check_path
 from .files import write_atomic
 from .patterns import Full, Global, Pattern, Random, Stride, Window, bigbird, check_edge_index, longformer
 
@@ -46,16 +47,19 @@ def _figure(size: tuple[int, int] | None, figsize: tuple[float, float] | None, d
         figsize = (size[0] / DPI, size[1] / DPI)
     elif figsize is not None:
         if not isinstance(figsize, (tuple, list)) or len(figsize) != 2 or not all(
-                isinstance(s, (int, float)) and s > 0 for s in figsize):
+                isinstance(s, (int, float)) and not isinstance(s, bool) and 0 < s < math.inf for s in figsize):
             raise ValueError(f"figsize must be (width_in, height_in), two positive numbers, got {figsize!r}")
     width, height = figsize or default
+    # the canvas is width x height RGBA pixels at DPI
+    check_allocation(int(width * DPI) * int(height * DPI) * 4, f"a {width * DPI:.0f} x {height * DPI:.0f} pixel "
+                     "picture (size / figsize)", "cpu", "use a smaller size or figsize")
     return Figure(figsize=(width, height), dpi=DPI, layout="tight")
 
 
 def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
     if path is None:
         return fig
-    path = Path(path)
+    path = Path(check_path(path, "path"))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
     return fig
@@ -111,6 +115,8 @@ def plot_pattern(patterns: Pattern | Sequence[Pattern] | Mapping[str, Pattern], 
         if not isinstance(p, Pattern):
             raise TypeError(f"patterns[{i}] must be a Pattern, got {type(p).__name__}")
     n = _check_n(n)
+    if titles is not None and (isinstance(titles, str) or not isinstance(titles, Sequence)):
+        raise TypeError(f"titles must be a list of str, one per pattern, got {type(titles).__name__}")
     titles = [repr(p) for p in patterns] if titles is None else list(titles)
     if len(titles) != len(patterns):
         raise ValueError(f"titles must have one entry per pattern ({len(patterns)}), got {len(titles)}")
@@ -159,6 +165,8 @@ def attention_to_dense(edge_index: Tensor, alpha: Tensor, n: int) -> Tensor:
         raise ValueError(f"alpha must be a tensor [E, H] or [E] with E={edge_index.size(1)}, got {shape}")
     alpha = alpha.detach()
     alpha = alpha[:, None] if alpha.dim() == 1 else alpha  # (E, H)
+    check_allocation(n * n * alpha.size(1) * alpha.element_size(), f"a dense [H, n, n] = [{alpha.size(1)}, {n}, {n}] "
+                     "attention matrix", alpha.device, "keep the weights as (edge_index, alpha), or take a subgraph")
     dense = alpha.new_zeros(n, n, alpha.size(1))  # (n, n, H) [query, key, head]
     dense.index_put_((edge_index[1], edge_index[0]), alpha, accumulate=True)
     return dense.permute(2, 0, 1).contiguous()  # (H, n, n)
@@ -181,6 +189,8 @@ def plot_attention(weights: tuple[Tensor, Tensor], n: int, *, heads: Sequence[in
     dense = attention_to_dense(weights[0], weights[1], _check_n(n)).float().cpu()  # (H, n, n)
     edges = attention_to_dense(weights[0], torch.ones(weights[0].size(1)), n)[0] > 0  # (n, n)
     dense = dense.masked_fill(~edges, math.nan)  # non-edges are blank, not "weight 0"
+    if heads is not None and (isinstance(heads, str) or not isinstance(heads, Sequence)):
+        raise TypeError(f"heads must be a list of head indices, got {type(heads).__name__}")
     heads = list(range(dense.size(0))) if heads is None else list(heads)
     bad = [h for h in heads if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h < dense.size(0)]
     if bad or not heads:
@@ -219,10 +229,11 @@ def draw_graph(data, attention: tuple[Tensor, Tensor] | None = None, path: str |
                "kamada_kawai": nx.kamada_kawai_layout}
     if layout not in layouts:
         raise ValueError(f"layout must be one of {sorted(layouts)}, got {layout!r}")
-    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Pattern):
-        graph = to_networkx(data[0], data[1], attention=attention)
-    else:
-        graph = to_networkx(data, attention=attention)
+    pattern = isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Pattern)
+    n = data[1] if pattern else getattr(data, "num_nodes", None)
+    if isinstance(n, int) and n > MAX_PICTURE_NODES:  # layouts are O(n^2)
+        raise ValueError(f"draw_graph draws at most {MAX_PICTURE_NODES} nodes, got {n}; draw a subgraph")
+    graph = to_networkx(data[0], data[1], attention=attention) if pattern else to_networkx(data, attention=attention)
     fig = _figure(size, figsize, (5.0, 5.0))
     ax = fig.subplots()
     ax.set_axis_off()
@@ -306,6 +317,10 @@ def plot_bars(summary: Sequence[Mapping[str, object]], title: str, *, key: str =
     the seeds as an error bar, said so in the corner. Bars start at the axis' zero: the y axis
     spans ``limits`` (default 0-100 %; ``None``: 0 to the largest bar), so a small difference
     looks small."""
+    check_float(scale, "scale", above=0)
+    if limits is not None and (not isinstance(limits, (tuple, list)) or len(limits) != 2
+                               or check_float(limits[0], "limits[0]") >= check_float(limits[1], "limits[1]")):
+        raise ValueError(f"limits must be None or (low, high) with low < high, got {limits!r}")
     names = [str(row["model"]) for row in summary]
     means = [scale * float(row[f"{key}_mean"]) for row in summary]
     stds = [scale * float(row[f"{key}_std"]) for row in summary]
@@ -333,6 +348,7 @@ def plot_accuracy_cost(rows: Sequence[Mapping[str, object]], title: str, path: s
     texts do not cover the points."""
     from matplotlib.ticker import MaxNLocator
 
+    check_float(min_span, "min_span", above=0)
     fig = Figure(figsize=(10, 4.5 + 0.2 * len(rows)), dpi=DPI, layout="constrained")
     accs = [100 * float(r["test_acc_mean"]) for r in rows]
     stds = [100 * float(r["test_acc_std"]) for r in rows]

@@ -16,8 +16,6 @@ nearest to it, and high bands are not damped). Silence (all zeros) is valid inpu
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 from torch_geometric.data import Data
@@ -46,6 +44,9 @@ def mel_to_hz(m: Tensor | float) -> Tensor:
 
 def mel_centers(n_mels: int, f_min: float, f_max: float) -> Tensor:
     """The centre frequencies (Hz) of the ``n_mels`` filters, float64 ``[n_mels]``."""
+    check_int(n_mels, "n_mels", 1, MAX_INDEX)
+    f_min = check_float(f_min, "f_min", minimum=0.0)
+    f_max = check_float(f_max, "f_max", above=f_min)
     points = mel_to_hz(torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2,
                                       dtype=torch.float64))
     return points[1:-1]
@@ -59,7 +60,8 @@ def mel_filterbank(n_freqs: int, sample_rate: int, n_mels: int, f_min: float = 0
     ``m + 1`` (the end points are ``f_min`` and ``f_max``), evaluated at the bin frequencies
     ``k * sample_rate / (2 (n_freqs - 1))``.
     """
-    f_max = sample_rate / 2 if f_max is None else f_max
+    check_int(n_freqs, "n_freqs", 2, MAX_INDEX)
+    f_min, f_max = _mel_range(sample_rate, n_mels, f_min, f_max)
     points = torch.cat([torch.tensor([float(f_min)], dtype=torch.float64),
                         mel_centers(n_mels, f_min, f_max),
                         torch.tensor([float(f_max)], dtype=torch.float64)])
@@ -69,6 +71,19 @@ def mel_filterbank(n_freqs: int, sample_rate: int, n_mels: int, f_min: float = 0
     falling = (upper - freqs) / (upper - centre)  # (F, M)
     return torch.clamp(torch.minimum(rising, falling), min=0).float()
 
+
+
+def _mel_range(sample_rate: object, n_mels: object, f_min: object, f_max: object) -> tuple[float, float]:
+    """``(f_min, f_max)`` checked against each other and the Nyquist frequency (``f_max`` unset:
+    ``sample_rate / 2``), after ``sample_rate`` and ``n_mels``."""
+    check_int(sample_rate, "sample_rate", 1, MAX_INDEX)
+    check_int(n_mels, "n_mels", 1, MAX_INDEX)
+    nyquist = sample_rate / 2
+    f_min = check_float(f_min, "f_min", minimum=0.0)
+    f_max = nyquist if f_max is None else check_float(f_max, "f_max", above=f_min)
+    if not 0 <= f_min < f_max <= nyquist:
+        raise ValueError(f"need 0 <= f_min < f_max <= sample_rate / 2 = {nyquist}, got f_min={f_min}, f_max={f_max}")
+    return f_min, f_max
 
 
 def _mono(waveform: object) -> Tensor:
@@ -108,20 +123,13 @@ def log_mel(waveform: Tensor, sample_rate: int, *, n_fft: int = 400, win_length:
         ValueError: empty or non-finite audio, or an invalid setting (each named).
     """
     wave = _mono(waveform)
-    check_int(sample_rate, "sample_rate", 1, MAX_INDEX)
     check_int(n_fft, "n_fft", 1, MAX_INDEX)
     check_int(hop_length, "hop_length", 1, MAX_INDEX)
-    check_int(n_mels, "n_mels", 1, MAX_INDEX)
     win_length = n_fft if win_length is None else check_int(win_length, "win_length", 1, MAX_INDEX)
     if win_length > n_fft:
         raise ValueError(f"win_length must be <= n_fft ({n_fft}), got {win_length}")
-    nyquist = sample_rate / 2
-    f_min = check_float(f_min, "f_min", minimum=0.0)
-    f_max = nyquist if f_max is None else check_float(f_max, "f_max", above=f_min)
-    if not 0 <= f_min < f_max <= nyquist:
-        raise ValueError(f"need 0 <= f_min < f_max <= sample_rate / 2 = {nyquist}, got f_min={f_min}, f_max={f_max}")
-    if not (isinstance(floor, (int, float)) and floor > 0 and math.isfinite(floor)):
-        raise ValueError(f"floor must be a positive finite number, got {floor!r}")
+    f_min, f_max = _mel_range(sample_rate, n_mels, f_min, f_max)
+    check_float(floor, "floor", above=0.0)
     wave = wave.float()
     spec = torch.stft(wave, n_fft, hop_length=hop_length, win_length=win_length,
                       window=torch.hann_window(win_length, device=wave.device), center=True,

@@ -14,6 +14,7 @@ from torch_geometric.data import Data
 from torch_geometric.utils import from_networkx
 from torch_geometric.utils import to_networkx as pyg_to_networkx
 
+from ..checks import MAX_INDEX, check_allocation, check_int
 from ..patterns import GraphEdges, Pattern, SelfLoops, check_edge_index
 from .sequence import _as_label, check_pattern
 
@@ -107,6 +108,9 @@ def to_networkx(data_or_pattern: Data | Pattern, n: int | None = None,
     if isinstance(data_or_pattern, Pattern):
         if n is None:
             raise ValueError("n (the number of nodes) is required to draw a pattern")
+        check_int(n, "n", 0, MAX_INDEX)
+        data_or_pattern.validate(n)
+        _check_size(data_or_pattern.max_edges(n), f"{data_or_pattern!r} on n={n}")
         data = Data(edge_index=data_or_pattern.edge_index(n), num_nodes=n)
     elif isinstance(data_or_pattern, Data):
         data = data_or_pattern
@@ -114,6 +118,7 @@ def to_networkx(data_or_pattern: Data | Pattern, n: int | None = None,
             raise ValueError(f"n={n} does not match data.num_nodes={data.num_nodes}")
         if data.edge_index is None:
             data = Data(edge_index=torch.empty(2, 0, dtype=torch.long), num_nodes=data.num_nodes)
+        _check_size(data.num_edges, f"a graph of {data.num_nodes} nodes")
     else:
         raise TypeError(f"data_or_pattern must be a Data or a Pattern, got {type(data_or_pattern).__name__}")
     graph = pyg_to_networkx(data, node_attrs=_node_tensors(data) or None, to_undirected=False,
@@ -121,6 +126,16 @@ def to_networkx(data_or_pattern: Data | Pattern, n: int | None = None,
     if attention is not None:
         _add_attention(graph, attention, data.num_nodes)
     return graph
+
+
+#: Bytes networkx spends on one edge of a ``DiGraph`` (its entries in the successor and
+#: predecessor dicts and its attribute dict), measured: about 0.5 KB.
+NX_EDGE_BYTES = 512
+
+
+def _check_size(edges: int, what: str) -> None:
+    check_allocation(edges * NX_EDGE_BYTES, f"a networkx DiGraph of {what} ({edges:,} edges)", "cpu",
+                     "networkx holds every edge as Python objects: draw a smaller n or a sparser pattern")
 
 
 def _add_attention(graph: nx.DiGraph, attention: object, n: int) -> None:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ..checks import MAX_INDEX, check_int
+from ..checks import MAX_INDEX, check_int, check_tensor
 from ..patterns import Full, Grid2D, Intersection, Pattern, Union
 from .sequence import build_data, check_pattern
 
@@ -24,6 +24,7 @@ def _check_image(image: object, patch_size: object) -> tuple[Tensor, int]:
         image = image.unsqueeze(0)  # [H, W] is one channel
     if image.dim() != 3:
         raise ValueError(f"image must have shape [C, H, W] (or [H, W]), got {list(image.shape)}")
+    check_tensor(image, "image", kind="real", finite=True, shape="[C, H, W]")
     check_int(patch_size, "patch_size", 1, MAX_INDEX)
     _, h, w = image.shape
     bad = [f"{name}={size}" for name, size in (("height", h), ("width", w)) if size == 0 or size % patch_size]

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
 
+from ..checks import check_tensor
 from ..patterns import Pattern
 
 __all__ = ["sequence_to_graph", "build_data", "attach_pattern", "check_pattern"]
@@ -95,6 +96,7 @@ def _check_sequence(x: object, name: str) -> Tensor:
         raise ValueError(f"{name} must have shape [L, F] (or [L]), got {list(x.shape)}")
     if x.size(0) == 0:
         raise ValueError(f"{name} must have at least one element (L >= 1), got shape {list(x.shape)}")
+    check_tensor(x, name, kind="real", finite=True, shape="[L, F] (or [L])")
     return x
 
 

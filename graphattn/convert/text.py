@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from ..checks import check_bool
 from ..patterns import Pattern
 from .sequence import build_data, check_pattern
 
@@ -211,6 +212,9 @@ def text_to_graph(text: str | Tensor, tokenizer: Tokenizer | None, pattern: Patt
         TypeError: wrong argument types.
     """
     check_pattern(pattern)
+    check_bool(add_cls, "add_cls")
+    if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
+        raise TypeError(f"tokenizer must be a Tokenizer or None, got {type(tokenizer).__name__}")
     if isinstance(text, str):
         if not isinstance(tokenizer, Tokenizer):
             raise TypeError(f"tokenizer must be a Tokenizer to encode a str, got {type(tokenizer).__name__}")
@@ -222,12 +226,13 @@ def text_to_graph(text: str | Tensor, tokenizer: Tokenizer | None, pattern: Patt
             raise ValueError(f"text given as ids must be an integer tensor [L] (or, with subwords, [L, {width}]), "
                              f"got {text.dtype} {list(text.shape)}")
         ids = text.long()
+        _check_ids(ids, tokenizer)
     else:
         raise TypeError(f"text must be a str or a 1-D tensor of token ids, got {type(text).__name__}")
     if ids.numel() == 0:
         raise ValueError(f"text has no tokens (nothing to attend over): {text!r}")
     if add_cls:
-        if not isinstance(tokenizer, Tokenizer):
+        if tokenizer is None:
             raise TypeError(f"tokenizer must be a Tokenizer with cls=True for add_cls, got {type(tokenizer).__name__}")
         cls = tokenizer.encode("", add_cls=True).to(ids.device)  # [1] or, with subwords, [1, 1 + SUBWORD_SLOTS]
         if cls.dim() != ids.dim():
@@ -235,3 +240,19 @@ def text_to_graph(text: str | Tensor, tokenizer: Tokenizer | None, pattern: Patt
                              f"encodes {cls.dim()}")
         ids = torch.cat([cls, ids])
     return build_data(ids, pattern, pos=torch.arange(ids.size(0)), y=y)
+
+
+def _check_ids(ids: Tensor, tokenizer: Tokenizer | None) -> None:
+    """Token ids must index an embedding: ``>= 0``, and with a ``tokenizer`` below its size
+    (words in column 0 below ``len(tokenizer)``, trigram ids below ``num_embeddings``)."""
+    if not ids.numel():
+        return
+    words = ids if ids.dim() == 1 else ids[:, 0]
+    if int(ids.min()) < 0:
+        raise ValueError(f"text holds token id {int(ids.min())}; ids must be >= 0 (0 is <pad>)")
+    if tokenizer is None:
+        return
+    for what, got, size in (("word", words, len(tokenizer)), ("trigram", ids, tokenizer.num_embeddings)):
+        if int(got.max()) >= size:
+            raise ValueError(f"text holds {what} id {int(got.max())} but the tokenizer has {size} entries; "
+                             f"ids must be in [0, {size})")

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..checks import check_int
+from ..checks import MAX_SEED, check_int
 
 __all__ = ["SplitMasks", "random_split_masks", "per_class_split_masks"]
 
@@ -58,7 +58,7 @@ def random_split_masks(num_nodes: int, train: float = 0.6, val: float = 0.2, *, 
             ``num_nodes`` / ``seed`` are not integers (``num_nodes >= 1``, ``seed >= 0``).
     """
     check_int(num_nodes, "num_nodes")
-    check_int(seed, "seed", 0)
+    check_int(seed, "seed", 0, MAX_SEED)
     train, val = _fraction(train, "train"), _fraction(val, "val")
     if train + val >= 1:
         raise ValueError(f"train + val must leave nodes for testing (below 1), got {train} + {val}")
@@ -93,7 +93,7 @@ def per_class_split_masks(y: Tensor, train_per_class: int = 20, val_per_class: i
         raise ValueError(f"y must be a non-empty 1-D tensor of labels >= 0, got shape {tuple(y.shape)}")
     check_int(train_per_class, "train_per_class")
     check_int(val_per_class, "val_per_class", 0)
-    check_int(seed, "seed", 0)
+    check_int(seed, "seed", 0, MAX_SEED)
     y = y.cpu()
     counts = torch.bincount(y)
     need = train_per_class + val_per_class

@@ -24,7 +24,7 @@ import os
 
 import torch
 
-from ..checks import check_float, check_int, check_probability
+from ..checks import MAX_SEED, check_allocation, check_float, check_int, check_probability
 from ..files import sha256_file, write_atomic
 from .roots import data_root
 
@@ -69,7 +69,11 @@ def sbm_graph(num_nodes: int, num_classes: int = 10, num_features: int = 32, deg
         raise ValueError(f"degree must be even (degree / 2 partners per node, made undirected), got {degree}")
     check_probability(homophily, "homophily")
     check_float(signal, "signal", minimum=0)
-    check_int(seed, "seed", 0)
+    check_int(seed, "seed", 0, MAX_SEED)
+    # features, labels and masks, then the drawn and the undirected edges (int64 pairs, with their sorts)
+    check_allocation(num_nodes * (4 * num_features + 8 * 4 + 16 * 4 * degree), f"sbm_graph(num_nodes={num_nodes}, "
+                     f"num_features={num_features}, degree={degree})", "cpu", "use a smaller num_nodes, degree or "
+                     "num_features")
     gen = torch.Generator().manual_seed(seed)
     y = torch.randperm(num_nodes, generator=gen) % num_classes  # balanced, in random order
     members = torch.argsort(y, stable=True)  # node ids grouped by class

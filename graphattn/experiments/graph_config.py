@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..checks import check_choice, check_int
-from .options import Options, document, option, piece
+from .options import Options, document, option, piece, refuse_unused
 from .pieces import BatchTrainingConfig, EncodingConfig, ModelConfig, RunConfig, SplitConfig
 
 __all__ = ["GraphConfig", "GRAPH_DATASETS", "GRAPH_MODELS"]
@@ -62,6 +62,14 @@ class GraphConfig(Options):
                              f"(MUTAG's smallest graph has 10 nodes)")
         if not self.split.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in (0, 0.5), got {self.split.val_fraction!r}")
+        # options that none of the models reads are refused, never dropped
+        refuse_unused(self, ("attention",), "gps" in self.models, "it sets model gps")
+        refuse_unused(self, ("add",), "transformer" in self.models, "it sets model transformer")
+        refuse_unused(self, ("encoding_dim",), self.positional.encoding != "none",
+                      "there are no positional features (encoding='none')")
+        asked = ("encoding", "encoding_dim") if self.positional.encoding != "none" else ()
+        refuse_unused(self, asked, set(self.models) != {"gin"},
+                      "positional features feed gps and transformer; gin, the control, reads none")
 
     def parsed_attention(self):
         """The pattern of GraphGPS's global attention."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..checks import check_bool, check_choice, check_int
-from .options import Options, document, option, piece
+from .options import Options, document, option, piece, refuse_unused
 from .pieces import (
     DataConfig,
     EncodingConfig,
@@ -138,6 +138,7 @@ class NodeConfig(Options):
         check_int(self.expander_degree, "expander_degree", 2)
         if self.expander_degree % 2:
             raise ValueError(f"expander_degree must be even, got {self.expander_degree}")
+        self._refuse_unused()
         b = self.batching
         loader = b.loader or ("full" if self.dataset in PLANETOID_DATASETS else "random")
         workers = resolve_workers(self.processes, self.run.device, one=loader != "full")
@@ -151,6 +152,20 @@ class NodeConfig(Options):
         size = b.batch_size if b.batch_size is not None or loader == "full" else DEFAULT_BATCH_SIZE
         object.__setattr__(self, "batching", replace(b, loader=loader, batch_size=size,
                                                      num_neighbors=hops if loader == "neighbor" else None))
+
+    def _refuse_unused(self) -> None:
+        """Options that none of ``models`` reads are refused, never dropped (:func:`refuse_unused`)."""
+        refuse_unused(self, ("virtual_nodes",), "graph+virtual" in self.models, "it sets model graph+virtual")
+        refuse_unused(self, ("expander_degree",), "graph+expander" in self.models, "it sets model graph+expander")
+        refuse_unused(self, ("encoding_dim",), self.positional.encoding != "none",
+                      "there are no positional features (encoding='none')")
+        # the layers also set the neighbour loader's default hops, which the baselines read too
+        neighbor = self.batching.loader == "neighbor"
+        ours = ("architecture", "hidden", "heads", *(() if neighbor else ("layers",)), "dropout", "encoding",
+                "encoding_dim", "lr", "weight_decay")
+        refuse_unused(self, ours, any(m in GRAPHATTN_MODELS for m in self.models),
+                      f"they set the graphattn models, and models={self.models} has none (GCN and GAT keep their "
+                      "published recipes)")
 
     @property
     def out_dir(self) -> Path:

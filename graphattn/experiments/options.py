@@ -14,7 +14,7 @@ from dataclasses import field as _field
 from dataclasses import fields, is_dataclass, replace
 from typing import Any, NamedTuple
 
-__all__ = ["option", "piece", "Setting", "option_fields", "Options", "document"]
+__all__ = ["option", "piece", "Setting", "option_fields", "Options", "document", "refuse_unused"]
 
 
 def option(default: Any, help: str, *, choices: tuple | None = None, metavar: str | None = None,
@@ -78,6 +78,21 @@ class Options:
     def options(self) -> dict[str, Any]:
         """Every option by its flat name (what ``results.json`` records)."""
         return {s.name: getattr(getattr(self, s.piece) if s.piece else self, s.name) for s in option_fields(type(self))}
+
+
+def refuse_unused(config: Any, names: tuple[str, ...], used: bool, why: str) -> None:
+    """Refuse the options ``names`` (flat names) of ``config`` that are set away from their
+    defaults when the run would not use them (``used`` false), so no option is ever dropped
+    silently; ``why`` says where they apply. Left at its default an option is fine: it is shown
+    in ``--help`` and recorded, not asked for."""
+    if used:
+        return
+    defaults = {s.name: s.default for s in option_fields(type(config))}
+    values = config.options()
+    changed = [name for name in names if values[name] != defaults[name]]
+    if changed:
+        given = ", ".join(f"{name}={values[name]!r}" for name in changed)
+        raise ValueError(f"{given} would be ignored: {why}")
 
 
 def _assemble(cls: type, pieces: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..checks import MAX_SEED, check_choice, check_int, check_probability
-from .options import Options, document, option, piece
+from .options import Options, document, option, piece, refuse_unused
 from .pieces import BatchTrainingConfig, ModelConfig, RunConfig, SplitConfig
 
 __all__ = ["SequenceTask", "SEQUENCE_TASKS", "TASKS", "SequenceConfig", "SequenceModelConfig",
@@ -81,6 +81,8 @@ SEQUENCE_TASKS: dict[str, SequenceTask] = {t.name: t for t in (
                         "bigbird(14, [0], 4)", "Grid2D(2, 28)")),
 )}
 TASKS = tuple(SEQUENCE_TASKS)
+#: The options with a default on every task that only some tasks read (set on another: refused).
+READ_BY = {"hop": ("speech",), "max_length": ("listops",)}
 #: Each task-only option, with the task it belongs to and its default there.
 _OWN = {name: (t.name, default) for t in SEQUENCE_TASKS.values() for name, default in t.options.items()}
 
@@ -191,6 +193,9 @@ class SequenceConfig(Options):
             check_int(self.limit, "limit")
         check_int(self.max_length, "max_length", 8)
         check_int(self.hop, "hop")
+        for name, tasks in READ_BY.items():
+            refuse_unused(self, (name,), self.task in tasks, f"{name} applies to task {' / '.join(map(repr, tasks))} "
+                                                              f"only, got task={self.task!r}")
         for name in _OWN:
             self._task_option(name)
         hidden, heads = self.model.hidden, self.model.heads

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn import global_max_pool, global_mean_pool
 
-from ..checks import all_finite, check_int, check_probability
+from ..checks import all_finite, check_bool, check_int, check_module, check_probability
 from ..debug import debugging
 from ..nn.encodings.base import Prepared, check_encoding, prepare
 from ..ops import AttentionGraph
@@ -77,9 +79,12 @@ class AttentionModel(nn.Module):
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         check_probability(input_dropout, "input_dropout")
-        if feature_encoding is not None and not isinstance(feature_encoding, nn.Module):
-            raise TypeError(f"feature_encoding must be an nn.Module or None, got {type(feature_encoding).__name__}")
+        check_module(feature_encoding, "feature_encoding", "a feature encoding module: forward(pos) -> [N, "
+                     "hidden_channels] (SinusoidalEncoding, LearnedEncoding, ...)", arguments=1)
         check_encoding(position)
+        check_bool(embedding, "embedding")
+        if pooling == "cls" and pattern is not None:
+            _warn_if_cls_is_blind(pattern, num_layers)
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels
         self.out_channels = out_channels
@@ -253,3 +258,26 @@ class AttentionModel(nn.Module):
         return (f"{self.__class__.__name__}({self.in_channels}, {self.hidden_channels}, {self.out_channels}, "
                 f"num_layers={self.num_layers}, heads={self.heads}, pattern={self.pattern!r}, "
                 f"pooling={self.pooling!r})")
+
+
+def _warn_if_cls_is_blind(pattern: Pattern, num_layers: int, n: int = 64) -> None:
+    """Warn when ``pooling="cls"`` would read a first node that, through ``num_layers`` layers of
+    ``pattern`` on a sequence of ``n`` nodes, hears from only part of it (no global token): the
+    readout then ignores most of the sequence. Node 0 hears from ``R_L``, where
+    ``R_1 = {j : mask[0, j]}`` and ``R_{l+1} = R_l | {k : mask[j, k], j in R_l}``. Patterns that
+    cannot be laid on ``n`` nodes (a fixed graph, a grid of another width) are not judged."""
+    size = n + pattern.extra_nodes
+    try:
+        pattern.validate(size)
+        mask = pattern.dense_mask(size)  # (size, size): [query, key]
+    except (TypeError, ValueError):
+        return
+    heard = mask[0].clone()
+    for _ in range(num_layers - 1):
+        heard |= mask[heard].any(dim=0)
+    count = int(heard[:n].sum())
+    if count < n:
+        # stacklevel: the caller of the model class
+        warnings.warn(f"pooling='cls' reads the first node of each sequence, but through {num_layers} layer(s) of "
+                      f"pattern {pattern!r} it hears from only {count} of {n} nodes; add a global token (e.g. "
+                      f"pattern | Global([0])) or use pooling='mean' or 'max'", UserWarning, stacklevel=4)

@@ -57,9 +57,13 @@ class GraphGPS(nn.Module):
                             ("out_channels", out_channels), ("num_layers", num_layers)):
             check_int(value, name)
         check_int(pe_dim, "pe_dim", 0)
+        if edge_dim is not None:
+            check_int(edge_dim, "edge_dim")
         if pooling not in GPS_POOLINGS:
             raise ValueError(f"pooling must be one of {GPS_POOLINGS}, got {pooling!r}")
         self.pattern = parse_pattern(pattern) if isinstance(pattern, str) else pattern
+        if not isinstance(self.pattern, Pattern):
+            raise TypeError(f"pattern must be a Pattern or its text, got {type(pattern).__name__}")
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         self.num_layers, self.heads, self.edge_dim, self.pe_dim, self.pooling = num_layers, heads, edge_dim, pe_dim, pooling
         self.lin_in = nn.Linear(in_channels, hidden_channels)
@@ -89,6 +93,10 @@ class GraphGPS(nn.Module):
         if (pe is None) != (self.lin_pe is None):
             raise ValueError(f"pe of shape [N, {self.pe_dim}] is required" if self.lin_pe is not None
                              else "pe was given but the model has pe_dim=0")
+        if (edge_attr is None) != (self.edge_dim is None):  # never dropped silently
+            raise ValueError(f"edge_attr of shape [E, {self.edge_dim}] is required (edge_dim={self.edge_dim})"
+                             if self.edge_dim is not None else "edge_attr was given but the model has edge_dim=None "
+                             "(GIN ignores edge features): build it with edge_dim=")
         if attention is None:
             attention = AttentionGraph.build(self.pattern, x.size(0), batch=batch).to(x.device)
         h = self.lin_in(x)  # (N, C)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..checks import check_probability
+from ..checks import check_bool, check_probability
 from ..nn.block import TransformerBlock
 from ..nn.encodings.base import Prepared
 from ..ops import AttentionGraph
@@ -86,6 +86,7 @@ class GraphTransformer(AttentionModel):
         super().__init__(in_channels, hidden_channels, out_channels, num_layers, heads, pattern, pooling, **inputs)
         for name, p in (("dropout", dropout), ("attn_dropout", attn_dropout)):
             check_probability(p, name)
+        check_bool(input_norm, "input_norm")
         self.input_norm = nn.LayerNorm(hidden_channels) if input_norm else None
         self.blocks = nn.ModuleList(
             TransformerBlock(hidden_channels, heads, ffn_ratio=ffn_ratio, dropout=dropout, attn_dropout=attn_dropout,

@@ -152,8 +152,8 @@ class SelfAttentionConv(MessagePassing):
             raise TypeError(f"project_out must be a bool, got {type(project_out).__name__}")
         if not isinstance(bias, bool):
             raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
-        if edge_dim is not None and (isinstance(edge_dim, bool) or not isinstance(edge_dim, int) or edge_dim < 1):
-            raise ValueError(f"edge_dim must be a positive int or None, got {edge_dim!r}")
+        if edge_dim is not None:
+            check_int(edge_dim, "edge_dim")
         check_encoding(position)
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
         self.score, self.dropout, self.bias, self.edge_dim, self.backend = score, dropout, bias, edge_dim, backend
@@ -247,6 +247,8 @@ class SelfAttentionConv(MessagePassing):
             graph = AttentionGraph.build(edges, x.size(0), batch=batch, lengths=lengths, pos=pos, includes_virtual=True,
                                             edge_attr=edge_attr).to(x.device)  # lengths alone build on the CPU
             bias = None
+            if encoding is not None and self.position is None:  # never dropped silently
+                raise ValueError("encoding was given but the layer has no position encoding; build it with position=")
             if self.position is not None:
                 q, k, bias = (prepare(self.position, graph) if encoding is None else encoding)(q, k)
             edge_kv = self._edge_kv(graph.edge_attr, graph.num_edges if graph.edge_attr is not None else 0)

@@ -57,8 +57,10 @@ class TransformerBlock(nn.Module):
         edge_dim: int | None = None,
     ):
         super().__init__()
+        check_int(channels, "channels")
         check_int(ffn_ratio, "ffn_ratio")
         check_probability(dropout, "dropout")
+        check_probability(attn_dropout, "attn_dropout")
         self.channels = channels
         self.heads = heads
         self.ffn_ratio = ffn_ratio

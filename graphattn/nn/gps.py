@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn.resolver import activation_resolver, normalization_resolver
 
-from ..checks import check_int, check_probability
+from ..checks import check_int, check_module, check_probability
 from ..ops import AttentionGraph
 from ..patterns import Pattern, parse_pattern
 from .attention import SelfAttentionConv
@@ -77,9 +77,10 @@ class GPSConv(nn.Module):
     ):
         super().__init__()
         check_int(channels, "channels")
+        check_int(heads, "heads")
         check_probability(dropout, "dropout")
-        if conv is not None and not isinstance(conv, nn.Module):
-            raise TypeError(f"conv must be an nn.Module or None, got {type(conv).__name__}")
+        check_probability(attn_dropout, "attn_dropout")
+        check_module(conv, "conv", "a local message-passing module: forward(x, edge_index, ...)", arguments=2)
         pattern = parse_pattern(pattern) if isinstance(pattern, str) else pattern
         if not isinstance(pattern, Pattern):
             raise TypeError(f"pattern must be a Pattern or its text, got {type(pattern).__name__}")
@@ -89,14 +90,14 @@ class GPSConv(nn.Module):
         self.virtual = nn.Parameter(torch.empty(pattern.extra_nodes, channels)) if pattern.extra_nodes else None
         self.mlp = nn.Sequential(
             nn.Linear(channels, 2 * channels),
-            activation_resolver(act),
+            _resolve(activation_resolver, act, "act", "an activation: a name such as 'relu' or an nn.Module"),
             nn.Dropout(dropout),
             nn.Linear(2 * channels, channels),
             nn.Dropout(dropout),
         )
-        self.norm1 = normalization_resolver(norm, channels)
-        self.norm2 = normalization_resolver(norm, channels)
-        self.norm3 = normalization_resolver(norm, channels)
+        self.norm1, self.norm2, self.norm3 = (
+            None if norm is None else _resolve(normalization_resolver, norm, "norm", "a norm: a name such as "
+                                               "'batch_norm', an nn.Module, or None", channels) for _ in range(3))
         self.norm_with_batch = _takes_batch(self.norm1)
         self.reset_parameters()
 
@@ -147,6 +148,8 @@ class GPSConv(nn.Module):
             raise ValueError(f"attention must lay {self.pattern.extra_nodes} virtual node(s) on the {x.size(0)} "
                              f"nodes of x, got {attention!r}")
         hs = []
+        if self.conv is None and kwargs:  # never dropped silently
+            raise ValueError(f"{', '.join(kwargs)} would go to the local conv, but this layer has conv=None")
         if self.conv is not None:
             h = F.dropout(self.conv(x, edge_index, **kwargs), self.dropout, self.training)
             hs.append(self._norm(self.norm1, h + x, batch))
@@ -170,3 +173,18 @@ class GPSConv(nn.Module):
 def _takes_batch(norm: nn.Module | None) -> bool:
     """Whether a norm takes ``batch`` (GraphNorm, PyG's LayerNorm in graph mode, ...), as PyG checks."""
     return norm is not None and "batch" in inspect.signature(norm.forward).parameters
+
+
+def _resolve(resolver, query: object, name: str, expected: str, *args: object) -> nn.Module:
+    """PyG's ``resolver(query, *args)``, with its errors (and ``None``) refused by ``name``."""
+    if not isinstance(query, (str, nn.Module)):
+        raise TypeError(f"{name} must be {expected}, got {type(query).__name__} {query!r}")
+    try:
+        module = resolver(query, *args)
+    except (ValueError, TypeError) as e:
+        detail = (str(e).splitlines() or [""])[0]
+        detail = detail if len(detail) <= 120 else detail[:117] + "..."
+        raise ValueError(f"{name}={query!r} is not {expected} ({detail})") from None
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"{name}={query!r} resolves to {type(module).__name__}, not {expected}")
+    return module

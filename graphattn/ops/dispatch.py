@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..checks import check_allocation, check_choice, check_probability
+from ..checks import check_allocation, check_bool, check_choice, check_float, check_probability
 from ..patterns import Pattern
 from .band import Band
 from .dense import Dense
@@ -230,7 +230,7 @@ def attention(
         sizes: sequence lengths summing to ``N`` (default one sequence; not with a graph).
         score: ``"dot"`` (scaled dot product) or ``"additive"`` (``att . tanh(q_i + k_j)``).
         att: ``[H, C]`` additive score vectors (``score="additive"`` only).
-        scale: dot-product scale, default ``1 / sqrt(C)``.
+        scale: dot-product scale, a finite float > 0 (``score="dot"`` only), default ``1 / sqrt(C)``.
         bias: optional ``bias(q_idx, k_idx) -> [..., H]`` added to the scores.
         edge_kv: optional ``[E, H, C]`` edge features added to keys and values (explicit edges only).
         dropout, training: dropout on the attention weights while training.
@@ -245,6 +245,15 @@ def attention(
             raise ValueError(f"att must be a [H, C] = [{heads}, {channels}] tensor for additive scores")
         if att.dtype != q.dtype or att.device != q.device:
             raise TypeError(f"att must have q's dtype and device ({q.dtype}, {q.device}), got {att.dtype}, {att.device}")
+    elif att is not None:  # never dropped silently
+        raise ValueError("att (the additive score vectors) applies to score='additive' only; drop it or use "
+                         "score='additive'")
+    if scale is not None:
+        if score != "dot":
+            raise ValueError("scale applies to score='dot' only (additive scores att . tanh(q_i + k_j) have none)")
+        scale = check_float(scale, "scale", above=0)
+    check_bool(training, "training")
+    check_bool(return_weights, "return_weights")
     check_choice(backend, "backend", BACKENDS)
     check_probability(dropout, "dropout")
     if isinstance(edges, AttentionGraph):

@@ -98,6 +98,8 @@ def _call(node: ast.Call, text: str) -> Pattern:
     for kw in node.keywords:
         if kw.arg is None:
             raise ValueError(f"in pattern {_shown(text)}: ** arguments are not allowed in {name}(...)")
+        if kw.arg in kwargs:  # Python's parser keeps the last one: refuse, never pick silently
+            raise ValueError(f"in pattern {_shown(text)}: keyword {kw.arg!r} is repeated in {name}(...)")
         kwargs[kw.arg] = _literal(kw.value, name, text)
     try:
         pattern = PATTERNS[name](*args, **kwargs)

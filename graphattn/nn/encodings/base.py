@@ -23,6 +23,7 @@ from collections.abc import Callable, Hashable
 
 from torch import Tensor, nn
 
+from ...checks import check_module
 from ...ops import AttentionGraph, BiasFn
 
 __all__ = ["ScoreEncoding", "Prepared", "prepare", "check_encoding"]
@@ -88,7 +89,5 @@ def prepare(encoding: nn.Module, graph: AttentionGraph) -> Prepared:
 def check_encoding(encoding: object, name: str = "position") -> None:
     """A score encoding must be an ``nn.Module`` (a :class:`ScoreEncoding`, or any module with
     ``forward(q, k, pos) -> (q, k, bias | None)``) or ``None``."""
-    if encoding is not None and not isinstance(encoding, nn.Module):
-        raise TypeError(f"{name} must be a score encoding module (RelativePositionBias, ALiBi, RotaryEncoding, "
-                        f"ShortestPathBias, Compose, or an nn.Module with forward(q, k, pos)) or None, "
-                        f"got {type(encoding).__name__}")
+    check_module(encoding, name, "a score encoding module (RelativePositionBias, ALiBi, RotaryEncoding, "
+                 "ShortestPathBias, Compose, or an nn.Module with forward(q, k, pos))", arguments=3)

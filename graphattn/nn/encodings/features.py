@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.transforms import AddLaplacianEigenvectorPE, AddRandomWalkPE
 
-from ...checks import check_float, check_int, check_tensor
+from ...checks import check_allocation, check_float, check_int, check_tensor
 from ._pos import check_coords
 
 __all__ = ["SinusoidalEncoding", "LearnedEncoding", "LaplacianEncoding", "RandomWalkEncoding"]
@@ -81,6 +81,8 @@ class LearnedEncoding(nn.Module):
         super().__init__()
         self.max_len = check_int(max_len, "max_len")
         self.d_model = check_int(d_model, "d_model")
+        check_allocation(max_len * d_model * 4, f"LearnedEncoding(max_len={max_len}, d_model={d_model})'s table", "cpu",
+                         "use a smaller max_len, or SinusoidalEncoding / RotaryEncoding, which have no table")
         self.weight = nn.Parameter(torch.empty(max_len, d_model))
         self.reset_parameters()
 

@@ -10,7 +10,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import shortest_path
 from torch import Tensor, nn
 
-from ...checks import check_int
+from ...checks import check_allocation, check_int
 from ...ops import BiasFn, Plan
 from ...patterns import check_edge_index
 from ._pos import check_heads
@@ -50,6 +50,8 @@ class ShortestPathBias(ScoreEncoding):
         super().__init__()
         self.heads = check_int(heads, "heads")
         self.max_distance = check_int(max_distance, "max_distance", 0)
+        check_allocation((max_distance + 2) * heads * 4, f"ShortestPathBias(max_distance={max_distance})'s table",
+                         "cpu", "use a smaller max_distance (farther hops share its bucket)")
         self.weight = nn.Parameter(torch.empty(max_distance + 2, heads))  # 0 .. max_distance, unreachable
         self.reset_parameters()
 

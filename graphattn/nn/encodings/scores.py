@@ -25,7 +25,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ...checks import MAX_INDEX, check_bool, check_float, check_int, check_tensor
+from ...checks import MAX_INDEX, check_allocation, check_bool, check_float, check_int, check_tensor
 from ...ops import BiasFn, OffsetBias, Plan
 from ...ops.kernel import memoized
 from ._pos import check_coords, check_heads
@@ -71,6 +71,11 @@ def t5_bucket(relative_position: Tensor, bidirectional: bool = True, num_buckets
     the rest are log-spaced up to ``max_distance``; farther distances share the last bucket.
     Without ``bidirectional`` keys after the query (``p_j > p_i``) share bucket 0.
     """
+    check_tensor(relative_position, "relative_position", kind="int", shape="[...]")
+    check_bool(bidirectional, "bidirectional")
+    check_int(num_buckets, "num_buckets", 4 if bidirectional else 2)
+    exact = (num_buckets // 2 if bidirectional else num_buckets) // 2
+    check_int(max_distance, "max_distance", exact + 1)
     buckets = torch.zeros_like(relative_position)
     if bidirectional:
         num_buckets //= 2
@@ -115,6 +120,9 @@ class RelativePositionBias(ScoreEncoding):
         self.max_distance = check_int(max_distance, "max_distance", exact + 1)
         self.bidirectional = check_bool(bidirectional, "bidirectional")
         self.dims = check_int(dims, "dims")
+        check_allocation((2 * max_distance + 1) * (8 + 4 * dims * heads), f"RelativePositionBias(max_distance="
+                         f"{max_distance})'s table per offset", "cpu", "use a smaller max_distance (the last bucket "
+                         "holds every farther offset anyway)")
         self.weight = nn.Parameter(torch.empty(dims, num_buckets, heads))
         offsets = torch.arange(-max_distance, max_distance + 1)
         self.register_buffer("buckets", t5_bucket(offsets, bidirectional, num_buckets, max_distance), persistent=False)
@@ -162,6 +170,7 @@ class RelativePositionBias(ScoreEncoding):
 def alibi_slopes(heads: int) -> list[float]:
     """ALiBi's head slopes: ``2^{-8h/H}`` for ``h = 1..H`` when ``H`` is a power of two; else
     those of the nearest lower power of two, then every other slope of the next one (paper code)."""
+    check_int(heads, "heads", 1, 1 << 20)
     if heads & (heads - 1) == 0:
         return [2 ** (-8 * h / heads) for h in range(1, heads + 1)]
     lower = 2 ** math.floor(math.log2(heads))
