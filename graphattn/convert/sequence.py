@@ -50,6 +50,7 @@ def _as_label(y: object) -> Tensor | None:
     if isinstance(y, bool) or not isinstance(y, (int, float, Tensor)):
         raise TypeError(f"y must be an int, a float or a Tensor, got {type(y).__name__}")
     y = torch.as_tensor(y)
+    check_tensor(y, "y", kind="real", finite=True)
     return y.view(1) if y.dim() == 0 else y
 
 

@@ -138,6 +138,7 @@ class Tokenizer:
         id, then its trigrams'); with ``add_cls`` the ``<cls>`` token comes first."""
         if not self.fitted:
             raise ValueError("Tokenizer is not fitted; call fit(texts) or load from_state_dict(...) first")
+        check_bool(add_cls, "add_cls")
         tokens = self.tokenize(text)
         if add_cls:
             tokens.insert(0, self.itos[self.cls_id])

@@ -137,6 +137,7 @@ class AttentionModel(nn.Module):
         pair per attention layer (indexing the nodes with the virtual ones)."""
         # a prepared graph: metadata only; a meta tensor (shape inference) has no values
         meta = isinstance(x, Tensor) and x.is_meta
+        check_bool(return_attention_weights, "return_attention_weights")
         n = self._check_x(x, values=(debugging() or not isinstance(edges, AttentionGraph)) and not meta)
         graph = self._graph(edges, n, batch, pos, edge_attr, x.device)
         if batch is None and graph.sizes.numel() > 1:  # a prepared graph holds the batch: pool per graph

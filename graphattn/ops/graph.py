@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import torch
 from torch import Tensor
 
-from ..checks import check_tensor
+from ..checks import MAX_INDEX, check_bool, check_int, check_tensor
 from ..patterns import Pattern, batch_edge_index, check_sizes, sizes_from_batch
 from .adjacency import as_edge_index
 
@@ -140,6 +140,8 @@ class AttentionGraph:
             edge_attr: ``[E, D]`` edge features aligned with an explicit ``edge_index``.
             includes_virtual: the rows include the pattern's virtual nodes.
         """
+        check_bool(includes_virtual, "includes_virtual")
+        num_nodes = num_nodes if num_nodes is None else check_int(num_nodes, "num_nodes", 0, MAX_INDEX)
         if isinstance(edges, AttentionGraph):
             if any(a is not None for a in (batch, lengths, pos, edge_attr)):  # num_nodes is checked by the caller
                 raise ValueError("edges is a prepared AttentionGraph: give batch, lengths, pos and edge_attr "

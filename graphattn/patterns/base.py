@@ -27,7 +27,7 @@ from dataclasses import MISSING, dataclass, fields
 import torch
 from torch import Tensor
 
-from ..checks import MAX_INDEX, MAX_SEED, check_device, check_int
+from ..checks import MAX_INDEX, MAX_SEED, check_allocation, check_device, check_int
 from .pieces import Pieces
 
 __all__ = ["Pattern", "Union", "Intersection", "check_num_nodes", "check_fields", "scan_mask"]
@@ -138,12 +138,19 @@ class Pattern:
         device = None if device is None else check_device(device)
         if n == 0:
             return torch.empty(2, 0, dtype=torch.long, device=device)
+        if self.has_generator or type(self).max_edges is not Pattern.max_edges:  # a mask scan keeps only its edges
+            # two int64 rows, and as much again while the generators sort their (q, k) codes
+            check_allocation(32 * self.max_edges(n), f"{self!r}.edge_index({n}) (up to {self.max_edges(n):,} edges)",
+                             "cpu", "use a sparser pattern or fewer nodes (the tile kernels never list the edges "
+                             "of a structured pattern)")
         return self.generate_edges(n).to(device)
 
     def dense_mask(self, n: int, device: torch.device | str | None = None) -> Tensor:
         """The ``[n, n]`` boolean mask indexed ``[query, key]``, evaluated from ``mask``."""
         self.validate(n)
         device = None if device is None else check_device(device)
+        check_allocation(n * n, f"{self!r}.dense_mask({n}), n x n booleans", device or "cpu",
+                         "use edge_index(n), which lists only the edges")
         idx = torch.arange(n, device=device)
         return self.mask(idx[:, None], idx[None, :], n).expand(n, n).clone()
 

@@ -65,6 +65,8 @@ def batch_dense_mask(pattern: Pattern, sizes: Tensor) -> Tensor:
     """The ``[N, N]`` block-diagonal mask (``[query, key]``) of ``pattern`` per sequence."""
     sizes = check_sizes(sizes)
     n = int(sizes.sum())
+    check_allocation(n * n, f"batch_dense_mask of {n} nodes, N x N booleans", sizes.device,
+                     "use batch_edge_index, which lists only the edges")
     out = torch.zeros(n, n, dtype=torch.bool, device=sizes.device)
     start = 0
     for size in sizes.tolist():

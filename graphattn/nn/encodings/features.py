@@ -224,11 +224,27 @@ class RandomWalkEncoding(_ProjectedEncoding, attr_name="random_walk_pe", what="r
         super().__init__(walk_length, d_model)
 
     def transform(self) -> AddRandomWalkPE:
-        """PyG's transform that stores the raw ``[N, walk_length]`` values as ``data.random_walk_pe``."""
-        return AddRandomWalkPE(self.walk_length, attr_name=self.attr_name)
+        """PyG's transform that stores the raw ``[N, walk_length]`` values as ``data.random_walk_pe``;
+        a graph whose walk matrices cannot fit is refused before they are built."""
+        return _CheckedRandomWalkPE(self.walk_length, attr_name=self.attr_name)
 
     def forward(self, pe: Tensor) -> Tensor:
         return self.lin(self._check_raw(pe))
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(walk_length={self.walk_length}, d_model={self.d_model})"
+
+
+class _CheckedRandomWalkPE(AddRandomWalkPE):
+    """PyG's ``AddRandomWalkPE``, refused up front where its matrices cannot fit. It forms the
+    powers ``P^t``, ``t <= L``: dense ``[N, N]`` up to 2,000 nodes, else sparse, where ``P^t``
+    holds up to ``N min(N, d^t)`` entries for a mean degree ``d`` (on a graph without much local
+    clustering, such as a random one, the ``L``-hop neighbourhoods fill the matrix)."""
+
+    def forward(self, data):
+        n, d = data.num_nodes, data.num_edges / max(data.num_nodes, 1)
+        entries = n * n if n <= 2000 else n * min(n, d ** self.walk_length)
+        check_allocation(int(3 * 12 * entries), f"random-walk encodings of walk_length={self.walk_length} on "
+                         f"{n:,} nodes (P^L holds up to {entries:,.0f} entries)", data.edge_index.device,
+                         "use a shorter walk (encoding_dim) or Laplacian encodings, which stay sparse")
+        return super().forward(data)

@@ -10,7 +10,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import shortest_path
 from torch import Tensor, nn
 
-from ...checks import check_allocation, check_int
+from ...checks import MAX_INDEX, check_allocation, check_int
 from ...ops import BiasFn, Plan
 from ...patterns import check_edge_index
 from ._pos import check_heads
@@ -62,8 +62,11 @@ class ShortestPathBias(ScoreEncoding):
     def distances(edge_index: Tensor, num_nodes: int) -> Tensor:
         """``[N, N]`` hop counts indexed ``[query i, key j]`` along edges ``j -> i``; ``-1`` where
         no path exists, ``0`` on the diagonal. Breadth-first search (scipy), O(N^2) memory."""
-        if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 0:
-            raise ValueError(f"num_nodes must be an int >= 0, got {num_nodes!r}")
+        check_int(num_nodes, "num_nodes", 0, MAX_INDEX)
+        # scipy's float64 hop matrix, then the int64 result and its transposed copy
+        check_allocation(24 * num_nodes**2, f"ShortestPathBias.distances on {num_nodes} nodes, an [N, N] matrix", "cpu",
+                         "use it per graph of a batch (molecules), or an encoding without an N x N matrix "
+                         "(RandomWalkEncoding, LaplacianEncoding)")
         edge_index = check_edge_index(edge_index, num_nodes)
         src, dst = edge_index.cpu().numpy()
         adj = coo_matrix((np.ones(src.size), (src, dst)), shape=(num_nodes, num_nodes)).tocsr()
