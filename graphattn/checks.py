@@ -56,7 +56,8 @@ def check_float(value: object, name: str, *, above: float | None = None, minimum
     if (not finite or (above is not None and not value > above) or (minimum is not None and not value >= minimum)
             or (below is not None and not value < below)):
         shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}... ({len(repr(value))} digits)"
-        raise ValueError(f"{name} must be a finite float{' ' if wanted else ''}{' and '.join(wanted)}, got {shown}")
+        kind = "float" if finite else "finite float"
+        raise ValueError(f"{name} must be a {kind}{' ' if wanted else ''}{' and '.join(wanted)}, got {shown}")
     return float(value)
 
 

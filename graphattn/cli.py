@@ -74,10 +74,18 @@ def _check_cost(pattern, n: int) -> None:
 
 
 def _patterns_show(args: argparse.Namespace) -> int:
+    from .files import check_output_file
     from .patterns import parse_pattern
     from .patterns.base import TEXT_VIEW_MAX
 
     try:
+        if args.png:  # refused before the work, not after it
+            from .viz import MAX_PICTURE_NODES
+
+            check_output_file(args.png, "--png")
+            if args.n > MAX_PICTURE_NODES:
+                raise ValueError(f"--png draws an n x n picture of at most {MAX_PICTURE_NODES} nodes, got --n {args.n}; "
+                                 "use a smaller --n")
         pattern = parse_pattern(args.pattern)
         pattern.validate(args.n)
         _check_cost(pattern, args.n)
@@ -102,9 +110,11 @@ def _patterns_show(args: argparse.Namespace) -> int:
 
 
 def _patterns_gallery(args: argparse.Namespace) -> int:
+    from .files import check_output_file
     from .viz import pattern_gallery
 
     try:
+        check_output_file(args.png, "--png")
         pattern_gallery(args.n, path=args.png)
     except (TypeError, ValueError, OSError) as e:
         raise CommandError(f"cannot write {args.png}: {e}") from None

@@ -220,13 +220,15 @@ class FolderLock:
     (:class:`FolderBusyError`) instead of interleaving its files with the first run's. The kernel
     drops the lock when its process ends, however it ends, so a lock file left by a dead run is
     taken over. The file is removed when the claim ends. (``flock`` is advisory and local: two
-    machines sharing a network folder are not kept apart.)
+    machines sharing a network folder are not kept apart.) ``outputs`` names the files the run
+    will write there: one that exists as anything but a regular file (a folder, a FIFO, a device
+    node) is refused when the claim is made, before any work, not when the run ends.
     """
 
     NAME = ".graphattn.lock"
 
-    def __init__(self, folder: str | os.PathLike, what: str = "out"):
-        self.folder, self.what = Path(folder), what
+    def __init__(self, folder: str | os.PathLike, what: str = "out", *, outputs: tuple[str, ...] = ()):
+        self.folder, self.what, self.outputs = Path(folder), what, outputs
         self.path = self.folder / self.NAME
         self._fd: int | None = None
 
@@ -234,6 +236,8 @@ class FolderLock:
         import fcntl
 
         check_output_folder(self.folder, self.what)
+        for name in self.outputs:
+            check_output_file(self.folder / name, f"{self.what} file")
         while True:
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)

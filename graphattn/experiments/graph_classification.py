@@ -52,7 +52,7 @@ from .graph_config import GRAPH_MODELS, GraphConfig
 from .harness import EVAL_BATCH, ExampleBatches, Optimization, evaluate, train_model
 from .metrics import classification
 from .registry import Task
-from .results import key_value_table, write_results
+from .results import OUTPUT_FILES, key_value_table, write_results
 from .splits import stratified_folds
 
 __all__ = ["GraphConfig", "run", "report", "GRAPH", "GRAPH_MODELS", "MoleculeGPS", "MoleculeTransformer"]
@@ -164,7 +164,7 @@ def run(cfg: GraphConfig) -> dict:
     keys are those of the first model."""
     if not isinstance(cfg, GraphConfig):
         raise TypeError(f"cfg must be a GraphConfig, got {type(cfg).__name__}")
-    with FolderLock(cfg.run.out) if cfg.run.out is not None else nullcontext():
+    with FolderLock(cfg.run.out, outputs=OUTPUT_FILES) if cfg.run.out is not None else nullcontext():
         device = torch.device(cfg.run.device)
         graphs = _graphs(cfg)
         labels = torch.cat([g.y for g in graphs])

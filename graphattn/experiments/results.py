@@ -30,7 +30,11 @@ from .metrics import Metric
 
 __all__ = ["mean_std", "format_mean_std", "run_row", "summarise", "markdown_table", "key_value_table", "write_json",
            "write_text",
-           "write_results"]
+           "write_results", "OUTPUT_FILES"]
+
+#: Every file the experiments write into an output folder (``FolderLock(out, outputs=...)``
+#: refuses one that is a folder, a FIFO or a device node before a run starts).
+OUTPUT_FILES = ("results.json", "results.md", "history.png", "accuracy.png", "accuracy_cost.png")
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

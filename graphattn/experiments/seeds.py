@@ -46,7 +46,7 @@ from ..train import (
 )
 from .harness import Optimization, evaluate, train_model
 from .pieces import resolve_workers
-from .results import run_row, summarise
+from .results import OUTPUT_FILES, run_row, summarise
 
 __all__ = ["SeedRun", "run_seeds", "train_one", "checkpoint_path"]
 
@@ -146,7 +146,7 @@ def _prepare(task: SeedTaskLike, config, claims: ExitStack):
     if is_main():
         try:
             task.check(config)
-            claims.enter_context(FolderLock(config.out_dir))
+            claims.enter_context(FolderLock(config.out_dir, outputs=OUTPUT_FILES))
             data = task.data(config)
             _preflight(task, config, data)
         except ValueError as err:  # DatasetUnavailableError is a RuntimeError and stops rank 0 alone

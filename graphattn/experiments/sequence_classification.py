@@ -62,7 +62,7 @@ from ..train import TrainConfig, peak_memory_mb, reset_peak_memory, set_seed
 from .harness import EVAL_BATCH, Batch, ExampleBatches, Optimization, predict, train_model
 from .metrics import classification
 from .registry import Task
-from .results import key_value_table, write_results
+from .results import OUTPUT_FILES, key_value_table, write_results
 from .sequence_config import POSITIONS, SEQUENCE_TASKS, TASKS, SequenceConfig
 from .sequence_data import LOADERS, _augmenter
 
@@ -123,7 +123,7 @@ def run(cfg: SequenceConfig) -> dict:
     own; ``history`` is the first model's."""
     if not isinstance(cfg, SequenceConfig):
         raise TypeError(f"cfg must be a SequenceConfig, got {type(cfg).__name__}")
-    with FolderLock(cfg.run.out) if cfg.run.out is not None else nullcontext():
+    with FolderLock(cfg.run.out, outputs=OUTPUT_FILES) if cfg.run.out is not None else nullcontext():
         return _run(cfg)
 
 

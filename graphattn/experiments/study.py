@@ -34,9 +34,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..files import FolderLock
+from ..files import FolderLock, check_output_file
 from .registry import Task
-from .results import format_mean_std, write_json, write_text
+from .results import OUTPUT_FILES, format_mean_std, write_json, write_text
 from .sequence_config import TASKS
 from .study_config import StudyConfig
 
@@ -67,8 +67,9 @@ def _finished(folder: Path, options: dict) -> dict | None:
         ValueError: the run's ``results.json`` has these settings but an older layout (it lacks
             what the study reads); the one-line message says what to do.
     """
+    path = check_output_file(folder / "results.json", "results")  # a FIFO there would block the read
     try:
-        metrics = json.loads((folder / "results.json").read_text())
+        metrics = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
 
@@ -154,7 +155,7 @@ def run(cfg: StudyConfig) -> dict:
     the study holds against other runs)."""
     if not isinstance(cfg, StudyConfig):
         raise TypeError(f"cfg must be a StudyConfig, got {type(cfg).__name__}")
-    with FolderLock(cfg.out_dir):
+    with FolderLock(cfg.out_dir, outputs=OUTPUT_FILES):
         return _run(cfg)
 
 
