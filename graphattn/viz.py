@@ -25,7 +25,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .checks import check_allocation, check_float, check_path
+from .checks import MAX_INDEX, check_allocation, check_float, check_int, check_path
 from .files import write_atomic
 from .patterns import Full, Global, Pattern, Random, Stride, Window, bigbird, check_edge_index, longformer
 
@@ -72,9 +72,7 @@ def _check_n(n: object) -> int:
 
 
 def _grid(count: int, ncols: int | None) -> tuple[int, int]:
-    cols = min(count, 4) if ncols is None else ncols
-    if isinstance(cols, bool) or not isinstance(cols, int) or cols < 1:
-        raise ValueError(f"ncols must be a positive int, got {ncols!r}")
+    cols = min(count, 4) if ncols is None else check_int(ncols, "ncols", 1, MAX_INDEX)
     cols = min(cols, count)
     return math.ceil(count / cols), cols
 
@@ -160,6 +158,8 @@ def attention_to_dense(edge_index: Tensor, alpha: Tensor, n: int) -> Tensor:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be a non-negative int, got {n!r}")
     edge_index = check_edge_index(edge_index, n)
+    if isinstance(alpha, Tensor) and not alpha.is_floating_point():
+        raise TypeError(f"alpha must be a float tensor of attention weights, got dtype {alpha.dtype}")
     if not isinstance(alpha, Tensor) or alpha.dim() not in (1, 2) or alpha.size(0) != edge_index.size(1):
         shape = list(alpha.shape) if isinstance(alpha, Tensor) else type(alpha).__name__
         raise ValueError(f"alpha must be a tensor [E, H] or [E] with E={edge_index.size(1)}, got {shape}")
@@ -229,6 +229,9 @@ def draw_graph(data, attention: tuple[Tensor, Tensor] | None = None, path: str |
                "kamada_kawai": nx.kamada_kawai_layout}
     if layout not in layouts:
         raise ValueError(f"layout must be one of {sorted(layouts)}, got {layout!r}")
+    check_int(seed, "seed", 0, (1 << 32) - 1)  # numpy's RandomState takes 32 bits
+    if seed and layout != "spring":  # never dropped silently
+        raise ValueError(f"seed={seed} seeds the spring layout only, got layout={layout!r}")
     pattern = isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], Pattern)
     n = data[1] if pattern else getattr(data, "num_nodes", None)
     if isinstance(n, int) and n > MAX_PICTURE_NODES:  # layouts are O(n^2)

@@ -10,17 +10,24 @@ valid patterns must agree with their own specification).
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_support import bad_input_report, count_bad  # noqa: F401
+from reliability_support import (  # noqa: F401
+    BAD_CHOICE,
+    BAD_POS_FLOAT,
+    BAD_RATE,
+    Entry,
+    bad_input_report,
+    bad_int,
+    bad_tensor,
+    count_bad,
+    named,
+)
 
 from graphattn import ops
-from graphattn.convert import audio_to_graph, image_to_graph, sequence_to_graph, text_to_graph
+from graphattn.convert import Tokenizer, audio_to_graph, image_to_graph, sequence_to_graph, text_to_graph
 from graphattn.datasets import load_planetoid, load_trec
 from graphattn.models import GraphTransformer
 from graphattn.nn import SelfAttentionConv
@@ -54,73 +61,7 @@ pytestmark = pytest.mark.usefixtures("bad_input_report")
 
 SEARCH = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-# bad values, by what the argument expects ---------------------------------------------------
-
-NOT_INT = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.text(max_size=3),
-                    st.just([1]), st.just(torch.tensor(2)))
-HUGE = st.integers(2**63, 2**80)  # past int64: no size, reach, id or seed may be this large
-
-
-def bad_int(minimum: int, *, optional: bool = False, huge: bool = True) -> st.SearchStrategy:
-    """Values an int argument ``>= minimum`` must refuse (``None`` too unless ``optional``)."""
-    parts = [NOT_INT, st.integers(-(2**70), minimum - 1)]
-    if huge:
-        parts.append(HUGE)
-    if not optional:
-        parts.append(st.none())
-    return st.one_of(*parts)
-
-
-BAD_RATE = st.one_of(st.floats(1.0, 1e9), st.floats(-1e9, -1e-9), st.just(float("nan")), st.text(max_size=3),
-                     st.booleans(), st.none())
-BAD_CHOICE = st.one_of(st.text(max_size=6).filter(lambda s: s not in ("auto", "dot", "additive", "reference",
-                                                                      "scatter", "dense", "blocked", "sparse",
-                                                                      "flex", "mean", "add", "max", "cls")),
-                       st.integers(), st.none())
-BAD_POS_FLOAT = st.one_of(st.just(float("nan")), st.just(float("inf")), st.just(-float("inf")))
-
-
-@st.composite
-def bad_tensor(draw, shape: tuple[int, ...], *, dtype=torch.float32, finite: bool = True, wrong_dtypes=None,
-               free: tuple[int, ...] = (), ranks: tuple[int, ...] = ()):
-    """A tensor that differs from ``shape`` / ``dtype`` in one way (its rank, the size of an axis
-    not in ``free``, its dtype, its type), or holds NaN / inf. ``ranks``: other ranks that are valid."""
-    fixed = [a for a in range(len(shape)) if a not in free]
-    kinds = ["rank", "type"] + (["dtype"] if wrong_dtypes != [] else []) + (["size"] if fixed else []) + (
-        ["nonfinite"] if finite and dtype.is_floating_point else [])
-    kind = draw(st.sampled_from(kinds))
-    if kind == "rank":
-        rank = draw(st.sampled_from([r for r in range(0, len(shape) + 3) if r != len(shape) and r not in ranks]))
-        new = (*shape, 1, 1, 1)[:rank] if rank > len(shape) else shape[:rank]
-        return torch.zeros(new, dtype=dtype)
-    if kind == "size":
-        axis = draw(st.sampled_from(fixed))
-        new = list(shape)
-        new[axis] = draw(st.integers(0, 9).filter(lambda s: s != shape[axis]))
-        return torch.zeros(new, dtype=dtype)
-    if kind == "dtype":
-        options = wrong_dtypes or ([torch.int64, torch.bool, torch.complex64] if dtype.is_floating_point
-                                   else [torch.float32, torch.bool, torch.float64])
-        return torch.zeros(shape, dtype=draw(st.sampled_from(options)))
-    if kind == "type":
-        return draw(st.sampled_from([1.5, "x", [[0.0]], (1, 2)]))
-    t = torch.zeros(shape, dtype=dtype)
-    t.view(-1)[draw(st.integers(0, max(t.numel() - 1, 0)))] = draw(BAD_POS_FLOAT)
-    return t
-
-
 # the entry points -----------------------------------------------------------------------------
-
-@dataclass
-class Entry:
-    """``call(**kwargs)`` with ``valid`` kwargs; ``bad[name]`` generates values ``name`` must refuse;
-    ``names[name]`` lists the words any of which the message must contain (default: ``name``)."""
-
-    call: object
-    valid: dict
-    bad: dict
-    names: dict = field(default_factory=dict)
-
 
 def attention(**kw):
     return ops.attention(kw.pop("q"), kw.pop("k"), kw.pop("v"), kw.pop("edges"), **kw)
@@ -146,6 +87,7 @@ def encode_scores(module):
 
 QKV = torch.randn(6, 2, 4)
 EDGES = torch.tensor([[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 0]])
+TOKENIZER = Tokenizer(cls=True).fit(["what is a graph", "who attends to whom"])
 BIG = dict(huge=False)  # model / layer sizes: a huge size would really be allocated
 
 ENTRIES: dict[str, Entry] = {
@@ -172,7 +114,9 @@ ENTRIES: dict[str, Entry] = {
     "parse_pattern": Entry(parse_pattern, {"text": "Window(1) | Global([0])"},
                            {"text": st.one_of(st.none(), st.integers(), st.just(""), st.text(max_size=12),
                                               st.just("Window(1) + Full()"), st.just("__import__('os')"),
-                                              st.just("Global({0: 1})"), st.just("Window(radius=2**70)"))},
+                                              st.just("Global({0: 1})"), st.just("Window(radius=2**70)"),
+                                              st.just("Window(radius=1, radius=2)"),  # repeated keywords
+                                              st.just("Window(left=1) | Window(left=1, right=2, left=3)"))},
                            {"text": ["text", "pattern"]}),
     "AttentionGraph.build(lengths)": Entry(build, {"edges": Window(1), "lengths": [3, 3]}, {"lengths": st.one_of(
         st.just([3.5, 2.5]), st.just([3.0, 3.0]), st.just([True, 5]), st.just([-1, 7]), st.just([2**64, 0]),
@@ -247,24 +191,30 @@ ENTRIES: dict[str, Entry] = {
     "RandomWalkEncoding.forward": Entry(lambda pe: RandomWalkEncoding(3, 4)(pe), {"pe": torch.rand(6, 3)},
                                         {"pe": bad_tensor((6, 3), free=(0,))}),
     "sequence_to_graph": Entry(sequence_to_graph, {"x": torch.randn(5, 3), "pattern": Window(1)},
-                               {"x": st.sampled_from([None, "abc", torch.randn(0, 3), torch.randn(2, 2, 2)]),
-                                "pattern": st.sampled_from([None, "Window(1)", 3, Window])}),
+                               {"x": st.one_of(st.sampled_from([None, "abc", torch.randn(0, 3), torch.randn(2, 2, 2)]),
+                                               bad_tensor((5, 3), free=(0, 1), ranks=(1,), wrong_dtypes=[torch.bool])),
+                                "pattern": st.sampled_from([None, "Window(1)", 3, Window]),
+                                "y": st.sampled_from([float("nan"), float("inf"), torch.tensor([float("nan")]), "1"])}),
     "image_to_graph": Entry(image_to_graph, {"image": torch.rand(1, 8, 8), "patch_size": 4},
-                            {"image": st.sampled_from([None, torch.rand(8), torch.rand(1, 2, 8, 8), "img"]),
+                            {"image": st.one_of(st.sampled_from([None, torch.rand(8), torch.rand(1, 2, 8, 8), "img"]),
+                                                bad_tensor((1, 8, 8), free=(0, 1, 2), ranks=(2,), wrong_dtypes=[torch.bool])),
                              "patch_size": st.one_of(bad_int(1), st.just(3), st.just(16))}),
     "audio_to_graph": Entry(audio_to_graph, {"waveform": torch.randn(1600), "sample_rate": 8000},
                             {"waveform": bad_tensor((1600,), free=(0,), ranks=(2,)), "sample_rate": bad_int(1),
                              "hop_length": bad_int(1), "n_mels": bad_int(1),
                              "f_min": st.sampled_from([-1.0, float("nan"), "x", None, 1e9])}),
     "text_to_graph": Entry(text_to_graph, {"text": torch.tensor([1, 2, 3]), "tokenizer": None, "pattern": Full()},
-                           {"text": st.sampled_from([torch.tensor([1.5, 2.0]), torch.tensor([[1, 2]]), 3, None,
-                                                     torch.tensor([], dtype=torch.long)]),
-                            "pattern": st.sampled_from([None, "Full()", 1])}),
+                           {"text": st.one_of(st.sampled_from([torch.tensor([1.5, 2.0]), torch.tensor([[1, 2]]), 3, None,
+                                                               torch.tensor([], dtype=torch.long)]),
+                                              st.integers(-(2**40), -1).map(lambda i: torch.tensor([1, i, 2]))),
+                            "pattern": st.sampled_from([None, "Full()", 1]),
+                            "tokenizer": st.sampled_from([True, "words", 3, Tokenizer]),
+                            "add_cls": st.sampled_from([1, "yes", None])}),
+    "text_to_graph(tokenizer)": Entry(text_to_graph, {"text": torch.tensor([1, 2, 3]), "tokenizer": TOKENIZER,
+                                                      "pattern": Full()},
+                                      {"text": st.integers(len(TOKENIZER), 2**40).map(lambda i: torch.tensor([1, i]))},
+                                      {"text": ["text", "id"]}),
 }
-
-
-def named(message: str, words: list[str]) -> bool:
-    return any(re.search(rf"(?<![A-Za-z0-9_]){re.escape(w)}(?![A-Za-z0-9_])", message) for w in words)
 
 
 def test_every_valid_call_answers(offline_data):

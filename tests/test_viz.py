@@ -1,6 +1,7 @@
 """Pictures: PNGs of the requested pixel size, written headless and atomically."""
 
 import struct
+import subprocess
 import sys
 
 import networkx as nx
@@ -20,7 +21,11 @@ def png_size(path):
 
 
 def test_headless():
-    assert "matplotlib.pyplot" not in sys.modules  # nothing here needs a display or pyplot
+    # in a fresh interpreter: another test module may have imported pyplot (networkx's drawing,
+    # which draw_graph uses, does)
+    code = ("import sys, graphattn.viz as v, graphattn.patterns as p; v.plot_pattern(p.Window(1), 8); "
+            "assert 'matplotlib.pyplot' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)  # nothing here needs a display or pyplot
 
 
 def test_plot_pattern_sizes(tmp_path):

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ..checks import check_bool
+from ..checks import MAX_INDEX, check_bool, check_int
 from ..patterns import Pattern
 from .sequence import build_data, check_pattern
 
@@ -61,18 +61,12 @@ class Tokenizer:
     PAD, UNK, CLS = "<pad>", "<unk>", "<cls>"
 
     def __init__(self, min_freq: int = 1, max_size: int | None = None, cls: bool = False, subwords: int = 0):
-        if isinstance(min_freq, bool) or not isinstance(min_freq, int) or min_freq < 1:
-            raise ValueError(f"min_freq must be an int >= 1, got {min_freq!r}")
-        if not isinstance(cls, bool):
-            raise TypeError(f"cls must be a bool, got {type(cls).__name__}")
-        if isinstance(subwords, bool) or not isinstance(subwords, int):
-            raise TypeError(f"subwords must be an int, got {type(subwords).__name__} {subwords!r}")
-        if subwords < 0:
-            raise ValueError(f"subwords must be an int >= 0, got {subwords}")
+        check_int(min_freq, "min_freq", 1, MAX_INDEX)
+        check_bool(cls, "cls")
+        check_int(subwords, "subwords", 0, MAX_INDEX)  # ids index an embedding of len(vocabulary) + subwords rows
         specials = [self.PAD, self.UNK] + ([self.CLS] if cls else [])
-        if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int)
-                                     or max_size < len(specials)):
-            raise ValueError(f"max_size must be None or an int >= {len(specials)} (the specials), got {max_size!r}")
+        if max_size is not None:
+            check_int(max_size, "max_size", len(specials), MAX_INDEX)
         self.min_freq, self.max_size, self.cls, self.subwords = min_freq, max_size, cls, subwords
         self.itos: list[str] = specials
         self.stoi: dict[str, int] = {t: i for i, t in enumerate(specials)}

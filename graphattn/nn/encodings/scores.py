@@ -73,9 +73,9 @@ def t5_bucket(relative_position: Tensor, bidirectional: bool = True, num_buckets
     """
     check_tensor(relative_position, "relative_position", kind="int", shape="[...]")
     check_bool(bidirectional, "bidirectional")
-    check_int(num_buckets, "num_buckets", 4 if bidirectional else 2)
+    check_int(num_buckets, "num_buckets", 4 if bidirectional else 2, MAX_INDEX)
     exact = (num_buckets // 2 if bidirectional else num_buckets) // 2
-    check_int(max_distance, "max_distance", exact + 1)
+    check_int(max_distance, "max_distance", exact + 1, MAX_INDEX)
     buckets = torch.zeros_like(relative_position)
     if bidirectional:
         num_buckets //= 2
@@ -115,9 +115,9 @@ class RelativePositionBias(ScoreEncoding):
     def __init__(self, heads: int, num_buckets: int = 32, max_distance: int = 128, bidirectional: bool = True, dims: int = 1):
         super().__init__()
         self.heads = check_int(heads, "heads")
-        self.num_buckets = check_int(num_buckets, "num_buckets", 4 if bidirectional else 2)
+        self.num_buckets = check_int(num_buckets, "num_buckets", 4 if bidirectional else 2, MAX_INDEX)
         exact = (num_buckets // 2 if bidirectional else num_buckets) // 2
-        self.max_distance = check_int(max_distance, "max_distance", exact + 1)
+        self.max_distance = check_int(max_distance, "max_distance", exact + 1, MAX_INDEX)
         self.bidirectional = check_bool(bidirectional, "bidirectional")
         self.dims = check_int(dims, "dims")
         check_allocation((2 * max_distance + 1) * (8 + 4 * dims * heads), f"RelativePositionBias(max_distance="
