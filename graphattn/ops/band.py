@@ -101,8 +101,8 @@ class Band(Kernel["BandPlan"]):
         n = bad.size(0)
         if plan.mask.size(2) == 0:
             return torch.zeros_like(bad)
-        rows = _key_rows(flags, plan)[..., 0]  # (H, nb, S)
-        out = reached_on_rows(plan.mask, rows).permute(1, 2, 0).reshape(plan.npad, -1)[:n]  # (N, H)
+        rows = _key_rows(flags, plan)[..., 0].permute(1, 2, 0)  # (nb, S, H)
+        out = reached_on_rows(plan.mask, rows, plan.memo).reshape(plan.npad, -1)[:n]  # (N, H)
         if plan.global_rows.numel():
             keys = flags[plan.sequence_keys][..., 0]  # (B, L, H)
             if plan.sequence_mask is not None:

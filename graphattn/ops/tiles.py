@@ -248,9 +248,9 @@ class Tiles(Kernel[TilePlan]):
         nb, width = plan.key_blocks.shape
         if width == 0:
             return torch.zeros_like(bad)
-        rows = _key_rows(bad.to(torch.float32)[..., None], plan)[..., 0]  # (H, nb, K b)
-        hit = reached_on_rows(plan.mask, rows)  # (H, nb, b)
-        return hit.permute(1, 2, 0).reshape(nb * plan.block, -1).index_select(0, plan.slot)
+        rows = _key_rows(bad.to(torch.float32)[..., None], plan)[..., 0].permute(1, 2, 0)  # (nb, K b, H)
+        hit = reached_on_rows(plan.mask, rows, plan.memo)  # (nb, b, H)
+        return hit.reshape(nb * plan.block, -1).index_select(0, plan.slot)
 
 
 def _pad(t: Tensor, plan: TilePlan) -> Tensor:
