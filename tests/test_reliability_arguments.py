@@ -382,6 +382,22 @@ def _draw_seed(draw, option: str) -> tuple:
             lambda: viz.draw_graph((Window(1), 5), layout="spring", seed=seed))
 
 
+def _dist_timeout(draw, option: str) -> tuple:
+    seconds = draw(st.integers(1, 10**5).filter(lambda t: t != 300), label="dist_timeout")
+
+    def under_torchrun():
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("WORLD_SIZE", "2")
+            return NodeConfig.from_options(dist_timeout=seconds, workers=1)
+    return lambda: NodeConfig.from_options(dist_timeout=seconds), under_torchrun
+
+
+def _layer_bias(draw, option: str) -> tuple:
+    width = draw(st.sampled_from([2, 4, 8]), label="width")
+    return (lambda: SelfAttentionConv(width, width, projection="none", project_out=False, bias=False),
+            lambda: SelfAttentionConv(width, width, projection="none", project_out=True, bias=False))
+
+
 IGNORED = {
     **{f"SequenceConfig.{o}": (_sequence, o) for o in (*READ_BY, *OWN_TASKS)},
     **{f"NodeConfig.{o} (baselines only)": (_node, o) for o in NODE_OURS},
@@ -398,6 +414,8 @@ IGNORED = {
     "GPSConv.forward.kwargs (conv=None)": (_conv_kwargs, "edge_attr"),
     "GraphGPS.forward.edge_attr (edge_dim=None)": (_gps_edge_attr, "edge_attr"),
     "draw_graph.seed (not spring)": (_draw_seed, "seed"),
+    "NodeConfig.dist_timeout (no torchrun)": (_dist_timeout, "dist_timeout"),
+    "SelfAttentionConv.bias (no projection)": (_layer_bias, "bias"),
 }
 
 

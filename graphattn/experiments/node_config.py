@@ -3,6 +3,7 @@ loaders, and :class:`NodeConfig`. Imports no torch."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -155,6 +156,7 @@ class NodeConfig(Options):
 
     def _refuse_unused(self) -> None:
         """Options that none of ``models`` reads are refused, never dropped (:func:`refuse_unused`)."""
+        refuse_unused(self, ("dist_timeout",), int(os.environ.get("WORLD_SIZE", "1")) > 1, "it applies under torchrun")
         refuse_unused(self, ("virtual_nodes",), "graph+virtual" in self.models, "it sets model graph+virtual")
         refuse_unused(self, ("expander_degree",), "graph+expander" in self.models, "it sets model graph+expander")
         refuse_unused(self, ("encoding_dim",), self.positional.encoding != "none",

@@ -152,6 +152,8 @@ class SelfAttentionConv(MessagePassing):
             raise TypeError(f"project_out must be a bool, got {type(project_out).__name__}")
         if not isinstance(bias, bool):
             raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
+        if not bias and projection == "none" and not project_out:  # never dropped silently
+            raise ValueError("bias=False has no effect: projection='none' and project_out=False leave no projection")
         if edge_dim is not None:
             check_int(edge_dim, "edge_dim")
         check_encoding(position)
