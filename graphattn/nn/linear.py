@@ -34,6 +34,13 @@ class Elementwise(nn.Module):
         return repr(self.name)
 
 
+def _haar(channels: int, gen: torch.Generator) -> Tensor:
+    """A uniformly random orthogonal ``[C, C]`` matrix: ``Q`` of a Gaussian's QR with the signs of
+    ``R``'s diagonal taken out (LAPACK's own signs would make every row's direction biased)."""
+    q, r = torch.linalg.qr(torch.randn(channels, channels, generator=gen, dtype=torch.float64))
+    return (q * torch.sign(torch.diagonal(r))).T
+
+
 class PositiveRandomFeatures(nn.Module):
     r"""Performer's FAVOR+ features (Choromanski et al., 2021), whose dot products estimate the softmax kernel.
 
@@ -87,8 +94,7 @@ class PositiveRandomFeatures(nn.Module):
         if key not in self._cache:
             gen = torch.Generator().manual_seed(self.seed)
             if self.orthogonal:
-                blocks = [torch.linalg.qr(torch.randn(channels, channels, generator=gen, dtype=torch.float64))[0].T
-                          for _ in range(-(-self.features // channels))]
+                blocks = [_haar(channels, gen) for _ in range(-(-self.features // channels))]
                 norms = torch.randn(self.features, channels, generator=gen, dtype=torch.float64).norm(dim=1)
                 omega = torch.cat(blocks)[: self.features] * norms[:, None]
             else:
