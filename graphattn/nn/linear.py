@@ -175,6 +175,10 @@ class LinearAttention(AttentionOperator):
         den = torch.einsum("blhm,bhm->blh", phi_q, phi_k.sum(dim=1))[..., None]  # (B, L, H, 1)
         return self.unpad(num / den.clamp(min=torch.finfo(den.dtype).tiny), graph), None
 
+    def __repr__(self) -> str:
+        shown = repr(self.feature_map.name) if isinstance(self.feature_map, Elementwise) else repr(self.feature_map)
+        return f"{type(self).__name__}({shown})"
+
 
 def performer(features: int = 256, *, redraw_interval: int | None = None) -> LinearAttention:
     """Performer's FAVOR+ attention: ``LinearAttention(PositiveRandomFeatures(features, ...))``."""
