@@ -86,6 +86,23 @@ def test_a_group_graph_runs_on_every_kernel_that_takes_explicit_edges():
         assert_same_attention(outputs_weights_grads(q, k, v, routed, backend=backend), want, atol=1e-10)
 
 
+def test_queries_whose_bucket_holds_no_key_get_zeros_on_every_kernel():
+    _, _, v = qkv(12)
+    d = torch.randn(2, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    length = torch.rand(12, 1, 1, generator=torch.Generator().manual_seed(6), dtype=torch.float64) + 0.5
+    sign = torch.tensor([1.0] * 6 + [-1.0] * 6, dtype=torch.float64)[:, None, None]
+    q = (sign * length * d).requires_grad_()  # h(-x) != h(x): queries 0..5 in one bucket, 6..11 in the other
+    k = (-length * d).requires_grad_()  # every key in the bucket of queries 6..11
+    graph = AttentionGraph.build(LSH(2), lengths=[12])
+    routed = ops.route(q, k, graph)
+    assert routed.edge_index[1].unique().tolist() == list(range(6, 12)) and routed.num_edges == 6 * 12
+    fast = outputs_weights_grads(q, k, v, graph)
+    assert fast[0].kernel == "buckets" and fast[0].out[:6].abs().sum() == 0
+    assert_same_attention(fast, outputs_weights_grads(q, k, v, routed, backend="reference"))
+    nothing = ops.attention(-k, k, v, graph, return_weights=True)  # no query meets a key: no group is laid out
+    assert nothing.out.abs().sum() == 0 and nothing.weights[1].shape == (0, 2)
+
+
 # 3. what each pattern chooses -------------------------------------------------------------------
 def _keys_of(edge_index: torch.Tensor, n: int) -> list[set[int]]:
     keys = [set() for _ in range(n)]

@@ -110,9 +110,12 @@ class GroupGraph(AttentionGraph):
 
 @dataclass(frozen=True)
 class BucketPlan(Plan):
-    """Where every query / key sits among the ``count`` groups padded to ``q_len`` / ``k_len``
-    rows (``q_slot, k_slot [N]``), which padded key rows hold a key (``key_mask [G, 1, 1, L_k]``),
-    and the node in each padded row (``q_node [G, L_q]``, ``k_node [G, L_k]``, for score biases)."""
+    """The ``count`` groups that hold a query and a key (renumbered; the others attend to nothing
+    and are never laid out), padded to ``q_len`` / ``k_len`` rows: where every query / key sits
+    (``q_slot, k_slot [N]``; a node of no such group sits at the trash slot ``count * length``),
+    which padded key rows hold a key (``key_mask [G, 1, 1, L_k]``), and the node in each padded
+    row (``q_node [G, L_q]``, ``k_node [G, L_k]``, for score biases). No query row is ever
+    fully masked, and empty groups cost nothing."""
 
     q_slot: Tensor
     k_slot: Tensor
@@ -125,16 +128,18 @@ class BucketPlan(Plan):
 
 
 def _slots(group: Tensor, count: int) -> tuple[Tensor, int, Tensor, Tensor]:
-    """``(slot [N], length, sizes [G], node [G * length])`` of nodes sorted into padded groups."""
+    """``(slot [N], length, sizes [G], node [G, length])`` of nodes sorted into ``count`` padded
+    groups; nodes of group ``count`` (none of them) go to the trash slot ``count * length``."""
     n = group.numel()
-    sizes = torch.bincount(group, minlength=count)
-    length = max(int(sizes.max()), 1)
+    sizes = torch.bincount(group, minlength=count + 1)
+    length = max(int(sizes[:count].max()) if count else 0, 1)
     order = torch.sort(group, stable=True).indices
-    rank = torch.arange(n, device=group.device) - (torch.cumsum(sizes, 0) - sizes)[group[order]]
-    slot = torch.empty_like(order).index_copy_(0, order, group[order] * length + rank)
-    node = torch.zeros(count * length, dtype=torch.long, device=group.device).index_copy_(
+    sorted_group = group[order]
+    rank = torch.arange(n, device=group.device) - (torch.cumsum(sizes, 0) - sizes)[sorted_group]
+    slot = torch.empty_like(order).index_copy_(0, order, sorted_group * length + torch.where(sorted_group < count, rank, 0))
+    node = torch.zeros(count * length + 1, dtype=torch.long, device=group.device).index_copy_(
         0, slot, torch.arange(n, device=group.device))
-    return slot, length, sizes, node
+    return slot, length, sizes[:count], node[: count * length].view(count, length)
 
 
 class Buckets(Kernel[BucketPlan]):
@@ -151,17 +156,21 @@ class Buckets(Kernel[BucketPlan]):
 
     def plan(self, graph: GroupGraph) -> BucketPlan:
         query, key, count = graph.groups
-        q_slot, q_len, _, q_node = _slots(query, count)
-        k_slot, k_len, k_sizes, k_node = _slots(key, count)
+        live = (torch.bincount(query, minlength=count) > 0) & (torch.bincount(key, minlength=count) > 0)
+        kept = int(live.sum())
+        renumber = torch.where(live, torch.cumsum(live, 0) - 1, kept)  # a group without a query or a key: trash
+        q_slot, q_len, _, q_node = _slots(renumber[query], kept)
+        k_slot, k_len, k_sizes, k_node = _slots(renumber[key], kept)
         key_mask = (torch.arange(k_len, device=key.device) < k_sizes[:, None])[:, None, None, :]
-        return BucketPlan(q_slot, k_slot, count, q_len, k_len, key_mask, q_node.view(count, q_len),
-                          k_node.view(count, k_len))
+        return BucketPlan(q_slot, k_slot, kept, q_len, k_len, key_mask, q_node, k_node)
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, graph: GroupGraph, spec: ScoreSpec, plan: BucketPlan, *,
                 need_weights: bool) -> KernelResult:
-        def padded(t: Tensor, slot: Tensor, length: int) -> Tensor:  # (N, H, C) -> (G, H, L, C)
-            rows = t.new_zeros(plan.count * length, *t.shape[1:]).index_copy(0, slot, t)
-            return rows.view(plan.count, length, *t.shape[1:]).transpose(1, 2)
+        groups = plan.count
+
+        def padded(t: Tensor, slot: Tensor, length: int) -> Tensor:  # (N, H, C) -> (G, H, L, C), trash row dropped
+            rows = t.new_zeros(groups * length + 1, *t.shape[1:]).index_copy(0, slot, t)[: groups * length]
+            return rows.view(groups, length, *t.shape[1:]).transpose(1, 2)
 
         qp = padded(q, plan.q_slot, plan.q_len)
         kp, vp = padded(k, plan.k_slot, plan.k_len), padded(v, plan.k_slot, plan.k_len)
@@ -172,11 +181,12 @@ class Buckets(Kernel[BucketPlan]):
         lse = None
         if needs_explicit(spec, need_weights):
             out, lse = explicit(qp, kp, vp, plan.key_mask, spec, bias)  # (G, H, L_q, C), (G, H, L_q)
-            lse = lse.transpose(1, 2).reshape(-1, q.size(1)).index_select(0, plan.q_slot)  # (N, H)
+            lse = torch.cat([lse.transpose(1, 2).reshape(-1, q.size(1)), lse.new_full((1, q.size(1)), float("-inf"))])
+            lse = lse.index_select(0, plan.q_slot)  # (N, H): -inf for a query that meets no key
         else:
             out = sdpa(qp, kp, vp, plan.key_mask if bias is None else bias, spec.scale)
         out = out.transpose(1, 2).reshape(-1, out.size(1), out.size(-1))  # (G * L_q, H, C)
-        return KernelResult(out.index_select(0, plan.q_slot), lse)
+        return KernelResult(torch.cat([out, out.new_zeros(1, *out.shape[1:])]).index_select(0, plan.q_slot), lse)
 
     def reached(self, graph: GroupGraph, plan: BucketPlan, bad: Tensor) -> Tensor:
         query, key, count = graph.groups
