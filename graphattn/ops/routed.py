@@ -14,9 +14,12 @@ picks a kernel, so every kernel computes it and ``return_weights`` returns its e
 * A :class:`~graphattn.patterns.KeyList` (``TopK``) gives an explicit graph of ``k`` edges per
   query, which the sparse kernel computes (or dense, when the keys cover most of a sequence).
 
-A data-dependent graph's shape is data: building it reads its size from the device once per
-layer and forward (the largest group, or the number of edges), the one host round trip of
-these patterns. Slow twin: :func:`graphattn.ops.reference.reference_attention` on the routed graph.
+A data-dependent graph's shape is data: laying it out reads a few sizes from the device per
+layer and forward (how many groups hold a query and a key, the largest of them; the number of
+edges), the host round trips of these patterns, which the fixed patterns never make. Unlike
+Reformer's fixed-size chunks of the sorted sequence, groups are kept whole (the graph is exactly
+"same bucket"), so the cost follows the largest group. Slow twin:
+:func:`graphattn.ops.reference.reference_attention` on the routed graph.
 """
 
 from __future__ import annotations
