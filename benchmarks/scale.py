@@ -36,9 +36,12 @@ def measure(spec: dict) -> dict:
     """One training epoch of ``spec`` in this process (a rank of torchrun when WORLD_SIZE > 1)."""
     import torch
 
-    from graphattn.experiments.config import NodeConfig
-    from graphattn.experiments.node_minibatch import Batches, check_loader, train_epoch_fn
-    from graphattn.experiments.node_setup import Task, build
+    from graphattn.experiments.harness import train_epoch
+    from graphattn.experiments.node_batches import NodeBatches, check_loader
+    from graphattn.experiments.node_classification import NODE
+    from graphattn.experiments.node_config import NodeConfig
+    from graphattn.experiments.node_data import NodeData
+    from graphattn.experiments.node_models import build
     from graphattn.train import all_reduce_sum, init_distributed, is_main, rank, world_size
 
     options = {"batch_size": spec["batch_size"]} if spec["loader"] != "full" else {}
@@ -51,17 +54,21 @@ def measure(spec: dict) -> dict:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     check_loader(config)
-    task = Task(config)
+    task = NodeData(config)
     run = build(spec["model"], task, config, 0)
     model = run.model
     if world_size() > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(run.model)
-    optimizer = torch.optim.Adam(run.model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
-    batches = Batches(task, config, 0, ("train",), train=True)
+    optimizer = run.optimization.build(run.model)
+    batches = NodeBatches(task, config, 0, ("train",), train=True, model=run.model)
+
+    def epoch() -> float:
+        return train_epoch(model, optimizer, batches, NODE.objective.loss, device=torch.device("cpu"),
+                           augment=run.augment)
+
     batches.set_epoch(1)
-    epoch = train_epoch_fn(run, model, optimizer, batches, config)
     run.model.train()
     if spec["warmup"]:  # first calls pay for lazy set-up (thread pools, kernels' caches): not the steady state
         batches.set_epoch(0)
@@ -103,8 +110,8 @@ def launch(spec: dict, processes: int, timeout: float) -> dict:
 
 def accuracy(dataset: str, loader: str, batch_size: int, models: list[str], epochs: int, root: str | None,
              num_neighbors: list[int]) -> list[dict]:
-    from graphattn.experiments.config import NodeConfig
     from graphattn.experiments.node_classification import run
+    from graphattn.experiments.node_config import NodeConfig
 
     options = {"num_neighbors": tuple(num_neighbors)} if loader == "neighbor" else {}
     config = NodeConfig.from_options(dataset=dataset, models=tuple(models), loader=loader, batch_size=batch_size,

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["check_int", "check_float", "check_probability", "check_choice", "check_bool", "check_path", "all_finite",
-           "check_device", "check_tensor", "check_int_list", "MAX_INDEX", "MAX_SEED"]
+           "check_device", "check_tensor", "check_int_list", "check_allocation", "memory_budget", "MAX_INDEX",
+           "MAX_SEED"]
 
 #: The largest size, reach or index a pattern accepts: positions are int64 and ``q * n + k``
 #: codes must not overflow, so sizes stay below 2**31.
@@ -158,3 +159,40 @@ def check_int_list(value: object, name: str, minimum: int = 0, maximum: int = MA
         if lo < minimum or hi > maximum:
             raise ValueError(f"{name} must hold ints in [{minimum}, {maximum}], got {lo if lo < minimum else hi}")
     return value.long()
+
+
+def memory_budget(device: torch.device | str) -> int:
+    """Bytes a single request may plan to allocate on ``device``: the ``GRAPHATTN_MEMORY_BUDGET``
+    environment variable (bytes, or with a K / M / G / T suffix) if set, else the device's whole
+    memory (a CUDA card's, the machine's RAM for the CPU)."""
+    given = os.environ.get("GRAPHATTN_MEMORY_BUDGET", "").strip().upper()
+    if given:
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}.get(given[-1:], 1)
+        try:
+            return int(float(given.rstrip("KMGTB") or "x") * scale)
+        except ValueError:
+            raise ValueError(f"GRAPHATTN_MEMORY_BUDGET must be a number of bytes, optionally with K, M, G or T, "
+                             f"got {given!r}") from None
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1]
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # no sysconf (Windows): no up-front refusal
+        return 1 << 62
+
+
+def check_allocation(nbytes: int, what: str, device: torch.device | str, alternative: str) -> None:
+    """Refuse, before anything is allocated, a request whose estimated memory ``nbytes`` exceeds
+    :func:`memory_budget`, with the estimate and ``alternative`` (what to do instead)."""
+    budget = memory_budget(device)
+    if nbytes > budget:
+        raise ValueError(f"{what} needs about {_bytes(nbytes)}, more than the {_bytes(budget)} this "
+                         f"{torch.device(device).type} has (GRAPHATTN_MEMORY_BUDGET); {alternative}")
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"

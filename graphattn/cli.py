@@ -1,7 +1,9 @@
 """The ``graphattn`` command line: a thin argparse layer over the library.
 
 Each command group is added by one small ``_add_<name>(subparsers)`` function that registers
-its parser and sets ``func`` (a function ``args -> int``); list it in :data:`COMMANDS`.
+its parser and sets ``func`` (a function ``args -> int``); list it in :data:`COMMANDS`. The
+experiment commands come from the task registry (:mod:`graphattn.experiments.registry`): one
+command per task, its options generated from the task's config dataclass.
 ``main(argv)`` returns the exit status: 0 on success, 2 on bad input (the message goes to
 stderr), and never calls ``sys.exit`` itself.
 
@@ -184,7 +186,7 @@ def _add_option(group: argparse._ActionsContainer, s) -> None:
     if kind is bool:  # a switch that flips the default: --save, --no-progress
         group.add_argument(f"--no-{flag[2:]}" if s.default else flag, dest=s.name, default=keep,
                            action="store_false" if s.default else "store_true",
-                           help=f"no {s.help}" if s.default else s.help)
+                           help=(s.negative or f"no {s.help}") if s.default else s.help)
         return
     shown = ", ".join(s.default) if isinstance(s.default, tuple) else s.default
     text = s.help if s.default is None else f"{s.help} (default {shown})"
@@ -192,150 +194,56 @@ def _add_option(group: argparse._ActionsContainer, s) -> None:
     group.add_argument(flag, default=keep, choices=s.choices, metavar=s.metavar, help=text, **parse)
 
 
-def _run_experiment(args: argparse.Namespace, config_cls: type, run: Callable, **fixed: object) -> dict:
+def _run_task(task, args: argparse.Namespace) -> int:
+    """Make the task's config from the options given (the config's defaults for the rest), run
+    it, print its report."""
     from .datasets import DatasetUnavailableError
     from .experiments.options import option_fields
 
-    given = {s.name: getattr(args, s.name) for s in option_fields(config_cls) if s.name in args}
+    given = {s.name: getattr(args, s.name) for s in option_fields(task.config) if s.name in args}
+    if task.positional is not None:
+        given[task.positional[0]] = getattr(args, task.positional[0])
     try:
-        config = config_cls.from_options(**fixed, **given)
+        config = task.make_config(**given)
     except (TypeError, ValueError) as e:
         raise CommandError(str(e)) from None
     try:
-        return run(config)
-    except DatasetUnavailableError as e:
+        results = task.run(config)
+    except (DatasetUnavailableError, ValueError) as e:  # refused before anything was written
         raise CommandError(str(e)) from None
-
-
-def _print_table(rows: list[tuple[str, object]]) -> None:
-    width = max(len(k) for k, _ in rows)
-    for key, value in rows:
-        print(f"{key:<{width}}  {f'{value:.4f}' if isinstance(value, float) else value}")
-
-
-def _sequence(args: argparse.Namespace) -> int:
-    from .experiments.sequence_classification import run
-
-    m = _run_experiment(args, _config("SequenceConfig"), run, task=args.command)
-    rows = [("task", f"{m['task']} ({m['dataset']})"), ("pattern", m["pattern"]),
-            ("pooling / position", f"{m['pooling']} / {m['position']}"),
-            ("train / val / test", f"{m['num_train']} / {m['num_val']} / {m['num_test']}"),
-            ("test_acc", m["test_acc"]), ("best_val_acc", m["best_val_acc"])]
-    if m["ensemble"] > 1:
-        rows.append(("ensemble", f"{m['ensemble']} models, each test_acc {m['member_test_acc_mean']:.4f} "
-                                 f"+- {m['member_test_acc_std']:.4f}"))
-    rows += [("epochs (best)", f"{m['epochs_run']} ({m['best_epoch']})"), ("time/epoch (s)", m["time_per_epoch_s"]),
-             ("peak memory (MB)", m["peak_memory_mb"]), ("parameters", m["parameters"])]
-    _print_table(rows + ([("wrote", args.out)] if "out" in args else []))
+    text = task.report(results)
+    if text:
+        print(text)
     return 0
 
 
-def _graph(args: argparse.Namespace) -> int:
-    from .experiments.graph_classification import run
+def _add_tasks(subparsers: argparse._SubParsersAction) -> None:
+    """One command per registered task (:mod:`graphattn.experiments.registry`), its options
+    generated from the task's config dataclass."""
+    from functools import partial
 
-    m = _run_experiment(args, _config("GraphConfig"), run)
-    rows = [("task", f"graph ({m['dataset']}), {len(m['folds'])}-fold cross-validation"), ("encoding", m["encoding"]),
-            ("majority class", m["majority_baseline"])]
-    for name, r in m["models"].items():  # the first is the default model, the rest its controls
-        rows += [(name, r["pattern"]), (f"{name} test_acc", f"{r['test_acc_mean']:.4f} +- {r['test_acc_std']:.4f}"),
-                 (f"{name} epochs / run time (s)", f"{r['epochs_run_mean']:.1f} / {r['run_time_s']:.0f}"),
-                 (f"{name} parameters", r["parameters"])]
-    _print_table(rows + [("peak memory (MB)", m["peak_memory_mb"])] + ([("wrote", args.out)] if "out" in args else []))
-    return 0
+    from .experiments.tasks import TASKS
 
-
-def _config(name: str) -> type:
-    from .experiments import config  # no torch: building the parser stays cheap
-
-    return getattr(config, name)
-
-
-def _add_experiments(subparsers: argparse._SubParsersAction) -> None:
-    from .experiments.config import DEFAULT_PATTERNS, DEFAULT_POOLING
-
-    tasks = {"text": "TREC question type (6 classes)", "speech": "FSDD spoken digit (10 classes) over log-mel frames",
-             "image": "MNIST digit (10 classes) over 4x4 patches (7x7 grid; try Grid2D(2, 7))",
-             "listops": "ListOps value (10 classes), LRA's generator, --max-length tokens (LRA: 2000)",
-             "pixels": "MNIST digit (10 classes) over its 784 pixels in raster order (try Grid2D(2, 28))"}
-    for task, what in tasks.items():
-        what = f"{what}; default pattern {DEFAULT_PATTERNS[task]}, {DEFAULT_POOLING[task]} pooling"
-        parser = subparsers.add_parser(task, help=f"train and test: {what}", description=f"Classify: {what}.")
-        _add_options(parser, _config("SequenceConfig"))
-        parser.set_defaults(func=_sequence)
-    graph = subparsers.add_parser("graph", help="graph classification (MUTAG), k-fold cross-validated",
-                                  description="Classify molecules; attention runs along bonds plus self-loops.")
-    _add_options(graph, _config("GraphConfig"))
-    graph.set_defaults(func=_graph)
-
-
-# study: patterns side by side ---------------------------------------------------------------
-
-def _report(m: dict, table, files: str, runs: str = "") -> None:
-    """The summary table of an experiment, then one line: how many runs, how long, what was written."""
-    print(table(m["summary"]))
-    print(f"{len(m['runs'])} runs{runs} in {m['wall_time_s']:.0f} s; wrote {files} to {m['out']}")
-
-
-def _study(args: argparse.Namespace) -> int:
-    from .experiments.study import markdown_table, run
-
-    m = _run_experiment(args, _config("StudyConfig"), run, task=args.task)
-    _report(m, markdown_table, "results.json, results.md, accuracy_cost.png", f" ({m['runs_reused']} resumed)")
-    return 0
-
-
-def _add_command(subparsers: argparse._SubParsersAction, name: str, func, config: str, help: str,
-                 description: str) -> argparse.ArgumentParser:
-    """A subcommand whose options are generated from the config dataclass named ``config``."""
-    parser = subparsers.add_parser(name, help=help, description=description)
-    _add_options(parser, _config(config))
-    parser.set_defaults(func=func)
-    return parser
-
-
-def _add_study(subparsers: argparse._SubParsersAction) -> None:
-    from .experiments.config import TASKS
-
-    parser = _add_command(
-        subparsers, "study", _study, "StudyConfig",
-        help="compare attention patterns on one task: accuracy against time, memory and keys per query",
-        description="Train every pattern with every seed under one protocol and report mean +- std test accuracy, "
-                    "time per epoch, peak memory and keys per query. Rerun the same command to resume.")
-    parser.add_argument("task", choices=TASKS, help="the sequence task")
-
-
-# node classification -------------------------------------------------------------------------
-
-def _node(args: argparse.Namespace) -> int:
-    from .experiments.node_classification import run
-    from .experiments.node_report import markdown_table
-
-    try:
-        m = _run_experiment(args, _config("NodeConfig"), run)
-    except ValueError as e:  # refused before anything was written: output folder, checkpoints
-        raise CommandError(str(e)) from None
-    if m.get("rank", 0) == 0:  # under torchrun only rank 0 reports (and writes)
-        _report(m, markdown_table, "results.json, results.md, accuracy.png")
-    return 0
-
-
-def _add_node(subparsers: argparse._SubParsersAction) -> None:
-    _add_command(
-        subparsers, "node", _node, "NodeConfig",
-        help="node classification on Planetoid (Cora, CiteSeer, PubMed): graphattn vs GCN and GAT",
-        description="Train every model with every seed on the public split (early stopping on validation "
-                    "accuracy) and report mean +- std test accuracy, epochs, time per epoch and peak memory.")
+    for task in TASKS.values():
+        parser = subparsers.add_parser(task.name, help=task.help, description=task.description)
+        _add_options(parser, task.config)
+        if task.positional is not None:
+            name, choices, text = task.positional
+            parser.add_argument(name, choices=choices, help=text)
+        parser.set_defaults(func=partial(_run_task, task))
 
 
 # the entry point ----------------------------------------------------------------------------
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_patterns, _add_experiments, _add_node,
-                                                                _add_study]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_patterns, _add_tasks]
 """One ``_add_<name>(subparsers)`` per command group."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="graphattn", description="Self-attention as a graph neural network layer.")
+    parser.add_argument("--version", action="version", version=f"graphattn {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="command")
     for add in COMMANDS:
         add(subparsers)

@@ -1,4 +1,5 @@
-"""Pictures: attention patterns as adjacency images, attention maps, graphs, training curves.
+"""Pictures: attention patterns as adjacency images, attention maps, graphs, training curves, and
+the experiments' results (a bar per model, accuracy against cost per pattern).
 
 Every function returns a matplotlib ``Figure`` built without ``pyplot`` (so it works headless,
 leaves nothing open in pyplot's registry and renders with Agg), and writes a PNG when given
@@ -28,7 +29,7 @@ from .files import write_atomic
 from .patterns import Full, Global, Pattern, Random, Stride, Window, bigbird, check_edge_index, longformer
 
 __all__ = ["plot_pattern", "pattern_gallery", "attention_to_dense", "plot_attention", "draw_graph",
-           "plot_history", "DPI", "MAX_PICTURE_NODES"]
+           "plot_history", "plot_bars", "plot_accuracy_cost", "DPI", "MAX_PICTURE_NODES"]
 
 DPI = 100
 MAX_PICTURE_NODES = 4096
@@ -47,7 +48,8 @@ def _figure(size: tuple[int, int] | None, figsize: tuple[float, float] | None, d
         if not isinstance(figsize, (tuple, list)) or len(figsize) != 2 or not all(
                 isinstance(s, (int, float)) and s > 0 for s in figsize):
             raise ValueError(f"figsize must be (width_in, height_in), two positive numbers, got {figsize!r}")
-    return Figure(figsize=tuple(figsize or default), dpi=DPI, layout="tight")
+    width, height = figsize or default
+    return Figure(figsize=(width, height), dpi=DPI, layout="tight")
 
 
 def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
@@ -289,4 +291,66 @@ def plot_history(history: Sequence[Mapping[str, float]] | Mapping[str, Sequence[
         ax.set_ylabel("loss" if "loss" in group[0] else "metric")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _spread(runs: int) -> str:
+    return f"error bars: ± 1 std over {runs} seeds" if runs > 1 else "1 seed: no spread to show"
+
+
+def plot_bars(summary: Sequence[Mapping[str, object]], title: str, *, key: str = "test_acc", scale: float = 100.0,
+              label: str = "test accuracy (%)", limits: tuple[float, float] | None = (0.0, 100.0),
+              path: str | os.PathLike | None = None) -> Figure:
+    """A bar per model of ``summary`` (rows with ``model``, ``runs``, ``<key>_mean`` and
+    ``<key>_std``): the mean times ``scale``, written on the bar, with ± 1 standard deviation over
+    the seeds as an error bar, said so in the corner. Bars start at the axis' zero: the y axis
+    spans ``limits`` (default 0-100 %; ``None``: 0 to the largest bar), so a small difference
+    looks small."""
+    names = [str(row["model"]) for row in summary]
+    means = [scale * float(row[f"{key}_mean"]) for row in summary]
+    stds = [scale * float(row[f"{key}_std"]) for row in summary]
+    runs = min(int(row["runs"]) for row in summary)
+    fig = Figure(figsize=(1.2 * len(names) + 2.5, 3.8), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    ax.bar(range(len(names)), means, yerr=stds if runs > 1 else None, capsize=4, color="tab:blue", alpha=0.8)
+    top = limits[1] if limits is not None else 1.15 * max(m + s for m, s in zip(means, stds))
+    for i, (m, sd) in enumerate(zip(means, stds)):
+        ax.text(i, m + sd + 0.01 * top, f"{m:.1f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    ax.set_ylim(limits[0] if limits is not None else 0.0, top)
+    ax.set_ylabel(label)
+    ax.text(0.99, 0.98, _spread(runs), transform=ax.transAxes, ha="right", va="top", fontsize=8, color="0.3")
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def plot_accuracy_cost(rows: Sequence[Mapping[str, object]], title: str, path: str | os.PathLike | None = None,
+                       *, min_span: float = 10.0) -> Figure:
+    """Test accuracy (mean ± 1 std over seeds, in %) of each pattern against its time per epoch
+    and against its peak memory. The cost axes start at 0, so ratios read off the picture; the
+    accuracy axis spans at least ``min_span`` points around the results (a few tenths of a point
+    of seed noise must not fill the axis); the legend sits below the panels, where long pattern
+    texts do not cover the points."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(10, 4.5 + 0.2 * len(rows)), dpi=DPI, layout="constrained")
+    accs = [100 * float(r["test_acc_mean"]) for r in rows]
+    stds = [100 * float(r["test_acc_std"]) for r in rows]
+    low, high = min(a - s for a, s in zip(accs, stds)), max(a + s for a, s in zip(accs, stds))
+    span = min(100.0, max(min_span, high - low + 2))  # a window of span points around the results, inside 0-100
+    y0 = min(max(0.0, (low + high - span) / 2), 100.0 - span)
+    runs = min(int(r["runs"]) for r in rows)
+    for ax, key, label in zip(fig.subplots(1, 2), ("time_per_epoch_s", "peak_memory_mb"),
+                              ("time per epoch (s)", "peak memory (MiB)")):
+        for i, r in enumerate(rows):
+            ax.errorbar(float(r[key]), accs[i], yerr=stds[i] if runs > 1 else None, fmt="o", capsize=3,
+                        color=f"C{i % 10}", label=str(r["pattern"]))
+        ax.set_xlim(0, 1.15 * max(float(r[key]) for r in rows))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+        ax.set_ylim(y0, y0 + span)
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=7)
+    fig.suptitle(f"{title} ({_spread(runs)})")
     return _save(fig, path)

@@ -7,6 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
+# The fused Triton kernel (graphattn.ops.fused) runs on CPU tensors only under Triton's interpreter,
+# which triton picks when the kernels are defined, i.e. when graphattn is first imported: so it is
+# set here, before any test module imports graphattn. Only where CUDA is missing (with CUDA the
+# kernels compile for the GPU and their tests run there); TRITON_INTERPRET=0 in the environment
+# keeps it off.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 #: Devices the kernel-vs-reference tests run on: the CPU, and CUDA where present.
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

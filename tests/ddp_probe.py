@@ -19,12 +19,12 @@ def logged_replace(src, dst, *args, **kwargs):
 os.replace = logged_replace
 open(log, "a").close()
 if os.environ.get("PROBE_FAIL_RANK") == rank:
-    import graphattn.experiments.node_minibatch as minibatch
+    import graphattn.experiments.harness as harness
 
     def broken(*args, **kwargs):
         raise RuntimeError(f"rank {rank} fails on purpose")
 
-    minibatch.train_epoch_fn = broken
+    harness.train_epoch = broken
 
 from graphattn.cli import main  # noqa: E402
 

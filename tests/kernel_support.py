@@ -14,3 +14,18 @@ def call(kernel: ops.Kernel):
         alpha = res.alpha if res.alpha is not None or not return_weights else ops.edge_weights(q, k, graph, spec, res.lse)
         return res.out, alpha
     return run
+
+
+def interpreted(name: str) -> bool:
+    """Whether kernel ``name`` runs here only under Triton's interpreter (numpy underneath, about a
+    thousand times slower than the other kernels on CPU)."""
+    from graphattn.ops.fused import INTERPRETED
+
+    return name == "fused" and INTERPRETED
+
+
+#: The backends the broad sweeps (every kernel x many generated cases) run here: all of them but an
+#: interpreted one, which tests/test_ops.py (every kernel against the oracle) and tests/test_fused.py
+#: (its own generated cases) pin to the reference instead.
+SWEPT_BACKENDS = [name for name in ops.BACKENDS if not interpreted(name)]
+SWEPT_KERNELS = [name for name in ops.KERNELS if not interpreted(name)]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernel_support import SWEPT_BACKENDS
 from torch import nn
 from torch.func import functional_call
 from torch_geometric.utils import to_dense_adj
 
-from graphattn import ops
 from graphattn.nn import SelfAttentionConv
 from graphattn.patterns import (
     Causal,
@@ -27,7 +27,7 @@ from graphattn.patterns import (
 )
 
 #: Every backend the layer can be asked for, except the oracle it is checked against.
-BACKENDS = [name for name in ops.BACKENDS if name != "reference"]
+BACKENDS = [name for name in SWEPT_BACKENDS if name != "reference"]
 #: Largest absolute errors seen in this module, for the report.
 MAX_ERR = {"vs_mha_f32": 0.0, "vs_reference_f64": 0.0}
 
@@ -198,7 +198,7 @@ def test_layer_with_edge_features_equals_reference(backend):
         close(g, o, atol=1e-10, key="vs_reference_f64")
 
 
-@pytest.mark.parametrize("backend", ops.BACKENDS)
+@pytest.mark.parametrize("backend", SWEPT_BACKENDS)
 def test_gradcheck_tiny_layer(backend):
     torch.manual_seed(0)
     layer = SelfAttentionConv(3, 4, heads=2, backend=backend).double()
@@ -215,7 +215,7 @@ def test_gradcheck_tiny_layer(backend):
     assert torch.autograd.gradcheck(lambda x: layer(x, longformer(1, [-1])), (x,))
 
 
-@pytest.mark.parametrize("backend", ops.BACKENDS)
+@pytest.mark.parametrize("backend", SWEPT_BACKENDS)
 def test_isolated_query_outputs_the_output_bias_without_nan(backend):
     layer = SelfAttentionConv(4, 4, heads=2, backend=backend)
     x = torch.randn(4, 4, requires_grad=True)
@@ -228,7 +228,7 @@ def test_isolated_query_outputs_the_output_bias_without_nan(backend):
     assert all(not p.grad.isnan().any() for p in layer.parameters())
 
 
-@pytest.mark.parametrize("backend", ops.BACKENDS)
+@pytest.mark.parametrize("backend", SWEPT_BACKENDS)
 def test_empty_graph(backend):
     layer = SelfAttentionConv(4, 6, heads=3, backend=backend)
     x = torch.randn(0, 4)

@@ -6,8 +6,10 @@ import sys
 import pytest
 
 from graphattn.cli import build_parser, main
-from graphattn.experiments.config import GraphConfig, NodeConfig, SequenceConfig
+from graphattn.experiments.graph_config import GraphConfig
+from graphattn.experiments.node_config import NodeConfig
 from graphattn.experiments.options import option_fields
+from graphattn.experiments.sequence_config import SequenceConfig
 from graphattn.patterns import PATTERN_NAMES, longformer
 
 
@@ -120,3 +122,19 @@ def test_options_are_generated_from_the_config_fields(command, config, capsys):
 def test_models_take_spaces_and_commas():
     args = build_parser().parse_args(["node", "--models", "graph", "gat,gcn"])
     assert args.models == ("graph", "gat", "gcn")
+
+
+def test_version(capsys):
+    from graphattn import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"graphattn {__version__}"
+
+
+def test_study_help_says_what_the_command_does(capsys):
+    assert main(["study", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "unset: runs/study/<task>" in text and "nothing is written" not in text
+    assert "--no-isolate run every pattern in this process" in text  # not "no each run in a fresh process"
+    assert "(a study compares single models) (default 1)" in text and "unset: the task's) (default 1)" not in text
+    assert "most epochs of every run (the same budget for every task) (default 20)" in text

@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kernel_support import SWEPT_BACKENDS
 from torch_geometric.data import Data
 from torch_geometric.transforms import AddLaplacianEigenvectorPE, AddRandomWalkPE
 from torch_geometric.utils import from_networkx
@@ -253,7 +254,7 @@ def test_score_bias_equals_reference_with_the_dense_bias_on_every_backend(patter
     seed = torch.randn_like(want.out)
     want_grads = torch.autograd.grad((want.out * seed).sum(), leaves, allow_unused=True)
     ran = []
-    for backend in ops.BACKENDS:
+    for backend in SWEPT_BACKENDS:
         try:
             got = ops.attention(q, k, v, edges, sizes=sizes, bias=enc(q, k, pos)[2], backend=backend, return_weights=True)
         except NotImplementedError:  # a forced kernel that cannot run this graph says so
@@ -396,7 +397,7 @@ def test_shortest_path_bias_in_the_layer_equals_reference_with_the_dense_bias():
     dense = enc.weight[bucket]  # (N_q, N_k, H)
     q, k, v = (lin(x).view(8, 2, 4) for lin in (conv.lin_query, conv.lin_key, conv.lin_value))
     want = ops.attention(q, k, v, Full(), bias=lambda i, j: dense[i, j], backend="reference").out
-    for backend in ops.BACKENDS:
+    for backend in SWEPT_BACKENDS:
         conv.backend = backend
         try:
             got = conv(x, Full(), pos=spd)

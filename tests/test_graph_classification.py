@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from graphattn.cli import main
-from graphattn.experiments.graph_classification import stratified_folds
+from graphattn.experiments.splits import stratified_folds
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -55,7 +55,7 @@ def test_gps_attention_along_another_pattern(offline_data, tmp_path):
                                             ({"models": ()}, "models must name at least one"),
                                             ({"attention": "Window(-1)"}, "attention: ")])
 def test_bad_graph_options_raise_naming_the_option(options, words):
-    from graphattn.experiments.config import GraphConfig
+    from graphattn.experiments.graph_config import GraphConfig
 
     with pytest.raises(ValueError, match=words):
         GraphConfig.from_options(**options)

@@ -7,12 +7,14 @@ import json
 
 import pytest
 import torch
+from torch_geometric.data import Data
 
 from graphattn.cli import main
 from graphattn.datasets import get, load_sbm, sbm_graph
-from graphattn.experiments.config import NodeConfig
-from graphattn.experiments.node_minibatch import Batches, check_loader
-from graphattn.experiments.node_setup import Task, build
+from graphattn.experiments.node_batches import Subgraphs, check_loader
+from graphattn.experiments.node_config import NodeConfig
+from graphattn.experiments.node_data import NodeData
+from graphattn.experiments.node_models import build
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),  # torch-sparse's sampler, deprecated by PyG for pyg-lib's:
               pytest.mark.filterwarnings("ignore:Using 'NeighborSampler' without a 'pyg-lib':UserWarning")]
@@ -39,9 +41,9 @@ def test_random_loader_trains_every_model_and_records_how(offline_data, tmp_path
 
 
 def test_random_batches_partition_the_graph_the_same_way_in_every_process(offline_data):
-    task = Task(NodeConfig(dataset="Cora"))
+    task = NodeData(NodeConfig(dataset="Cora"))
     config = NodeConfig.from_options(dataset="Cora", loader="random", batch_size=1000)
-    batches = Batches(task, config, 0, ("train", "val"), train=True)
+    batches = Subgraphs(task, config, 0, ("train", "val"), train=True)
     batches.set_epoch(3)
     first = [(sub.n_id if "n_id" in sub else sub.x.sum(1)).clone() for sub, _ in batches]
     again = [(sub.n_id if "n_id" in sub else sub.x.sum(1)).clone() for sub, _ in batches]
@@ -58,8 +60,8 @@ def test_random_batches_partition_the_graph_the_same_way_in_every_process(offlin
 @pytest.mark.skipif(not WITH_SPARSE, reason="NeighborLoader needs torch-sparse or pyg-lib")
 def test_neighbor_loader_scores_seeds_on_sampled_subgraphs(offline_data, tmp_path):
     config = NodeConfig.from_options(dataset="Cora", loader="neighbor", batch_size=64, num_neighbors=(4, 2))
-    task = Task(config)
-    batches = Batches(task, config, 0, ("train",), train=True)
+    task = NodeData(config)
+    batches = Subgraphs(task, config, 0, ("train",), train=True)
     batches.set_epoch(1)
     seeds = []
     for sub, targets in batches:
@@ -77,14 +79,14 @@ def test_neighbor_loader_scores_seeds_on_sampled_subgraphs(offline_data, tmp_pat
 
 def test_full_loader_as_one_batch_equals_the_full_batch_forward(offline_data):
     config = NodeConfig.from_options(dataset="Cora", dropout=0.0)
-    task = Task(config)
+    task = NodeData(config)
     run = build("graph+virtual", task, config, 0)
     run.model.eval()
-    with torch.no_grad():
-        whole = run.model(task.data.x, run.batch_input(task.data.edge_index, task.num_nodes))
-        reference = run.forward(task.x)
+    with torch.no_grad():  # a batch's fresh subgraph of dense features, against the run's whole graph
+        whole = run.model(task.data.x, Data(edge_index=task.data.edge_index, num_nodes=task.num_nodes))
+        reference = run.model(task.x, task.graph)
     torch.testing.assert_close(whole, reference, atol=1e-5, rtol=1e-5)
-    ((sub, targets),) = list(Batches(task, config, 0, ("train",), train=True))
+    ((sub, targets),) = list(Subgraphs(task, config, 0, ("train",), train=True))
     assert sub is task.data and targets["train"].numel() == 140
 
 
@@ -102,9 +104,9 @@ def test_disjoint_batches_lay_the_pattern_on_each_seeds_own_nodes():
         run.model.eval()
         x = torch.randn(7, 3)
         batch = torch.tensor([0, 0, 0, 0, 1, 1, 1])
-        together = run.model(x, run.batch_input(Fake.edge_index, 7, batch))
-        first = run.model(x[:4], run.batch_input(Fake.edge_index[:, :3], 4))
-        second = run.model(x[4:], run.batch_input(Fake.edge_index[:, 3:] - 4, 3))
+        together = run.model(x, Data(edge_index=Fake.edge_index, num_nodes=7, batch=batch))
+        first = run.model(x[:4], Data(edge_index=Fake.edge_index[:, :3], num_nodes=4))
+        second = run.model(x[4:], Data(edge_index=Fake.edge_index[:, 3:] - 4, num_nodes=3))
         torch.testing.assert_close(together, torch.cat([first, second]), atol=1e-5, rtol=1e-5)
 
 

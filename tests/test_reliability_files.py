@@ -137,12 +137,12 @@ def test_checkpoint_that_is_a_folder_or_unreadable(tmp_path):
 
 
 def test_node_experiment_preflight_refuses_a_corrupt_checkpoint(tmp_path):
-    from graphattn.experiments import node_classification
+    from graphattn.experiments import seeds
 
     path = tmp_path / "bad.pt"
     path.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="bad.pt"):
-        node_classification.load_checkpoint(path)
+        seeds.load_checkpoint(path)
 
 
 # files.py ----------------------------------------------------------------------------------

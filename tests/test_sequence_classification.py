@@ -13,8 +13,9 @@ from torch_geometric.data import Data
 
 from graphattn.checks import MAX_SEED
 from graphattn.cli import main
-from graphattn.experiments.config import StudyConfig
-from graphattn.experiments.sequence_classification import SequenceConfig, _carve, _mean_probability, run
+from graphattn.experiments.sequence_classification import SequenceConfig, _mean_probability, run
+from graphattn.experiments.sequence_data import _carve
+from graphattn.experiments.study_config import StudyConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

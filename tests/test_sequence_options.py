@@ -11,9 +11,9 @@ from graphattn.convert import Tokenizer, image_to_graph, text_to_graph
 from graphattn.convert.audio import spec_augment
 from graphattn.convert.image import image_to_patches, patches_to_images, shift_images
 from graphattn.convert.text import SUBWORD_SLOTS
-from graphattn.experiments.common import lr_factor
-from graphattn.experiments.config import SequenceConfig
-from graphattn.experiments.sequence_classification import _augmenter
+from graphattn.experiments.harness import lr_factor
+from graphattn.experiments.sequence_config import SequenceConfig
+from graphattn.experiments.sequence_data import _augmenter
 from graphattn.models import GraphTransformer
 from graphattn.patterns import Full
 

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from graphattn.cli import main
-from graphattn.experiments.config import StudyConfig
 from graphattn.experiments.study import markdown_table, summarise
+from graphattn.experiments.study_config import StudyConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -60,7 +60,9 @@ def test_summary_against_the_reference():
     assert full["test_acc_mean"] == pytest.approx(0.7) and full["test_acc_std"] == pytest.approx(0.1414, abs=1e-4)
     assert window["reference"] == "Full()" and window["acc_vs_reference_points"] == pytest.approx(-20.0)
     assert window["time_vs_reference"] == 0.25 and window["memory_vs_reference"] == 0.25
-    assert "| `Window(radius=1)` | 4.0 | 50.0 ± 0.0 | -20.0 |" in markdown_table(rows)
+    # one seed has no spread: its value alone (issue 24 retired the "± 0.0" this line used to pin)
+    assert "| `Window(radius=1)` | 4.0 | 50.0 | -20.0 |" in markdown_table(rows)
+    assert "| `Full()` | 4.0 | 70.0 ± 14.1 | +0.0 |" in markdown_table(rows)
 
 
 def test_isolated_runs_report_their_own_process(offline_data, tmp_path):

@@ -94,3 +94,46 @@ def test_plot_history(tmp_path):
 def test_bad_input(call, err, match):
     with pytest.raises(err, match=match):
         call()
+
+
+# the experiments' pictures --------------------------------------------------------------------
+
+def summary_rows(runs: int, accs: list[float], std: float = 0.004) -> list[dict]:
+    return [{"model": f"m{i}", "pattern": f"Window({i})", "runs": runs, "test_acc_mean": a,
+             "test_acc_std": std if runs > 1 else 0.0, "time_per_epoch_s": 0.1 * (i + 1),
+             "peak_memory_mb": 100.0 * (i + 1)} for i, a in enumerate(accs)]
+
+
+def labels_overlap(fig, axis) -> bool:
+    """Whether any two tick labels of ``axis`` overlap once drawn."""
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in axis.get_ticklabels() if t.get_text() and t.get_visible()]
+    return any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+@pytest.mark.parametrize("runs", [1, 5])
+def test_bars_start_at_zero_and_say_what_the_error_bars_are(runs):
+    from graphattn.viz import plot_bars
+
+    fig = plot_bars(summary_rows(runs, [0.81, 0.815, 0.82]), "Cora")
+    ax = fig.axes[0]
+    assert ax.get_ylim() == (0.0, 100.0)  # a 0.5-point difference looks like one
+    notes = [t.get_text() for t in ax.texts]
+    assert ("error bars: ± 1 std over 5 seeds" if runs > 1 else "1 seed: no spread to show") in notes
+    assert ("81.0" in notes) and (len(ax.containers) == (2 if runs > 1 else 1))  # bars (+ error bars)
+    assert not labels_overlap(fig, ax.xaxis)
+
+
+@pytest.mark.parametrize("accs, runs", [([0.903, 0.906, 0.905], 2), ([0.2, 0.9], 3), ([0.995, 0.999], 1),
+                                        ([0.01, 0.02, 0.015], 2)])
+def test_the_study_plot_keeps_noise_small_and_its_labels_apart(accs, runs, tmp_path):
+    from graphattn.viz import plot_accuracy_cost
+
+    fig = plot_accuracy_cost(summary_rows(runs, accs), "ListOps", tmp_path / "p.png")
+    assert png_size(tmp_path / "p.png")[0] == 1000
+    for ax in fig.axes:
+        low, high = ax.get_ylim()
+        assert 10.0 - 1e-9 <= high - low and 0.0 <= low and high <= 100.0  # at least ten points shown
+        assert all(low <= 100 * a <= high for a in accs)
+        assert ax.get_xlim()[0] == 0.0 and not labels_overlap(fig, ax.xaxis)
+    assert ("± 1 std over" in fig._suptitle.get_text()) == (runs > 1)

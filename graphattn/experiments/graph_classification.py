@@ -13,7 +13,7 @@ Models (``models``, all on the same folds, validation splits and seeds):
   the encoding is added to the input projection.
 * ``gin``: PyG's ``GIN`` (Xu et al., 2019) with ``layers + 1`` GIN layers, jumping knowledge
   over all of them (``jk="cat"``, GIN's readout of every layer), sum pooling and an MLP head;
-  atom features only, as in the paper.
+  atom features only, as in the paper (:class:`~.baselines.GIN`).
 
 Evaluation: stratified ``folds``-fold cross-validation (the folds depend only on ``seed``);
 in each fold a stratified ``val_fraction`` of the training part picks the epoch (best
@@ -22,6 +22,9 @@ standard deviation (over folds, ``ddof=0``) of the test accuracy, and its wall t
 majority class is 125 / 188 = 0.665. (Xu et al. report GIN's 89.4 +- 5.6 with a different
 protocol: the epoch with the best *test* accuracy averaged over the 10 folds, so the held-out
 folds also pick the epoch.)
+
+Every model is called as the harness calls models, ``model(x, graph)`` on a collated batch of
+molecules, and trained by its one loop (:func:`~.harness.train_model`).
 
     from graphattn.experiments.graph_classification import GraphConfig, run
     metrics = run(GraphConfig.from_options(models=("gps", "gin"), out="runs/mutag"))
@@ -32,46 +35,52 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from contextlib import nullcontext
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch_geometric.data import Data
-from torch_geometric.loader import DataLoader
-from torch_geometric.nn import GIN, global_add_pool, global_mean_pool
+from torch_geometric.nn import global_mean_pool
 from torch_geometric.transforms import AddLaplacianEigenvectorPE, AddRandomWalkPE
 
+from ..files import FolderLock
 from ..models import GraphGPS, GraphTransformer
 from ..nn.encodings import LaplacianEncoding, RandomWalkEncoding
-from ..train import peak_memory_mb, reset_peak_memory, set_seed
-from .common import EVAL_BATCH, evaluate, fit_minibatches, write_results
-from .config import ENCODINGS, GRAPH_MODELS, GraphConfig
+from ..train import TrainConfig, peak_memory_mb, reset_peak_memory, set_seed
+from .baselines import GIN
+from .graph_config import GRAPH_MODELS, GraphConfig
+from .harness import EVAL_BATCH, ExampleBatches, Optimization, evaluate, train_model
+from .metrics import classification
+from .registry import Task
+from .results import key_value_table, write_results
+from .splits import stratified_folds
 
-__all__ = ["GraphConfig", "run", "ENCODINGS", "GRAPH_MODELS", "stratified_folds", "GINClassifier"]
-
-
-def stratified_folds(labels: torch.Tensor, folds: int, seed: int) -> torch.Tensor:
-    """A fold id in ``0 .. folds-1`` per example; each class is shuffled (``seed``) and dealt
-    round-robin, so every fold holds each class in proportion (sizes differ by at most one)."""
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.cat([idx[torch.randperm(idx.numel(), generator=gen)]
-                       for idx in (torch.nonzero(labels == c).flatten() for c in labels.unique())])
-    fold = torch.empty_like(labels)
-    fold[order] = torch.arange(labels.numel()) % folds
-    return fold
+__all__ = ["GraphConfig", "run", "report", "GRAPH", "GRAPH_MODELS", "MoleculeGPS", "MoleculeTransformer"]
 
 
-class GINClassifier(nn.Module):
-    """The control: PyG's ``GIN`` (``num_layers`` GIN layers with batch norm, jumping knowledge
-    ``"cat"``), sum pooling, ``Linear -> ReLU -> Dropout -> Linear``."""
+class MoleculeGPS(GraphGPS):
+    """:class:`~graphattn.models.GraphGPS` that also takes the harness's call ``model(x, graph)``
+    on a collated batch of molecules (its bonds, bond types, ``batch`` and ``pe``)."""
 
-    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int, dropout: float):
-        super().__init__()
-        self.gin = GIN(in_channels, hidden_channels, num_layers, dropout=dropout, norm="batch_norm", jk="cat")
-        self.head = nn.Sequential(nn.Linear(hidden_channels, hidden_channels), nn.ReLU(), nn.Dropout(dropout),
-                                  nn.Linear(hidden_channels, out_channels))
+    def forward(self, x: Tensor, graph, *args, **kwargs) -> Tensor:  # type: ignore[override]
+        if not isinstance(graph, Data):
+            return super().forward(x, graph, *args, **kwargs)
+        pe = graph.pe if self.pe_dim else None
+        return super().forward(x, graph.edge_index, graph.edge_attr, graph.batch, pe=pe)
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(global_add_pool(self.gin(x, edge_index), batch))  # (B, classes)
+
+class MoleculeTransformer(GraphTransformer):
+    """:class:`~graphattn.models.GraphTransformer` that also takes ``model(x, graph)`` on a
+    collated batch of molecules: attention along each molecule's own ``pattern`` (bonds,
+    self-loops and what ``add`` joins), ``pe`` as positions, the per-node outputs mean-pooled
+    per molecule (the head is linear, so this equals the head of the mean)."""
+
+    def forward(self, x: Tensor, edges=None, *args, **kwargs):  # type: ignore[override]
+        if not isinstance(edges, Data):
+            return super().forward(x, edges, *args, **kwargs)
+        pos = edges.pe if self.feature_encoding is not None else None
+        out = super().forward(x, edges.pattern, batch=edges.batch, pos=pos)  # (N, classes)
+        return global_mean_pool(out, edges.batch, size=edges.num_graphs)  # (B, classes)
 
 
 def _graphs(cfg: GraphConfig) -> list[Data]:
@@ -95,28 +104,15 @@ def _model(name: str, cfg: GraphConfig, in_channels: int, edge_dim: int, num_cla
     m, positional = cfg.model, cfg.positional
     pe_dim = 0 if positional.encoding == "none" else positional.encoding_dim
     if name == "gps":
-        return GraphGPS(in_channels, m.hidden, num_classes, num_layers=m.layers, heads=m.heads,
-                        pattern=cfg.parsed_attention(), edge_dim=edge_dim, pe_dim=pe_dim, dropout=m.dropout)
+        return MoleculeGPS(in_channels, m.hidden, num_classes, num_layers=m.layers, heads=m.heads,
+                           pattern=cfg.parsed_attention(), edge_dim=edge_dim, pe_dim=pe_dim, dropout=m.dropout)
     if name == "gin":
-        return GINClassifier(in_channels, m.hidden, num_classes, num_layers=m.layers + 1, dropout=m.dropout)
+        return GIN(in_channels, m.hidden, num_classes, num_layers=m.layers + 1, dropout=m.dropout)
     add = cfg.parsed_add()
     encoding = {"none": None, "laplacian": LaplacianEncoding, "random_walk": RandomWalkEncoding}[positional.encoding]
-    return GraphTransformer(in_channels, m.hidden, num_classes, num_layers=m.layers, heads=m.heads,
-                            dropout=m.dropout, virtual_nodes=add.extra_nodes if add is not None else 0,
-                            feature_encoding=encoding(pe_dim, m.hidden) if encoding else None)
-
-
-def _forward(name: str, model: nn.Module, batch, encoded: bool) -> torch.Tensor:
-    """``(B, classes)`` logits of one collated batch."""
-    pe = batch.pe if encoded else None
-    if name == "gps":
-        return model(batch.x, batch.edge_index, batch.edge_attr, batch.batch, pe=pe)
-    if name == "gin":
-        return model(batch.x, batch.edge_index, batch.batch)
-    # one pattern per molecule; the model inserts its learned virtual nodes and drops them again
-    out = model(batch.x, batch.pattern, batch=batch.batch, pos=pe)  # (N, classes)
-    # The head is linear, so mean-pooling its per-node outputs equals the head of the mean.
-    return global_mean_pool(out, batch.batch, size=batch.num_graphs)  # (B, classes)
+    return MoleculeTransformer(in_channels, m.hidden, num_classes, num_layers=m.layers, heads=m.heads,
+                               dropout=m.dropout, virtual_nodes=add.extra_nodes if add is not None else 0,
+                               feature_encoding=encoding(pe_dim, m.hidden) if encoding else None)
 
 
 def _split(fold: torch.Tensor, k: int, labels: torch.Tensor, cfg: GraphConfig) -> tuple[list[int], ...]:
@@ -130,20 +126,20 @@ def _cross_validate(name: str, cfg: GraphConfig, graphs: list[Data], fold: torch
     device = torch.device(cfg.run.device)
     num_classes, in_channels = int(labels.max()) + 1, graphs[0].x.size(1)
     edge_dim = graphs[0].edge_attr.size(1) if graphs[0].edge_attr is not None else None
-    encoded, seed = cfg.positional.encoding != "none", cfg.split.seed
-
-    def forward(model: nn.Module, batch) -> torch.Tensor:
-        return _forward(name, model, batch.to(device), encoded)
-
+    seed, t = cfg.split.seed, cfg.training
+    objective = classification(t.label_smoothing)
+    optimization = Optimization("adamw", t.lr, t.weight_decay, clip=1.0, warmup=t.warmup, schedule=t.schedule)
     start, results = time.perf_counter(), []
     for k in range(cfg.folds):
         train, val, test = _split(fold, k, labels, cfg)
         set_seed(seed + k)
         model = _model(name, cfg, in_channels, edge_dim, num_classes).to(device)
-        history = fit_minibatches(model, forward, [graphs[i] for i in train], [graphs[i] for i in val], cfg.training,
-                                  seed=seed + k, progress=cfg.run.progress)
-        test_acc, _ = evaluate(model, DataLoader([graphs[i] for i in test], batch_size=EVAL_BATCH), forward)
-        results.append({"fold": k, "test_acc": test_acc, "best_val_acc": history.best_metrics.get("val_acc"),
+        history = train_model(model, ExampleBatches([graphs[i] for i in train], t.batch_size, shuffle=True, seed=seed + k),
+                              ExampleBatches([graphs[i] for i in val], EVAL_BATCH), objective, optimization,
+                              TrainConfig(epochs=t.epochs, patience=t.patience, progress=cfg.run.progress))
+        scores = evaluate(model, ExampleBatches([graphs[i] for i in test], EVAL_BATCH), objective.metrics, ("test",),
+                          device=device)
+        results.append({"fold": k, "test_acc": scores["test_acc"], "best_val_acc": history.best_metrics.get("val_acc"),
                         "best_epoch": history.best_epoch, "epochs_run": history.epochs_run,
                         "time_per_epoch_s": history.mean_epoch_time_s,
                         "num_train": len(train), "num_val": len(val), "num_test": len(test)})
@@ -164,26 +160,46 @@ def _cross_validate(name: str, cfg: GraphConfig, graphs: list[Data], fold: torch
 
 def run(cfg: GraphConfig) -> dict:
     """Cross-validate every model of ``cfg.models`` on the same folds; returns the metrics (also
-    written to ``cfg.run.out``). The top-level accuracy keys are those of the first model."""
+    written to ``cfg.run.out``, which the run holds against other runs). The top-level accuracy
+    keys are those of the first model."""
     if not isinstance(cfg, GraphConfig):
         raise TypeError(f"cfg must be a GraphConfig, got {type(cfg).__name__}")
-    device = torch.device(cfg.run.device)
-    graphs = _graphs(cfg)
-    labels = torch.cat([g.y for g in graphs])
-    fold = stratified_folds(labels, cfg.folds, cfg.split.seed)
-    reset_peak_memory(device)
-    rows: dict[int, dict] = {}
-    models = {name: _cross_validate(name, cfg, graphs, fold, labels, rows) for name in cfg.models}
-    first = models[cfg.models[0]]
-    metrics = {
-        "task": "graph", "dataset": cfg.dataset, "encoding": cfg.positional.encoding,
-        **{key: first[key] for key in ("model", "pattern", "test_acc_mean", "test_acc_std", "folds",
-                                       "epochs_run_mean", "time_per_epoch_s", "run_time_s", "parameters")},
-        "models": models,
-        "majority_baseline": float(labels.bincount().max()) / labels.numel(),
-        "peak_memory_mb": peak_memory_mb(device), "device": str(device), "num_graphs": len(graphs),
-        "num_classes": int(labels.max()) + 1, "config": cfg.options(),
-    }
-    if cfg.run.out is not None:
-        write_results(cfg.run.out, metrics, [rows[e] for e in sorted(rows)])
+    with FolderLock(cfg.run.out) if cfg.run.out is not None else nullcontext():
+        device = torch.device(cfg.run.device)
+        graphs = _graphs(cfg)
+        labels = torch.cat([g.y for g in graphs])
+        fold = stratified_folds(labels, cfg.folds, cfg.split.seed)
+        reset_peak_memory(device)
+        rows: dict[int, dict] = {}
+        models = {name: _cross_validate(name, cfg, graphs, fold, labels, rows) for name in cfg.models}
+        first = models[cfg.models[0]]
+        metrics = {
+            "task": "graph", "dataset": cfg.dataset, "encoding": cfg.positional.encoding,
+            **{key: first[key] for key in ("model", "pattern", "test_acc_mean", "test_acc_std", "folds",
+                                           "epochs_run_mean", "time_per_epoch_s", "run_time_s", "parameters")},
+            "models": models,
+            "majority_baseline": float(labels.bincount().max()) / labels.numel(),
+            "peak_memory_mb": peak_memory_mb(device), "device": str(device), "num_graphs": len(graphs),
+            "num_classes": int(labels.max()) + 1, "config": cfg.options(),
+        }
+        if cfg.run.out is not None:
+            write_results(cfg.run.out, metrics, [rows[e] for e in sorted(rows)])
     return metrics
+
+
+def report(m: dict) -> str:
+    """What ``graphattn graph`` prints: per model its pattern, test accuracy over the folds, epochs
+    and run time, parameters; the majority class, peak memory, where results went."""
+    rows = [("task", f"graph ({m['dataset']}), {len(m['folds'])}-fold cross-validation"), ("encoding", m["encoding"]),
+            ("majority class", m["majority_baseline"])]
+    for name, r in m["models"].items():  # the first is the default model, the rest its controls
+        rows += [(name, r["pattern"]), (f"{name} test_acc", f"{r['test_acc_mean']:.4f} +- {r['test_acc_std']:.4f}"),
+                 (f"{name} epochs / run time (s)", f"{r['epochs_run_mean']:.1f} / {r['run_time_s']:.0f}"),
+                 (f"{name} parameters", r["parameters"])]
+    out = m["config"]["out"]
+    return key_value_table(rows + [("peak memory (MB)", m["peak_memory_mb"])] + ([("wrote", out)] if out else []))
+
+
+GRAPH = Task(name="graph", config=GraphConfig, runner=run, report=report,
+             help="graph classification (MUTAG), k-fold cross-validated",
+             description="Classify molecules; attention runs along bonds plus self-loops.")

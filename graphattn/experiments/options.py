@@ -17,9 +17,13 @@ from typing import Any, NamedTuple
 __all__ = ["option", "piece", "Setting", "option_fields", "Options", "document"]
 
 
-def option(default: Any, help: str, *, choices: tuple | None = None, metavar: str | None = None) -> Any:
-    """A setting: a dataclass field with its ``default``, its ``help`` (one line) and optional ``choices``."""
-    return _field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar})
+def option(default: Any, help: str, *, choices: tuple | None = None, metavar: str | None = None,
+           negative: str | None = None) -> Any:
+    """A setting: a dataclass field with its ``default``, its ``help`` (one line) and optional
+    ``choices``. A switch that is on by default is turned off by ``--no-<name>``, whose help is
+    ``negative`` (default: "no " + ``help``, which reads right only for a noun phrase)."""
+    return _field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar,
+                                             "negative": negative})
 
 
 def piece(default: Any, title: str, **help: str) -> Any:
@@ -30,7 +34,8 @@ def piece(default: Any, title: str, **help: str) -> Any:
 
 class Setting(NamedTuple):
     """One option of a config: its flat ``name``, the ``piece`` holding it (``None``: the config
-    itself), the class declaring it (``owner``), its default, help and choices."""
+    itself), the class declaring it (``owner``), its default, help, choices, metavar and the help
+    of its ``--no-`` switch (``negative``)."""
 
     name: str
     piece: str | None
@@ -39,6 +44,7 @@ class Setting(NamedTuple):
     help: str
     choices: tuple | None
     metavar: str | None
+    negative: str | None = None
 
 
 def option_fields(cls: type) -> Iterator[Setting]:
@@ -50,10 +56,10 @@ def option_fields(cls: type) -> Iterator[Setting]:
                 if isinstance(g.metadata.get("help"), str):
                     text = f.metadata["help"].get(g.name, g.metadata["help"])
                     yield Setting(g.name, f.name, type(f.default), getattr(f.default, g.name), text,
-                                  g.metadata["choices"], g.metadata["metavar"])
+                                  g.metadata["choices"], g.metadata["metavar"], g.metadata.get("negative"))
         elif "help" in f.metadata:
             yield Setting(f.name, None, cls, f.default, f.metadata["help"], f.metadata["choices"],
-                          f.metadata["metavar"])
+                          f.metadata["metavar"], f.metadata.get("negative"))
 
 
 class Options:

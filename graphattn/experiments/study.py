@@ -34,10 +34,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..files import write_atomic
-from .config import StudyConfig
+from ..files import FolderLock
+from .registry import Task
+from .results import format_mean_std, write_json, write_text
+from .sequence_config import TASKS
+from .study_config import StudyConfig
 
-__all__ = ["StudyConfig", "run", "summarise", "markdown_table", "plot_accuracy_cost"]
+__all__ = ["StudyConfig", "run", "report", "summarise", "markdown_table", "STUDY"]
 
 
 def _slug(pattern: str) -> str:
@@ -52,16 +55,34 @@ def _one(cfg) -> dict:
     return run_sequence(cfg)
 
 
+#: What a run's results.json must hold to be read back (older layouts lack some).
+RUN_KEYS = ("pattern", "test_acc", "best_val_acc", "epochs_run", "time_per_epoch_s", "peak_memory_mb", "keys_per_query",
+            "parameters", "dataset", "data", "num_train", "num_val", "num_test", "device")
+
+
 def _finished(folder: Path, options: dict) -> dict | None:
-    """The metrics of a finished run with exactly these settings, else ``None``."""
+    """The metrics of a finished run with exactly these settings, else ``None``.
+
+    Raises:
+        ValueError: the run's ``results.json`` has these settings but an older layout (it lacks
+            what the study reads); the one-line message says what to do.
+    """
     try:
         metrics = json.loads((folder / "results.json").read_text())
     except (OSError, ValueError):
         return None
+
     def same(a: dict) -> dict:
         return {k: v for k, v in a.items() if k != "progress"}  # bars on or off: the same run
 
-    return metrics if isinstance(metrics.get("config"), dict) and same(metrics["config"]) == same(options) else None
+    if not (isinstance(metrics, dict) and isinstance(metrics.get("config"), dict)
+            and same(metrics["config"]) == same(options)):
+        return None
+    missing = [k for k in RUN_KEYS if k not in metrics]
+    if missing:
+        raise ValueError(f"{str(folder / 'results.json')!r} was written by an older graphattn (it lacks "
+                         f"{', '.join(missing)}); delete {str(folder)!r} to run it again, or use another --out")
+    return metrics
 
 
 def _run_one(cfg, isolate: bool) -> dict:
@@ -108,31 +129,11 @@ def markdown_table(rows: list[dict]) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         pattern = r["pattern"].replace("|", "\\|")  # a bare | would end the table cell, even in backticks
-        lines.append(f"| `{pattern}` | {r['keys_per_query']:.1f} | {100 * r['test_acc_mean']:.1f} ± "
-                     f"{100 * r['test_acc_std']:.1f} | {r['acc_vs_reference_points']:+.1f} | "
+        acc = format_mean_std(r["test_acc_mean"], r["test_acc_std"], r["runs"], scale=100)
+        lines.append(f"| `{pattern}` | {r['keys_per_query']:.1f} | {acc} | {r['acc_vs_reference_points']:+.1f} | "
                      f"{r['time_per_epoch_s']:.2f} | {r['time_vs_reference']:.2f} | {r['peak_memory_mb']:.0f} | "
                      f"{r['memory_vs_reference']:.2f} | {r['epochs_mean']:.1f} | {r['runs']} |")
     return "\n".join(lines)
-
-
-def plot_accuracy_cost(rows: list[dict], title: str, path: str | Path | None = None):
-    """Test accuracy (mean ± std over seeds) against time per epoch and against peak memory."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
-    for ax, key, label in zip(fig.subplots(1, 2), ("time_per_epoch_s", "peak_memory_mb"),
-                              ("time per epoch (s)", "peak memory (MiB)")):
-        for i, r in enumerate(rows):
-            ax.errorbar(r[key], 100 * r["test_acc_mean"], yerr=100 * r["test_acc_std"], fmt="o", capsize=3,
-                        color=f"C{i % 10}", label=r["pattern"])
-        ax.set_xlabel(label)
-        ax.set_ylabel("test accuracy (%)")
-        ax.grid(alpha=0.3)
-    fig.axes[0].legend(fontsize=7, loc="best")
-    fig.suptitle(title)
-    if path is not None:
-        write_atomic(path, lambda f: fig.savefig(f, format="png"))
-    return fig
 
 
 def _protocol(cfg: StudyConfig, first: dict) -> str:
@@ -149,14 +150,21 @@ def _protocol(cfg: StudyConfig, first: dict) -> str:
 
 
 def run(cfg: StudyConfig) -> dict:
-    """Run (or resume) the study; returns ``{"summary", "runs", ...}`` (also in ``out``)."""
+    """Run (or resume) the study; returns ``{"summary", "runs", ...}`` (also in ``out``, which
+    the study holds against other runs)."""
     if not isinstance(cfg, StudyConfig):
         raise TypeError(f"cfg must be a StudyConfig, got {type(cfg).__name__}")
+    with FolderLock(cfg.out_dir):
+        return _run(cfg)
+
+
+def _run(cfg: StudyConfig) -> dict:
     out = cfg.out_dir
     tic = time.perf_counter()
     jobs = [(p, cfg.split.seed + k) for p in cfg.patterns for k in range(cfg.seeds)]
     runs, reused = [], 0
-    for pattern, seed in tqdm(jobs, desc=f"study {cfg.task}", disable=not cfg.run.progress):
+    for pattern, seed in (bar := tqdm(jobs, desc=f"study {cfg.task}", disable=not cfg.run.progress)):
+        bar.set_postfix_str(f"{pattern}, seed {seed}")
         folder = out / "runs" / _slug(pattern) / f"seed{seed}"
         one = cfg.run_config(pattern, seed, str(folder))
         metrics = _finished(folder, one.options())
@@ -169,11 +177,24 @@ def run(cfg: StudyConfig) -> dict:
               "runs_reused": reused, "config": cfg.options(), "out": str(out),
               "runs": [{k: v for k, v in r.items() if k != "history"} for r in runs]}
     out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(result, indent=2, allow_nan=False) + "\n"
-    write_atomic(out / "results.json", lambda f: f.write(text.encode()))
+    write_json(out / "results.json", result)
     md = (f"# Study: {title}\n\n{markdown_table(rows)}\n\n{protocol} Mean ± sample std over seeds; time per "
           f"epoch is training plus validation; peak memory as in graphattn.experiments.study. "
           f"Wall time {result['wall_time_s']:.0f} s ({reused} of {len(runs)} runs read from an earlier run).\n")
-    write_atomic(out / "results.md", lambda f: f.write(md.encode()))
+    write_text(out / "results.md", md)
+    from ..viz import plot_accuracy_cost
+
     plot_accuracy_cost(rows, title, out / "accuracy_cost.png")
     return result
+
+
+def report(m: dict) -> str:
+    """What ``graphattn study`` prints: the table, then how many runs, how long, what was written."""
+    return (f"{markdown_table(m['summary'])}\n{len(m['runs'])} runs ({m['runs_reused']} resumed) in "
+            f"{m['wall_time_s']:.0f} s; wrote results.json, results.md, accuracy_cost.png to {m['out']}")
+
+
+STUDY = Task(name="study", config=StudyConfig, runner=run, report=report, positional=("task", TASKS, "the sequence task"),
+             help="compare attention patterns on one task: accuracy against time, memory and keys per query",
+             description="Train every pattern with every seed under one protocol and report mean +- std test accuracy, "
+                         "time per epoch, peak memory and keys per query. Rerun the same command to resume.")

@@ -130,7 +130,9 @@ class AttentionModel(nn.Module):
         node's index inside its own sequence. ``x`` may be a sparse matrix (e.g. bag-of-words
         features). With ``return_attention_weights`` also returns one ``(edge_index, alpha)``
         pair per attention layer (indexing the nodes with the virtual ones)."""
-        n = self._check_x(x, values=debugging() or not isinstance(edges, AttentionGraph))  # a prepared graph: metadata
+        # a prepared graph: metadata only; a meta tensor (shape inference) has no values
+        meta = isinstance(x, Tensor) and x.is_meta
+        n = self._check_x(x, values=(debugging() or not isinstance(edges, AttentionGraph)) and not meta)
         graph = self._graph(edges, n, batch, pos, edge_attr, x.device)
         if batch is None and graph.sizes.numel() > 1:  # a prepared graph holds the batch: pool per graph
             batch = graph.real(graph.batch)

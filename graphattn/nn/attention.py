@@ -9,12 +9,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 from torch_geometric.nn.dense.linear import Linear as LazyLinear
-from torch_geometric.utils import softmax
 
 from .. import ops
 from ..checks import all_finite, check_int, check_probability
 from ..debug import debugging
 from ..ops import AttentionGraph
+from ..ops.kernel import segment_softmax
 from ..patterns import Pattern, check_edge_index
 from .encodings.base import Prepared, check_encoding, prepare
 from .operator import check_operator
@@ -240,7 +240,8 @@ class SelfAttentionConv(MessagePassing):
         x_j, x_i = (x[0], x[1]) if bipartite and len(x) == 2 else (x, x)
         if bipartite and len(x) != 2:
             raise ValueError(f"a bipartite x must be a pair (x_src, x_dst), got {len(x)} tensors")
-        values = debugging() or not isinstance(edges, AttentionGraph)  # a prepared graph: metadata only
+        # a prepared graph: metadata only; a meta tensor (shape inference) has no values
+        values = (debugging() or not isinstance(edges, AttentionGraph)) and not (isinstance(x, Tensor) and x.is_meta)
         self._check_x(x_j, "x_src" if bipartite else "x", values)
         if bipartite:
             self._check_x(x_i, "x_dst", values)
@@ -306,7 +307,9 @@ class SelfAttentionConv(MessagePassing):
             scores = (torch.tanh(q_i + k_j) * self.att).sum(dim=-1)
         if bias is not None:
             scores = scores + bias(edge_index_i, edge_index_j)
-        return softmax(scores, edge_index_i, ptr, size_i)
+        if size_i is None:  # PyG sets it from the destination rows; a hand-made call may not
+            size_i = int(edge_index_i.max()) + 1 if edge_index_i.numel() else 0
+        return segment_softmax(scores, edge_index_i, size_i)
 
     def message(self, v_j: Tensor, alpha: Tensor, edge_kv: Tensor | None) -> Tensor:
         r"""The message :math:`\alpha_{ij} (v_j + e_{ij})`, ``(E, H, C)``, with dropout on ``alpha``."""

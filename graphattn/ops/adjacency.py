@@ -3,6 +3,11 @@
 ``edge_index`` ``[2, E]`` (row 0 keys ``j``, row 1 queries ``i``), ``torch_geometric.EdgeIndex``,
 and sparse adjacencies in PyG's ``adj_t`` convention (rows are queries, columns keys): torch
 COO / CSR tensors and, when ``torch_sparse`` is installed, ``SparseTensor``.
+
+Duplicates follow one rule: an edge list (``edge_index``, ``EdgeIndex``) lists messages, so each
+column counts, duplicates included; a sparse matrix holds one entry per (query, key) pair, so its
+duplicate entries (an uncoalesced COO tensor's, or a CSR row's repeated column) are merged, as
+``coalesce()`` merges them.
 """
 
 from __future__ import annotations
@@ -31,12 +36,12 @@ def as_edge_index(edges: object, num_nodes: int | None, batch: Tensor | None,
             cols = edges.col_indices()
         else:
             raise ValueError(f"a sparse adj_t must be COO or CSR, got layout {edges.layout}")
-        edges, size = torch.stack([cols, rows]), edges.size(0)
+        edges, size = _merged(rows, cols, edges.size(0)), edges.size(0)
     elif _is_sparse_tensor(edges):
         rows, cols, _ = edges.coo()
         if edges.size(0) != edges.size(1):
             raise ValueError(f"a SparseTensor adj_t must be square [N, N], got {list(edges.sizes())}")
-        edges, size = torch.stack([cols, rows]), edges.size(0)
+        edges, size = _merged(rows, cols, edges.size(0)), edges.size(0)
     elif isinstance(edges, Tensor) and hasattr(edges, "sparse_size") and hasattr(edges, "as_tensor"):  # EdgeIndex
         sparse = edges.sparse_size()
         size = next((s for s in sparse if s is not None), None)
@@ -55,6 +60,15 @@ def as_edge_index(edges: object, num_nodes: int | None, batch: Tensor | None,
     if size is not None and size != num_nodes:
         raise ValueError(f"the adjacency spans {size} nodes but num_nodes is {num_nodes}")
     return check_edge_index(edges, num_nodes, name="edges"), num_nodes
+
+
+def _merged(rows: Tensor, cols: Tensor, n: int) -> Tensor:
+    """``edge_index`` of a sparse matrix's entries, one per (query ``row``, key ``col``) pair, sorted."""
+    rows, cols = rows.long(), cols.long()
+    if rows.numel() and (int(rows.min()) < 0 or int(cols.min()) < 0 or int(rows.max()) >= n or int(cols.max()) >= n):
+        raise ValueError(f"the sparse adj_t has an index outside [0, {n})")
+    code = torch.unique(rows * max(n, 1) + cols)
+    return torch.stack([code % max(n, 1), code // max(n, 1)])
 
 
 def _is_sparse_tensor(edges: object) -> bool:

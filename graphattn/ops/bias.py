@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .graph import AttentionGraph
+from .kernel import memoized
 from .scores import BiasFn, OffsetBias
 
 __all__ = ["tile_bias", "dense_bias"]
@@ -100,10 +101,7 @@ def _offset_index(
 
     if not _on_graph_positions(graph, bias):
         return compute()
-    key = ("offset_index", tile, bias.reach)
-    if key not in memo:
-        memo[key] = compute()
-    return memo[key]
+    return memoized(memo, ("offset_index", tile, bias.reach), compute)
 
 
 def _on_graph_positions(graph: AttentionGraph, bias: OffsetBias) -> bool:

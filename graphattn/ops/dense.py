@@ -93,6 +93,7 @@ class Dense(Kernel[DensePlan]):
 
     name = backend = "dense"
     mixes = True
+    half_on = frozenset({"cuda"})  # SDPA / FlexAttention accumulate in float32 there
 
     def unsupported(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
         return dot_only(spec)
@@ -112,6 +113,13 @@ class Dense(Kernel[DensePlan]):
             return [f"the graph is sparse ({edges} of {length * length} pairs per sequence, below "
                     f"{DENSE_MIN_DENSITY:.0%}): the sparse kernel computes only the edges"]
         return []
+
+    def footprint(self, graph: AttentionGraph, spec: ScoreSpec, need_weights: bool) -> int:
+        lengths = graph.layout.lengths if graph.pattern is not None else (graph.num_nodes,)
+        pairs = len(lengths) * max(lengths, default=0) ** 2
+        heads, item = spec.shape[0], spec.dtype.itemsize
+        scores = heads * pairs * item * (3 * needs_explicit(spec, need_weights) + (spec.bias is not None))
+        return pairs + (8 * pairs if graph.pattern is None else 0) + scores  # mask (and counts), scores
 
     def plan(self, graph: AttentionGraph) -> DensePlan:
         return plan_dense(graph)

@@ -27,11 +27,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..checks import check_choice, check_probability
+from ..checks import check_allocation, check_choice, check_probability
 from ..patterns import Pattern
 from .band import Band
 from .dense import Dense
 from .flex import Flex
+from .fused import Fused
 from .graph import AttentionGraph
 from .kernel import Kernel, edge_weights
 from .reference import REFERENCE
@@ -47,13 +48,13 @@ logger = logging.getLogger(__name__)
 __all__ = ["attention", "choose_backend", "choose_kernel", "KERNELS", "BACKENDS", "GROUPS", "PRIORITY",
            "AttentionOutput", "SCORES"]
 
-_DENSE, _BAND, _TILES, _SPARSE, _SCATTER = Dense(), Band(), Tiles(), SparseCSR(), Scatter()
+_DENSE, _BAND, _TILES, _SPARSE, _SCATTER, _FUSED = Dense(), Band(), Tiles(), SparseCSR(), Scatter(), Fused()
 _STRIDE, _BUCKETS = StridePermute(_DENSE, _BAND), Buckets()
 _FLEX = Flex(prefers=(_STRIDE, _BAND, _TILES))
 
 #: Every kernel by its own name (``backend=`` accepts each).
 KERNELS: dict[str, Kernel] = {k.name: k for k in (REFERENCE, _SCATTER, _DENSE, _BAND, _STRIDE, _TILES, _FLEX, _SPARSE,
-                                                  _BUCKETS)}
+                                                  _FUSED, _BUCKETS)}
 #: Public backend names that stand for several kernels: the first that can run a call runs it.
 GROUPS: dict[str, tuple[Kernel, ...]] = {"blocked": (_STRIDE, _BAND, _TILES, _BUCKETS)}
 #: What ``backend=`` accepts.
@@ -61,7 +62,7 @@ BACKENDS = ("auto", *GROUPS, *KERNELS)
 #: ``auto``'s order per device type (other devices use the CPU's).
 PRIORITY: dict[str, tuple[Kernel, ...]] = {
     "cpu": (_STRIDE, _BAND, _TILES, _BUCKETS, _DENSE, _SPARSE, _SCATTER),
-    "cuda": (_FLEX, _STRIDE, _BAND, _TILES, _BUCKETS, _DENSE, _SPARSE, _SCATTER),
+    "cuda": (_FLEX, _STRIDE, _BAND, _TILES, _BUCKETS, _DENSE, _FUSED, _SPARSE, _SCATTER),
 }
 SCORES = ("dot", "additive")
 
@@ -80,7 +81,7 @@ class AttentionOutput(NamedTuple):
 def _call_kind(backend: str, spec: ScoreSpec) -> tuple:
     """What the choice of a kernel depends on, besides the graph."""
     return (backend, spec.score, spec.edge_kv is not None, spec.bias is not None, spec.dropout > 0 and spec.training,
-            spec.grad, spec.device, spec.dtype)
+            spec.grad, spec.device, spec.dtype, spec.transformed, spec.shape)
 
 
 def choose_kernel(graph: AttentionGraph, spec: ScoreSpec, backend: str = "auto") -> Kernel:
@@ -111,7 +112,7 @@ def _choose(graph: AttentionGraph, spec: ScoreSpec, backend: str) -> Kernel:
             return kernel
         reasons += [f"{kernel.name}: {r}" for r in why]
     auto = choose_kernel(graph, spec)
-    raise NotImplementedError(f"backend={backend!r} cannot run this call ({'; '.join(reasons)}); "
+    raise NotImplementedError(f"backend={backend!r} cannot run this call on {graph!r} ({'; '.join(reasons)}); "
                               f"backend='auto' runs {auto.name!r} here")
 
 
@@ -181,6 +182,26 @@ def _checked_bias(bias: BiasFn, heads: int, num_nodes: int) -> BiasFn:
     return checked
 
 
+def _check_footprint(kernel: Kernel, graph: AttentionGraph, spec: ScoreSpec, backend: str, return_weights: bool,
+                     device: torch.device) -> None:
+    """Refuse, before anything is allocated, a call whose memory is out of reach (O(N^2) scores of a
+    large graph, per-edge rows of a huge one), with the estimate and what to do instead."""
+    weights = graph.edge_bound() * (16 + spec.shape[0] * spec.dtype.itemsize) if return_weights else 0
+    need = kernel.footprint(graph, spec, return_weights) + weights
+    if need == 0:
+        return
+    if backend != "auto":
+        instead = f"backend='auto' runs {choose_kernel(graph, spec).name!r} here"
+    elif return_weights:
+        instead = "return_weights=False (return_attention_weights) keeps no per-edge numbers"
+    elif spec.dropout > 0 and spec.training:
+        instead = "attention dropout needs the scores in memory: use dropout=0 or a sparser pattern"
+    else:
+        instead = "use a sparser pattern"
+    what = f"the {kernel.name} kernel on {graph!r}" + (" with attention weights" if return_weights else "")
+    check_allocation(need, what, device, instead)
+
+
 def attention(
     q: Tensor,
     k: Tensor,
@@ -219,7 +240,7 @@ def attention(
         return_weights: also return ``(edge_index, alpha)``; ``alpha`` is before dropout.
     """
     _check_qkv(q, k, v)
-    n, heads, channels = q.shape
+    n, heads, channels, dtype = *q.shape, q.dtype
     check_choice(score, "score", SCORES)
     if score == "additive":
         if not isinstance(att, Tensor) or att.shape != (heads, channels):
@@ -241,19 +262,31 @@ def attention(
     if edge_kv is not None:
         if graph.pattern is not None:
             raise ValueError("edge_kv (edge features) needs an explicit edge_index, not a pattern")
-        if edge_kv.dim() != 3 or edge_kv.shape != (graph.num_edges, heads, channels):
-            raise ValueError(f"edge_kv must be [E, H, C] = [{graph.num_edges}, {heads}, {channels}], "
-                             f"got {list(edge_kv.shape)}")
-    graph = route(q, k, graph)  # a data-dependent pattern: the graph this forward's q and k choose
+        if not isinstance(edge_kv, Tensor) or edge_kv.shape != (graph.num_edges, heads, channels):
+            got = list(edge_kv.shape) if isinstance(edge_kv, Tensor) else type(edge_kv).__name__
+            raise ValueError(f"edge_kv must be [E, H, C] = [{graph.num_edges}, {heads}, {channels}], got {got}")
+        if edge_kv.dtype != dtype or edge_kv.device != q.device:
+            raise TypeError(f"edge_kv must have q's dtype and device ({dtype}, {q.device}), got {edge_kv.dtype}, "
+                            f"{edge_kv.device}")
     bias = None if bias is None else _checked_bias(bias, heads, n)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
     spec = ScoreSpec(score, channels**-0.5 if scale is None else scale, att, bias, edge_kv, dropout, training, grad,
-                     q.device.type, q.dtype)
+                     q.device.type, q.dtype, torch._C._are_functorch_transforms_active(), (heads, channels, v.size(2)))
+    if q.device.type == "meta":  # shape inference: nothing to compute with, nothing to choose
+        weights = (graph.edge_index, q.new_empty(graph.num_edges, heads)) if return_weights else None
+        return AttentionOutput(v.new_empty(v.shape), weights, "meta", "meta")
+    graph = route(q, k, graph)  # a data-dependent pattern: the graph this forward's q and k choose
     kernel = _SCATTER if n == 0 and backend == "auto" else choose_kernel(graph, spec, backend)
     if n == 0:  # the empty graph: nothing to attend to, nothing to plan
         empty = (graph.edge_index, q.new_zeros(0, heads)) if return_weights else None
         return AttentionOutput(v.new_zeros(v.shape), empty, kernel.backend, kernel.name)
+    _check_footprint(kernel, graph, spec, backend, return_weights, q.device)
     plan = graph.plan(kernel)
+    half = q.dtype in (torch.float16, torch.bfloat16) and spec.device not in kernel.half_on
+    if half:  # no float32 accumulation in this kernel here: compute on float32 copies, cast the results back
+        q, k, v = q.float(), k.float(), v.float()
+        spec = replace(spec, att=None if att is None else att.float(), dtype=torch.float32,
+                       edge_kv=None if edge_kv is None else edge_kv.float())
     if kernel.mixes:  # finite keys and values in, the queries that attend to a bad one marked after
         k_ok, v_ok = torch.isfinite(k).all(dim=-1), torch.isfinite(v).all(dim=-1)  # (N, H)
         res = kernel.forward(q, torch.where(k_ok[..., None], k, 0.0), torch.where(torch.isfinite(v), v, 0.0), graph,
@@ -267,5 +300,5 @@ def attention(
     weights = None
     if return_weights:
         alpha = res.alpha if res.alpha is not None else edge_weights(q, k, graph, spec, res.lse)
-        weights = (graph.edge_index, alpha)
-    return AttentionOutput(res.out, weights, kernel.backend, kernel.name)
+        weights = (graph.edge_index, alpha.to(dtype))
+    return AttentionOutput(res.out.to(dtype), weights, kernel.backend, kernel.name)

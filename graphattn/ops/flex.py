@@ -36,7 +36,7 @@ from torch import Tensor
 
 from .graph import AttentionGraph
 from .kernel import Kernel, KernelResult, Plan, dot_only, needs_pattern
-from .masked import reached_on_rows
+from .masked import FirstOrderOnly, reached_on_rows
 from .scores import BiasFn, ScoreSpec
 from .tiles import lay_tiles
 
@@ -80,6 +80,7 @@ class Flex(Kernel[FlexPlan]):
 
     name = backend = "flex"
     mixes = True
+    half_on = frozenset({"cuda"})  # SDPA / FlexAttention accumulate in float32 there
 
     def __init__(self, prefers: tuple[Kernel, ...] = ()):
         #: the tile kernels whose cases ``auto`` gives to flex on CUDA
@@ -94,7 +95,7 @@ class Flex(Kernel[FlexPlan]):
         if spec.device not in ("cuda", "cpu"):
             reasons.append(f"tensors on {spec.device} (FlexAttention here runs on cuda and cpu)")
         if spec.device == "cpu" and spec.grad:
-            reasons.append("a backward on CPU (torch 2.13's FlexAttention has none there: call backend='flex' under "
+            reasons.append("a backward on CPU (torch's FlexAttention has none there: call backend='flex' under "
                            "torch.no_grad() on CPU, or run on CUDA)")
         return reasons
 
@@ -159,11 +160,13 @@ def _call(q: Tensor, k: Tensor, v: Tensor, score_mod, block_mask, scale: float, 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
         if not with_lse:
-            return fn(q, k, v, **kwargs), None
-        if AuxRequest is not None:
+            out, lse = fn(q, k, v, **kwargs), None
+        elif AuxRequest is not None:
             out, aux = fn(q, k, v, return_aux=AuxRequest(lse=True), **kwargs)
-            return out, aux.lse
-        return fn(q, k, v, return_lse=True, **kwargs)
+            lse = aux.lse
+        else:
+            out, lse = fn(q, k, v, return_lse=True, **kwargs)
+    return (FirstOrderOnly.apply(out, "flex kernel") if out.requires_grad else out), lse
 
 
 def plan_flex(graph: AttentionGraph, block: int) -> FlexPlan:

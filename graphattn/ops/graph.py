@@ -145,6 +145,14 @@ class AttentionGraph:
                 raise ValueError("edges is a prepared AttentionGraph: give batch, lengths, pos and edge_attr "
                                  "to AttentionGraph.build, not again")
             return edges
+        # A graph prepared under inference_mode may be trained with later: it holds no inference tensors.
+        with torch.inference_mode(False):
+            edges, batch, lengths, pos, edge_attr = (_normal(t) for t in (edges, batch, lengths, pos, edge_attr))
+            return cls._build(edges, num_nodes, batch, lengths, pos, edge_attr, includes_virtual)
+
+    @classmethod
+    def _build(cls, edges: Edges, num_nodes: int | None, batch: Tensor | None, lengths: object, pos: Tensor | None,
+               edge_attr: Tensor | None, includes_virtual: bool) -> AttentionGraph:
         if batch is not None and lengths is not None:
             raise ValueError("give either batch or lengths, not both")
         device = next((t.device for t in (batch, edges, pos) if isinstance(t, Tensor)), None)
@@ -210,6 +218,10 @@ class AttentionGraph:
         device = torch.device(device)
         if device == self.device:
             return self
+        with torch.inference_mode(False):
+            return self._moved(device)
+
+    def _moved(self, device: torch.device) -> AttentionGraph:
         out = AttentionGraph(self.num_nodes, self.sizes, pattern=self.pattern, num_virtual=self.num_virtual,
                              edge_index=None if self._edge_index is None else self._edge_index.to(device),
                              pos=None if self.pos is None else self.pos.to(device),
@@ -224,7 +236,8 @@ class AttentionGraph:
         """``planner.plan(self)``, built once per graph and kept under ``planner.plan_key``."""
         key = planner.plan_key
         if key not in self._plans:
-            self._plans[key] = planner.plan(self)
+            with torch.inference_mode(False):  # usable for training even when first planned under inference_mode
+                self._plans[key] = planner.plan(self)
         return self._plans[key]
 
     @property
@@ -237,6 +250,13 @@ class AttentionGraph:
     @property
     def num_edges(self) -> int:
         return int(self.edge_index.size(1))
+
+    def edge_bound(self) -> int:
+        """An upper bound on ``num_edges`` without building ``edge_index`` (a pattern's ``max_edges``
+        per sequence), for estimating memory before anything is allocated."""
+        if self._edge_index is not None or self.pattern is None:
+            return self.num_edges
+        return sum(self.pattern.max_edges(size) for size in self.layout.lengths)
 
     @property
     def num_real_nodes(self) -> int:
@@ -331,6 +351,11 @@ class _VirtualPlanner:
 
 
 _VIRTUAL = _VirtualPlanner()
+
+
+def _normal(value: object) -> object:
+    """An inference tensor cloned into a normal one (which autograd may save); anything else as it is."""
+    return value.clone() if isinstance(value, Tensor) and value.is_inference() else value
 
 
 def _one_pattern(patterns: Sequence[object]) -> Pattern | list[Pattern]:

@@ -18,6 +18,7 @@ order) when it has them at hand. All three are differentiable.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, fields, replace
 from typing import ClassVar, Generic, NamedTuple, TypeVar
 
@@ -27,9 +28,11 @@ from torch import Tensor
 from .graph import AttentionGraph
 from .scores import ScoreSpec
 
-__all__ = ["Kernel", "Plan", "KernelResult", "edge_scores", "edge_weights", "DOT_ONLY", "dot_only", "needs_pattern"]
+__all__ = ["Kernel", "Plan", "memoized", "KernelResult", "edge_scores", "edge_weights", "segment_softmax", "DOT_ONLY", "dot_only",
+           "needs_pattern"]
 
 P = TypeVar("P")
+T = TypeVar("T")
 
 
 class KernelResult(NamedTuple):
@@ -60,6 +63,15 @@ class Plan:
         return replace(self, **{f.name: _move(getattr(self, f.name), device) for f in fields(self) if f.init})
 
 
+def memoized(memo: dict, key: Hashable, compute: Callable[[], T]) -> T:
+    """``memo[key]``, computed once by ``compute()`` (outside inference mode, so what a plan derives
+    during an inference forward can serve training later)."""
+    if key not in memo:
+        with torch.inference_mode(False):
+            memo[key] = compute()
+    return memo[key]
+
+
 class Kernel(Generic[P]):
     """One way to compute attention (see the module docstring)."""
 
@@ -71,6 +83,9 @@ class Kernel(Generic[P]):
     #: dispatcher then hands it finite keys and values and marks the queries that attend to a
     #: non-finite one itself (contract 8 of ``docs/architecture.md``).
     mixes: ClassVar[bool] = False
+    #: Device types on which it computes float16 / bfloat16 inputs itself, accumulating in float32;
+    #: elsewhere the dispatcher hands it float32 copies and casts the results back.
+    half_on: ClassVar[frozenset[str]] = frozenset()
 
     def unsupported(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
         """Why this kernel cannot compute the call, one reason per failed requirement."""
@@ -91,6 +106,12 @@ class Kernel(Generic[P]):
     def forward(self, q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: P, *,
                 need_weights: bool) -> KernelResult:
         raise NotImplementedError
+
+    def footprint(self, graph: AttentionGraph, spec: ScoreSpec, need_weights: bool) -> int:
+        """Bytes of the call's largest allocations where they grow faster than the inputs (O(N^2)
+        scores, O(E H C) rows), so that impossible work is refused before it is allocated; 0 for
+        kernels whose memory is linear in their inputs."""
+        return 0
 
     def reached(self, graph: AttentionGraph, plan: P, bad: Tensor) -> Tensor:
         """``[N, H]`` bool: whether query ``i`` attends, in head ``h``, to a key flagged in
@@ -127,7 +148,7 @@ def edge_scores(q: Tensor, k: Tensor, graph: AttentionGraph, spec: ScoreSpec) ->
         k_j = k_j + spec.edge_kv
     q_i = q.index_select(0, dst)
     if spec.score == "dot":
-        scores = (q_i * k_j).sum(dim=-1) * spec.scale  # (E, H)
+        scores = (q_i * spec.scale * k_j).sum(dim=-1)  # (E, H); scaled first: no half overflow
     else:
         scores = (torch.tanh(q_i + k_j) * spec.att).sum(dim=-1)
     if spec.bias is not None:
@@ -137,5 +158,19 @@ def edge_scores(q: Tensor, k: Tensor, graph: AttentionGraph, spec: ScoreSpec) ->
 
 def edge_weights(q: Tensor, k: Tensor, graph: AttentionGraph, spec: ScoreSpec, lse: Tensor) -> Tensor:
     """``alpha [E, H]`` on ``graph.edge_index`` from each query's log-sum-exp ``lse [N, H]``:
-    ``alpha_ij = exp(s_ij - lse_i)``, the one place weights are derived from a kernel's output."""
-    return torch.exp(edge_scores(q, k, graph, spec) - lse.index_select(0, graph.edge_index[1]))
+    ``alpha_ij = exp(s_ij - lse_i)``, the one place weights are derived from a kernel's output
+    (``0`` for a query whose every score is ``-inf``, whose ``lse`` is ``-inf`` too)."""
+    lse_i = lse.index_select(0, graph.edge_index[1])
+    alive = lse_i > float("-inf")
+    return torch.where(alive, torch.exp(edge_scores(q, k, graph, spec) - torch.where(alive, lse_i, 0.0)), 0.0)
+
+
+def segment_softmax(scores: Tensor, index: Tensor, num_nodes: int) -> Tensor:
+    """``softmax`` of ``scores [E, H]`` over the entries that share ``index [E]`` (a query): ``0``
+    for a query whose every score is ``-inf`` (where ``torch_geometric.utils.softmax`` gives NaN)."""
+    row_max = scores.new_full((num_nodes, scores.size(1)), float("-inf"))
+    row_max = row_max.scatter_reduce(0, index[:, None].expand_as(scores), scores.detach(), "amax")
+    row_max = torch.where(row_max > float("-inf"), row_max, 0.0).index_select(0, index)  # (E, H)
+    expo = torch.exp(scores - row_max)
+    denom = expo.new_zeros(num_nodes, scores.size(1)).index_add(0, index, expo)
+    return expo / torch.where(denom > 0, denom, 1.0).index_select(0, index)

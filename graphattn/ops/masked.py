@@ -20,7 +20,7 @@ from .bias import tile_bias
 from .graph import AttentionGraph
 from .scores import ScoreSpec
 
-__all__ = ["sdpa", "explicit", "needs_explicit", "tile_attention", "reached_on_rows"]
+__all__ = ["sdpa", "explicit", "needs_explicit", "tile_attention", "reached_on_rows", "FirstOrderOnly"]
 
 
 def needs_explicit(spec: ScoreSpec, return_weights: bool) -> bool:
@@ -28,12 +28,38 @@ def needs_explicit(spec: ScoreSpec, return_weights: bool) -> bool:
     return return_weights or (spec.dropout > 0 and spec.training)
 
 
+class FirstOrderOnly(torch.autograd.Function):
+    """The identity, whose backward refuses to be differentiated again (``create_graph=True``)
+    with a message that names the kernels that can, instead of torch's "derivative for
+    aten::_scaled_dot_product_flash_attention_for_cpu_backward is not implemented"."""
+
+    generate_vmap_rule = True  # an identity: vmap may batch it like any other op
+
+    @staticmethod
+    def forward(x: Tensor, kernel: str) -> Tensor:
+        return x
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[Tensor, str], output: Tensor) -> None:  # the torch.func-ready form
+        ctx.kernel = inputs[1]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        # create_graph=True asks for a second derivative (torch.func runs every backward that way: let it)
+        if torch.is_grad_enabled() and not torch._C._are_functorch_transforms_active():
+            raise NotImplementedError(
+                f"the {ctx.kernel} has no double backward (torch's fused attention backward is not differentiable); "
+                "for Hessian-vector products run backend='scatter' or 'reference', whose autograd is torch's own")
+        return grad, None
+
+
 def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> Tensor:
     """``q (..., L, C)``, ``k, v (..., S, C)`` and a ``mask`` broadcasting to ``(..., L, S)``:
     boolean, or a float score bias holding ``-inf`` where masked (see :mod:`graphattn.ops.bias`)."""
     if mask is not None and mask.is_floating_point():
         mask = mask.to(q.dtype)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    return FirstOrderOnly.apply(out, "fused scaled_dot_product_attention path") if out.requires_grad else out
 
 
 def explicit(
@@ -41,14 +67,20 @@ def explicit(
 ) -> tuple[Tensor, Tensor]:
     """As :func:`sdpa` plus ``bias`` (broadcasting to the scores) and dropout; returns
     ``(out (..., L, C), lse (..., L))`` with ``lse = -inf`` for a query without keys."""
-    scores = torch.matmul(q, k.transpose(-1, -2)) * spec.scale  # (..., L, S)
+    scores = torch.matmul(q * spec.scale, k.transpose(-1, -2))  # (..., L, S); scaled first: no half overflow
     if bias is not None:
         scores = scores + bias
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    lse = torch.logsumexp(scores, dim=-1, keepdim=True)  # (..., L, 1)
-    # A row without keys has lse = -inf; shifting it by 0 keeps exp(-inf) = 0 and no NaN.
-    probs = torch.exp(scores - torch.where(torch.isfinite(lse), lse, 0.0))
+    # A row without keys (or with every score -inf) has weights 0 and lse = -inf: shifting it by 0
+    # and dividing by 1 keeps exp(-inf) = 0, and every gradient finite (no 0 * inf).
+    row_max = scores.detach().amax(dim=-1, keepdim=True)
+    row_max = torch.where(row_max > float("-inf"), row_max, 0.0)  # (..., L, 1)
+    expo = torch.exp(scores - row_max)
+    total = expo.sum(dim=-1, keepdim=True)
+    alive = total > 0
+    lse = torch.where(alive, torch.log(torch.where(alive, total, 1.0)) + row_max, float("-inf"))
+    probs = expo / torch.where(alive, total, 1.0)
     return torch.matmul(spec.apply_dropout(probs), v), lse.squeeze(-1)
 
 

@@ -39,6 +39,11 @@ class Reference(Kernel[Tensor]):
     def declines(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
         return ["it is the O(N^2) float64 oracle for tests"]
 
+    def footprint(self, graph: AttentionGraph, spec: ScoreSpec, need_weights: bool) -> int:
+        n, (heads, channels, _), item = graph.num_nodes, spec.shape, spec.dtype.itemsize
+        pairs = n * n * heads * channels * item * 2 if spec.edge_kv is not None or spec.score != "dot" else 0
+        return 8 * n * n + 4 * heads * n * n * item + pairs  # counts, scores / logits / weights
+
     def plan(self, graph: AttentionGraph) -> Tensor:
         n, device = graph.num_nodes, graph.device
         src, dst = graph.edge_index
@@ -78,7 +83,7 @@ def reference_attention(
             pair = pair + edge_kv
         scores = torch.einsum("ijhc,hc->hij", torch.tanh(pair), spec.att)
     if spec.bias is not None:
-        scores = scores + spec.bias(idx[:, None], idx[None, :]).permute(2, 0, 1)
+        scores = scores + spec.bias(idx[:, None], idx[None, :]).permute(2, 0, 1).to(scores.dtype)
     allowed = counts > 0
     logits = torch.where(allowed, scores + counts.clamp(min=1).log(), float("-inf"))
     row_max = logits.amax(dim=-1, keepdim=True).clamp(min=torch.finfo(q.dtype).min)

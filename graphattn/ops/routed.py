@@ -157,6 +157,11 @@ class Buckets(Kernel[BucketPlan]):
             reasons.append("not a graph of groups (the LSH / KMeans graph of a forward)")
         return reasons
 
+    def footprint(self, graph: GroupGraph, spec: ScoreSpec, need_weights: bool) -> int:
+        plan = graph.plan(self)  # the layout is the estimate (kept for the forward)
+        pairs = plan.count * plan.q_len * plan.k_len
+        return spec.shape[0] * pairs * spec.dtype.itemsize * (3 * needs_explicit(spec, need_weights) + (spec.bias is not None))
+
     def plan(self, graph: GroupGraph) -> BucketPlan:
         query, key, count = graph.groups
         live = (torch.bincount(query, minlength=count) > 0) & (torch.bincount(key, minlength=count) > 0)

@@ -1,7 +1,7 @@
 """The general kernel: gather, segment softmax, scatter, over an arbitrary ``edge_index``.
 
 Each edge ``(j, i)`` gathers ``q_i`` and ``k_j``, a softmax over the edges that share a query
-(``torch_geometric.utils.softmax``) normalises the scores, and the weighted values are
+(:func:`~graphattn.ops.kernel.segment_softmax`) normalises the scores, and the weighted values are
 summed into their query (``torch_geometric.utils.scatter``). Duplicate edges are separate
 messages. It computes everything the others may not (additive scores, edge features), and its
 autograd is torch's own (double backward included). Memory: O(E H C) for the gathered rows,
@@ -11,10 +11,10 @@ O(E H) for the scores. Slow twin: :func:`graphattn.ops.reference.reference_atten
 from __future__ import annotations
 
 from torch import Tensor
-from torch_geometric.utils import scatter, softmax
+from torch_geometric.utils import scatter
 
 from .graph import AttentionGraph
-from .kernel import Kernel, KernelResult, edge_scores
+from .kernel import Kernel, KernelResult, edge_scores, segment_softmax
 from .scores import ScoreSpec
 
 __all__ = ["Scatter"]
@@ -25,6 +25,10 @@ class Scatter(Kernel[None]):
 
     name = backend = "scatter"
 
+    def footprint(self, graph: AttentionGraph, spec: ScoreSpec, need_weights: bool) -> int:
+        heads, channels, value_channels = spec.shape
+        return graph.edge_bound() * heads * (2 * channels + value_channels + 3) * spec.dtype.itemsize  # gathered rows
+
     def plan(self, graph: AttentionGraph) -> None:
         return None
 
@@ -32,7 +36,7 @@ class Scatter(Kernel[None]):
                 need_weights: bool) -> KernelResult:
         n = q.size(0)
         src, dst = graph.edge_index
-        alpha = softmax(edge_scores(q, k, graph, spec), dst, num_nodes=n)  # (E, H)
+        alpha = segment_softmax(edge_scores(q, k, graph, spec), dst, n)  # (E, H)
         v_j = v.index_select(0, src)
         if spec.edge_kv is not None:
             v_j = v_j + spec.edge_kv

@@ -66,6 +66,10 @@ class ScoreSpec:
     device: str = "cpu"
     #: The dtype of ``q, k, v``.
     dtype: torch.dtype = torch.float32
+    #: Whether a ``torch.func`` transform (``grad``, ``vmap``, ``jacrev``, ...) is active around the call.
+    transformed: bool = False
+    #: ``(H, C, C_v)``: heads, channels of queries / keys and of values.
+    shape: tuple[int, int, int] = (1, 1, 1)
 
     def apply_dropout(self, probs: Tensor) -> Tensor:
         if self.dropout > 0 and self.training:

@@ -23,8 +23,9 @@ layer (scores, weights), where gathering keeps O(E H C). The heads are laid bloc
 edges are separate entries (each counts), a query without edges gets zeros, and the weights
 come back in the caller's edge order. The whole computation is one ``torch.library`` custom op
 (``graphattn::sparse_attention``) with a registered shape function and backward, so
-``torch.compile(fullgraph=True)`` keeps it as one node. Half-precision inputs are computed in
-float32 and the results cast back. The same code runs on CUDA (cuSPARSE). Slow twin:
+``torch.compile(fullgraph=True)`` keeps it as one node. Half-precision inputs reach it as
+float32 copies (the dispatcher's rule for kernels without half-precision accumulation). The
+same code runs on CUDA (cuSPARSE). Slow twin:
 :func:`graphattn.ops.reference.reference_attention`.
 """
 
@@ -37,7 +38,7 @@ import torch
 from torch import Tensor
 
 from .graph import AttentionGraph
-from .kernel import Kernel, KernelResult, Plan, dot_only
+from .kernel import Kernel, KernelResult, Plan, dot_only, memoized
 from .scores import ScoreSpec
 
 __all__ = ["SparseCSR", "SparsePlan"]
@@ -71,7 +72,7 @@ class SparsePlan(Plan):
         """``(rowptr, col, t_rowptr, t_col, t_order)`` of the ``H N x H N`` block-diagonal CSR of
         all heads and of its transpose, ``t_order [H U]`` placing each transposed entry in the
         forward order; derived once per number of heads."""
-        if heads not in self.memo:
+        def compute() -> tuple[Tensor, ...]:
             n, u, device = self.num_nodes, self.pair_row.numel(), self.pair_row.device
             offsets = torch.arange(heads, device=device)[:, None]
             rows = (self.pair_row + offsets * n).flatten()  # (H U,)
@@ -79,9 +80,9 @@ class SparsePlan(Plan):
             t_order = (self.t_order + offsets * u).flatten()
             size = heads * n
             index = torch.int32 if max(size, rows.numel()) < 2**31 else torch.long
-            self.memo[heads] = (_rowptr(rows, size).to(index), cols.to(index), _rowptr(cols, size).to(index),
-                                rows[t_order].to(index), t_order)
-        return self.memo[heads]
+            return (_rowptr(rows, size).to(index), cols.to(index), _rowptr(cols, size).to(index),
+                    rows[t_order].to(index), t_order)
+        return memoized(self.memo, heads, compute)
 
 
 def plan_sparse(graph: AttentionGraph) -> SparsePlan:
@@ -194,8 +195,8 @@ def _setup(ctx, inputs, output) -> None:
 def _backward(ctx, d_out, d_lse, d_alpha, d_keep):
     if torch.is_grad_enabled():  # create_graph=True: a second derivative is asked for
         raise NotImplementedError("the sparse kernel has no double backward (its backward is written by hand); "
-                                  "for Hessian-vector products use backend='scatter', 'dense' or 'reference', whose "
-                                  "backward is torch's own")
+                                  "for Hessian-vector products use backend='scatter' or 'reference', whose backward "
+                                  "is torch's own")
     q, k, v, out, alpha, keep, rowptr, col, t_rowptr, t_col, t_order, row, slot = ctx.saved_tensors
     d_out = torch.zeros_like(out) if d_out is None else d_out.contiguous()
     d_lse = alpha.new_zeros(ctx.heads, q.size(0) // ctx.heads) if d_lse is None else d_lse
@@ -214,12 +215,19 @@ class SparseCSR(Kernel[SparsePlan]):
     name = backend = "sparse"
 
     def unsupported(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
-        return dot_only(spec)
+        reasons = dot_only(spec)
+        if spec.transformed:
+            reasons.append("a torch.func transform (its custom op has no functorch rule in this torch; scatter and "
+                           "dense compute under grad / vmap)")
+        return reasons
 
     def declines(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
         if graph.pattern is not None and not graph.pattern.has_generator:
-            return [f"pattern {graph.pattern!r} has no edge generator: its edges would come from a full mask scan"]
+            return ["the pattern has no edge generator: its edges would come from a full mask scan"]
         return []
+
+    def footprint(self, graph: AttentionGraph, spec: ScoreSpec, need_weights: bool) -> int:
+        return graph.edge_bound() * (40 + 4 * spec.shape[0] * max(spec.dtype.itemsize, 4))  # plan; scores, weights
 
     def plan(self, graph: AttentionGraph) -> SparsePlan:
         return plan_sparse(graph)
@@ -227,22 +235,20 @@ class SparseCSR(Kernel[SparsePlan]):
     def forward(self, q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: SparsePlan, *,
                 need_weights: bool) -> KernelResult:
         n, heads, _ = q.shape
-        dtype = torch.promote_types(q.dtype, torch.float32)  # half inputs: float32 products, results cast back
         rowptr, col, t_rowptr, t_col, t_order = plan.heads(heads)
         bias = None
         if spec.bias is not None:
             src, dst = graph.edge_index
-            bias = spec.bias(dst.index_select(0, plan.perm), src.index_select(0, plan.perm)).T.to(dtype)  # (H, E)
+            bias = spec.bias(dst.index_select(0, plan.perm), src.index_select(0, plan.perm)).T.to(q.dtype)  # (H, E)
         out, lse, alpha, _ = _sparse_attention(
-            _heads_first(q, dtype), _heads_first(k, dtype), _heads_first(v, dtype), bias, rowptr, col, t_rowptr, t_col,
+            _heads_first(q), _heads_first(k), _heads_first(v), bias, rowptr, col, t_rowptr, t_col,
             t_order, plan.row, plan.slot, heads, spec.scale, spec.dropout if spec.training else 0.0)
-        out = out.view(heads, n, -1).transpose(0, 1).to(q.dtype)  # (N, H, C_v)
+        out = out.view(heads, n, -1).transpose(0, 1)  # (N, H, C_v)
         if not need_weights:
-            return KernelResult(out, lse.T.to(q.dtype))
-        weights = alpha.T.index_select(0, plan.rank).to(q.dtype)  # (E, H) in the caller's edge order
-        return KernelResult(out, lse.T.to(q.dtype), weights)
+            return KernelResult(out, lse.T)
+        return KernelResult(out, lse.T, alpha.T.index_select(0, plan.rank))  # weights in the caller's edge order
 
 
-def _heads_first(t: Tensor, dtype: torch.dtype) -> Tensor:
+def _heads_first(t: Tensor) -> Tensor:
     """``[N, H, C] -> [H N, C]``, head after head."""
-    return t.to(dtype).transpose(0, 1).reshape(-1, t.size(-1))
+    return t.transpose(0, 1).reshape(-1, t.size(-1))

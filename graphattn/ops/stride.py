@@ -39,6 +39,7 @@ class StridePermute(Kernel[StridePlan]):
 
     name, backend = "stride", "blocked"
     mixes = True
+    half_on = frozenset({"cuda"})  # SDPA / FlexAttention accumulate in float32 there
 
     def __init__(self, dense: Dense, band: Band):
         self.dense, self.band = dense, band
@@ -48,7 +49,7 @@ class StridePermute(Kernel[StridePlan]):
         if graph.pattern is not None:
             pieces = graph.pattern.pieces()
             if pieces is None or pieces.stride is None or pieces.stride < 2:
-                reasons.append(f"pattern {graph.pattern!r} is not a lone Stride(s >= 2)")
+                reasons.append("the pattern is not a lone Stride(s >= 2)")
         return reasons
 
     def plan(self, graph: AttentionGraph) -> StridePlan:

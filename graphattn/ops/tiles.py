@@ -198,6 +198,7 @@ class Tiles(Kernel[TilePlan]):
 
     name, backend = "tiles", "blocked"
     mixes = True
+    half_on = frozenset({"cuda"})  # SDPA / FlexAttention accumulate in float32 there
 
     def __init__(self, block: int = BLOCK):
         self.block = block

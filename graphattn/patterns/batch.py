@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..checks import check_int_list, check_tensor
+from ..checks import check_allocation, check_int_list, check_tensor
 from .base import Pattern
 
 __all__ = ["check_sizes", "sizes_from_batch", "positions", "batch_edge_index", "batch_dense_mask", "pad_sequences",
@@ -35,7 +35,10 @@ def sizes_from_batch(batch: Tensor, num_nodes: int | None = None) -> Tensor:
         return torch.zeros(0, dtype=torch.long, device=batch.device)
     if bool((batch[1:] < batch[:-1]).any()) or int(batch[0]) < 0:
         raise ValueError("batch must be sorted and non-negative (nodes of each graph contiguous, as in PyG)")
-    return torch.bincount(batch)
+    graphs = int(batch[-1]) + 1  # ids with gaps are empty graphs, each with its own size and layout entries
+    check_allocation(32 * graphs, f"a batch vector whose largest graph id is {graphs - 1} (for {batch.numel()} nodes)",
+                     batch.device, "number the graphs 0 .. B-1 as PyG's Batch does")
+    return torch.bincount(batch, minlength=graphs)
 
 
 def positions(sizes: Tensor) -> Tensor:

@@ -26,6 +26,9 @@ def check_edge_index(edge_index: object, num_nodes: int | None = None, name: str
         raise TypeError(f"{name} must be an integer tensor, got dtype {edge_index.dtype}")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"{name} must have shape [2, E], got {list(edge_index.shape)}")
+    if edge_index.is_meta:
+        raise ValueError(f"{name} is a meta tensor: it holds no node ids to lay a graph on; build the graph from real "
+                         "edges, then move it with graph.to('meta') for shape inference")
     if edge_index.numel():
         lo, hi = int(edge_index.min()), int(edge_index.max())
         if lo < 0:

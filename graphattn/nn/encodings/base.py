@@ -71,7 +71,7 @@ class ScoreEncoding(nn.Module):
         """``(q, k, bias | None)`` on explicit positions ``pos`` (checked on every call)."""
         state = self.positions(pos)
         if isinstance(q, Tensor) and q.dim() >= 1 and pos.size(0) != q.size(0):
-            raise ValueError(f"{type(self).__name__}: pos must have one row per node (N={q.size(0)}), "
+            raise ValueError(f"{type(self).__name__}: pos must have one row per node (N={q.size(0)}) as q and k have, "
                              f"got {list(pos.shape)}")
         return self.bind(state)(q, k)
 

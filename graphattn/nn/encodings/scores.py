@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from ...checks import MAX_INDEX, check_bool, check_float, check_int, check_tensor
 from ...ops import BiasFn, OffsetBias, Plan
+from ...ops.kernel import memoized
 from ._pos import check_coords, check_heads
 from .base import Prepared, ScoreEncoding
 
@@ -263,13 +264,13 @@ class RotaryEncoding(ScoreEncoding):
 
     def _angles(self, state: Coords, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """``(cos, sin) [N, 1, C / 2]`` in ``dtype`` (float32 at least), kept on the position state."""
-        if dtype not in state.memo:
+        def compute() -> tuple[Tensor, Tensor]:
             n, dims = state.coords.shape
             block = self.head_dim // dims
             inv_freq = self.base ** (-torch.arange(0, block, 2, device=state.coords.device, dtype=dtype) / block)
             angle = (state.coords.to(dtype)[..., None] * inv_freq).reshape(n, 1, self.head_dim // 2)  # (N, 1, C / 2)
-            state.memo[dtype] = (angle.cos(), angle.sin())
-        return state.memo[dtype]
+            return angle.cos(), angle.sin()
+        return memoized(state.memo, dtype, compute)
 
     def bind(self, state: Coords) -> Prepared:
         def encode(q: Tensor, k: Tensor) -> tuple[Tensor, Tensor, None]:

@@ -1,0 +1,157 @@
+"""The settings of node classification (:mod:`.node_classification`): its datasets, models and
+loaders, and :class:`NodeConfig`. Imports no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..checks import check_bool, check_choice, check_int
+from .options import Options, document, option, piece
+from .pieces import (
+    DataConfig,
+    EncodingConfig,
+    ModelConfig,
+    ProcessConfig,
+    RepeatConfig,
+    RunConfig,
+    TrainingConfig,
+    resolve_workers,
+)
+
+__all__ = ["NodeConfig", "NodeBatchConfig", "GRAPHATTN_MODELS", "BASELINE_MODELS", "MODELS", "DEFAULT_MODELS",
+           "PLANETOID_DATASETS", "NODE_DATASETS", "LOADERS", "ARCHITECTURES", "DEFAULT_BATCH_SIZE",
+           "DEFAULT_NEIGHBORS"]
+
+GRAPHATTN_MODELS = ("graph", "graph+virtual", "graph+expander", "graph+bigbird", "full")
+BASELINE_MODELS = ("gcn", "gat")  # recipes in .baselines
+MODELS = (*GRAPHATTN_MODELS, *BASELINE_MODELS)
+#: ``full`` is left out by default: dense attention over all N nodes costs N^2 per head and
+#: layer (7.3M scores on Cora), minutes per run on a laptop CPU; ask for it with ``models``.
+#: ``graph+bigbird`` (global attention made for batches of nodes) is asked for by name too.
+DEFAULT_MODELS = tuple(m for m in MODELS if m not in ("full", "graph+bigbird"))
+PLANETOID_DATASETS = ("Cora", "CiteSeer", "PubMed")
+#: Planetoid; the synthetic stochastic block models (generated on first use); ogbn-arxiv (needs ``ogb``).
+NODE_DATASETS = (*PLANETOID_DATASETS, "SBM-10k", "SBM-100k", "SBM-1M", "ogbn-arxiv")
+#: ``full``: the whole graph in every step; ``random``: PyG's ``RandomNodeLoader`` partitions;
+#: ``neighbor``: PyG's ``NeighborLoader`` (needs torch-sparse or pyg-lib).
+LOADERS = ("full", "random", "neighbor")
+DEFAULT_BATCH_SIZE = 4096
+DEFAULT_NEIGHBORS = 10
+#: ``attention``: GraphAttentionNetwork (GAT form, shared projections); ``transformer``:
+#: GraphTransformer (pre-norm blocks with feed-forward layers, ``ffn_ratio=1``).
+ARCHITECTURES = ("attention", "transformer")
+
+
+@dataclass(frozen=True)
+class NodeBatchConfig:
+    """Mini-batches of nodes for graphs too large for one step (PyG's loaders).
+
+    ``batch_size`` is the global batch, the same whatever the number of processes: each of P
+    processes (``torchrun``) scores its share of the batch's target nodes.
+    """
+
+    loader: str | None = option(None, "full: the whole graph per step; random: RandomNodeLoader partitions of "
+                                      "batch-size nodes; neighbor: NeighborLoader around batch-size training "
+                                      "seeds (needs torch-sparse or pyg-lib); unset: full for Planetoid, "
+                                      "random otherwise", choices=LOADERS)
+    batch_size: int | None = option(None, f"random: nodes per partition; neighbor: seed nodes per batch; "
+                                          f"unset: {DEFAULT_BATCH_SIZE} (not with --loader full)")
+    num_neighbors: tuple[int, ...] | None = option(None, f"neighbor: neighbours sampled per hop, one number per "
+                                                         f"hop; unset: {DEFAULT_NEIGHBORS} per layer", metavar="K")
+    disjoint: bool = option(False, "neighbor: every seed gets its own subgraph and attends only within it "
+                                   "(NeighborLoader disjoint=True; needs pyg-lib)")
+
+    def __post_init__(self) -> None:
+        if self.loader is not None:
+            check_choice(self.loader, "loader", LOADERS)
+        if self.batch_size is not None:
+            check_int(self.batch_size, "batch_size")
+        if self.num_neighbors is not None:
+            hops = (self.num_neighbors,) if isinstance(self.num_neighbors, (int, str)) else tuple(self.num_neighbors)
+            try:  # the command line hands over strings
+                hops = tuple(int(k) if isinstance(k, str) else k for k in hops)
+            except ValueError:
+                raise ValueError(f"num_neighbors must be ints (-1: all neighbours), got {self.num_neighbors!r}") from None
+            if not hops:
+                raise ValueError("num_neighbors must give at least one hop")
+            for k in hops:
+                check_int(k, "num_neighbors", -1)
+                if k == 0:
+                    raise ValueError("num_neighbors must be positive or -1 (all neighbours), got 0")
+            object.__setattr__(self, "num_neighbors", hops)
+        check_bool(self.disjoint, "disjoint")
+
+
+@document
+@dataclass(frozen=True)
+class NodeConfig(Options):
+    """A node-classification run: which data, which models, how they train, where results go
+    (:mod:`graphattn.experiments.node_classification`).
+
+    ``model`` and ``training`` set the graphattn models only; GCN and GAT keep their published
+    recipes (:mod:`~graphattn.experiments.baselines`). ``dropout`` acts on the input features,
+    the hidden layers (residual branches of the transformer) and the attention weights, as GAT
+    uses one rate everywhere. ``resume`` continues every run whose checkpoint exists (implies
+    ``save``; the others start from scratch) and is refused, before anything runs, if a
+    checkpoint holds another experiment. ``workers > 1`` trains runs at once, each in its own
+    one-thread process (CPU only; results do not depend on it).
+    """
+
+    dataset: str = option("Cora", f"{', '.join(NODE_DATASETS)} (case-insensitive)")
+    models: tuple[str, ...] = option(DEFAULT_MODELS, f"models to compare, space- or comma-separated, from "
+                                                     f"{', '.join(MODELS)}", metavar="MODEL")
+    architecture: str = option("attention", "graphattn model: GraphAttentionNetwork (GAT form) or GraphTransformer",
+                               choices=ARCHITECTURES)
+    virtual_nodes: int = option(1, "virtual nodes of graph+virtual")
+    expander_degree: int = option(4, "in-degree of the expander of graph+expander (even; drawn with the run's seed)")
+    model: ModelConfig = piece(ModelConfig(heads=8, dropout=0.6), "graphattn models",
+                               dropout="dropout on inputs, hidden layers and attention weights")
+    positional: EncodingConfig = piece(EncodingConfig(), "positional features (after the input projection)")
+    training: TrainingConfig = piece(
+        TrainingConfig(epochs=200, patience=50, lr=0.005, weight_decay=5e-4), "training of the graphattn models",
+        patience="early stopping on validation accuracy, ties broken by validation loss",
+        lr="Adam learning rate", weight_decay="Adam weight decay")
+    batching: NodeBatchConfig = piece(NodeBatchConfig(), "mini-batches (large graphs)")
+    repeats: RepeatConfig = piece(RepeatConfig(), "runs and checkpoints")
+    processes: ProcessConfig = piece(
+        ProcessConfig(), "processes and threads",
+        workers="runs trained at once in separate one-thread processes (which show no per-epoch progress); unset: "
+                "CPU cores, at most 2, for whole-graph training; 1 for mini-batches (long epochs: their progress "
+                "shows), on CUDA and under torchrun")
+    data: DataConfig = piece(DataConfig(), "data")
+    run: RunConfig = piece(RunConfig(), "output and device", out="output folder; unset: runs/node/<dataset>")
+
+    def __post_init__(self) -> None:
+        canonical = {d.lower(): d for d in NODE_DATASETS}.get(str(self.dataset).lower())
+        if canonical is None:
+            raise ValueError(f"dataset must be one of {NODE_DATASETS}, got {self.dataset!r}")
+        object.__setattr__(self, "dataset", canonical)
+        models = (self.models,) if isinstance(self.models, str) else tuple(self.models)
+        unknown = [m for m in models if m not in MODELS]
+        if not models or unknown or len(set(models)) != len(models):
+            raise ValueError(f"models must be distinct names from {MODELS}, got {self.models!r}"
+                             + (f" (unknown: {unknown})" if unknown else ""))
+        object.__setattr__(self, "models", models)
+        check_choice(self.architecture, "architecture", ARCHITECTURES)
+        check_int(self.virtual_nodes, "virtual_nodes")
+        check_int(self.expander_degree, "expander_degree", 2)
+        if self.expander_degree % 2:
+            raise ValueError(f"expander_degree must be even, got {self.expander_degree}")
+        b = self.batching
+        loader = b.loader or ("full" if self.dataset in PLANETOID_DATASETS else "random")
+        workers = resolve_workers(self.processes, self.run.device, one=loader != "full")
+        object.__setattr__(self, "processes", replace(self.processes, workers=workers))
+        if loader == "full" and b.batch_size is not None:
+            raise ValueError(f"batch_size={b.batch_size} needs loader='random' or 'neighbor' (loader='full' "
+                             "trains on the whole graph)")
+        if loader != "neighbor" and (b.num_neighbors is not None or b.disjoint):
+            raise ValueError(f"num_neighbors and disjoint need loader='neighbor', got loader={loader!r}")
+        hops = b.num_neighbors or (DEFAULT_NEIGHBORS,) * self.model.layers
+        size = b.batch_size if b.batch_size is not None or loader == "full" else DEFAULT_BATCH_SIZE
+        object.__setattr__(self, "batching", replace(b, loader=loader, batch_size=size,
+                                                     num_neighbors=hops if loader == "neighbor" else None))
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.run.out) if self.run.out is not None else Path("runs") / "node" / self.dataset

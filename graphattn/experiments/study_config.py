@@ -1,0 +1,62 @@
+"""The settings of the pattern study (:mod:`.study`): :class:`StudyConfig`. Imports no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from ..checks import check_bool, check_int
+from .options import document, option, piece
+from .pieces import RunConfig
+from .sequence_config import SEQUENCE_TASKS, SequenceConfig, SequenceTrainingConfig
+
+__all__ = ["StudyConfig"]
+
+
+@document
+@dataclass(frozen=True)
+class StudyConfig(SequenceConfig):
+    """Patterns side by side (:mod:`graphattn.experiments.study`): one :class:`SequenceConfig`
+    run per pattern and seed, everything else equal. Seeds are ``seed``, ``seed + 1``, ...;
+    results go to ``out`` (unset: ``runs/study/<task>``), one folder per run, and a run whose
+    ``results.json`` is there with the same settings is not run again (resume by rerunning).
+    ``patterns`` unset is the task's study set (:data:`~.sequence_config.SEQUENCE_TASKS`).
+    """
+
+    pattern: str | None = None  # one per run, from ``patterns``
+    patterns: tuple[str, ...] | None = option(None, "the patterns compared; unset: the task's study set",
+                                              metavar="PATTERN")
+    ensemble: int | None = option(1, "models per run, trained from seeds seed, seed + 1, ... and classifying by "
+                                     "their mean probabilities (a study compares single models)")
+    training: SequenceTrainingConfig = piece(
+        SequenceTrainingConfig(epochs=20, patience=5), "training",
+        epochs="most epochs of every run (the same budget for every task)",
+        patience="early-stopping patience: epochs without a better validation accuracy",
+        lr="AdamW learning rate; unset: text 0.002, others 0.001",
+        label_smoothing="share of each training target spread evenly over the classes; unset: text 0.1, others 0")
+    seeds: int = option(2, "runs per pattern (seeds seed, seed + 1, ...)")
+    isolate: bool = option(True, "each run in a fresh process, so the CPU peak memory is that run's own",
+                           negative="run every pattern in this process (faster; the CPU peak memory then "
+                                    "includes the runs before)")
+    run: RunConfig = piece(RunConfig(), "output and device",
+                           out="output folder, one subfolder per run; unset: runs/study/<task>")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "pattern", None)
+        patterns = SEQUENCE_TASKS[self.task].study if self.patterns is None else self.patterns
+        if isinstance(patterns, str) or not patterns:
+            raise ValueError(f"patterns must be a non-empty list of pattern texts, got {patterns!r}")
+        object.__setattr__(self, "patterns", tuple(self.run_config(p, self.split.seed).pattern for p in patterns))
+        check_int(self.seeds, "seeds")
+        check_bool(self.isolate, "isolate")
+
+    def run_config(self, pattern: str, seed: int, out: str | None = None) -> SequenceConfig:
+        """The :class:`SequenceConfig` of one run (validates ``pattern``)."""
+        own = {f.name: getattr(self, f.name) for f in fields(SequenceConfig)}
+        return SequenceConfig(**{**own, "pattern": pattern, "split": replace(self.split, seed=seed),
+                                 "run": replace(self.run, out=out)})
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.run.out) if self.run.out is not None else Path("runs") / "study" / self.task
