@@ -67,10 +67,8 @@ class SelfAttentionConv(MessagePassing):
     with the input itself, ``q = k = v = x`` (the propagation step of AGNN; needs
     ``in_channels == out_channels``), for models that project before the layer.
     ``project_out=False`` drops ``W_o`` and returns the concatenated heads, as ``GATConv`` and
-    ``TransformerConv`` do. ``operator`` computes the attention in place of the graph kernels,
-    along ``Full()``: :class:`~graphattn.nn.Linformer` (low rank) or
-    :class:`~graphattn.nn.LinearAttention` (kernelised, e.g. :func:`~graphattn.nn.performer`).
-    Data-dependent patterns (``LSH``, ``KMeans``, ``TopK``) are ``edges`` like any pattern.
+    ``TransformerConv`` do. An ``operator`` (``Linformer``, ``LinearAttention``) computes the
+    attention along ``Full()`` in place of the kernels; ``LSH``, ``KMeans``, ``TopK`` are ``edges``.
 
     A PyG citizen: a bipartite ``x = (x_src, x_dst)`` takes queries from ``x_dst`` and keys and
     values from ``x_src`` along an ``edge_index`` from source to destination nodes (what
