@@ -197,8 +197,9 @@ class KMeans(Routed):
 
 @dataclass(frozen=True)
 class TopK(Routed):
-    """Top-k attention: query ``i`` attends to the ``k`` keys ``j`` of its sequence with the largest
-    ``q_i . k_j`` (summed over heads; all keys of a sequence shorter than ``k``; ties by position).
+    """Top-k attention: query ``i`` attends to the ``k`` keys of its sequence of largest ``q_i . k_j``.
+
+    The score is summed over the heads; a sequence shorter than ``k`` gives all its keys.
 
     Choosing reads every score of a sequence (O(L^2) time, in chunks of query rows, so memory
     stays O(N k)); only the chosen ``N k`` edges are then attended. ``TopK(n)`` is ``Full()`` on
