@@ -34,6 +34,7 @@ matmul + log-sum-exp path on the same tiles. Slow twin:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,9 @@ from .kernel import Kernel, KernelResult, Plan, dot_only, needs_pattern
 from .masked import explicit, needs_explicit, reached_on_rows, sdpa, tile_attention
 from .scores import ScoreSpec
 
-__all__ = ["Band", "BandPlan", "BLOCK", "WORK_RATIO", "band_core"]
+__all__ = ["Band", "BandPlan", "BlockKernel", "BLOCK", "WORK_RATIO", "band_core"]
+
+P = TypeVar("P")
 
 #: Queries per block: 64 keeps the band's wasted corners small for radii around 128.
 BLOCK = 64
@@ -55,12 +58,12 @@ BLOCK = 64
 WORK_RATIO = 0.5
 
 
-class Band(Kernel["BandPlan"]):
-    """Band, global and random pieces on blocks of queries (see the module docstring)."""
+class BlockKernel(Kernel[P]):
+    """A kernel of the public backend ``"blocked"``: fused SDPA calls on blocks of ``block`` queries."""
 
-    name, backend = "band", "blocked"
+    backend = "blocked"
     mixes = True
-    half_on = frozenset({"cuda"})  # SDPA / FlexAttention accumulate in float32 there
+    half_on = frozenset({"cuda"})  # SDPA accumulates in float32 there
 
     def __init__(self, block: int = BLOCK):
         self.block = block
@@ -68,6 +71,12 @@ class Band(Kernel["BandPlan"]):
     @property
     def plan_key(self) -> str:
         return f"{self.name}:{self.block}"
+
+
+class Band(BlockKernel["BandPlan"]):
+    """Band, global and random pieces on blocks of queries (see the module docstring)."""
+
+    name = "band"
 
     def unsupported(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
         reasons = dot_only(spec) + needs_pattern(graph)
@@ -101,8 +110,8 @@ class Band(Kernel["BandPlan"]):
         n = bad.size(0)
         if plan.mask.size(2) == 0:
             return torch.zeros_like(bad)
-        rows = _key_rows(flags, plan)[..., 0]  # (H, nb, S)
-        out = reached_on_rows(plan.mask, rows).permute(1, 2, 0).reshape(plan.npad, -1)[:n]  # (N, H)
+        rows = _key_rows(flags, plan)[..., 0].permute(1, 2, 0)  # (nb, S, H)
+        out = reached_on_rows(plan.mask, rows, plan.memo).reshape(plan.npad, -1)[:n]  # (N, H)
         if plan.global_rows.numel():
             keys = flags[plan.sequence_keys][..., 0]  # (B, L, H)
             if plan.sequence_mask is not None:

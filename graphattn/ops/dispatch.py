@@ -78,6 +78,25 @@ class AttentionOutput(NamedTuple):
     kernel: str
 
 
+class Finite(torch.autograd.Function):
+    """``nan_to_num(x, 0, 0, 0)`` whose backward passes the gradient through: exact where ``x`` is
+    finite, and a query that attends to a non-finite entry is NaN anyway (its gradient too)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor) -> Tensor:
+        return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[Tensor], output: Tensor) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad
+
+
 def _call_kind(backend: str, spec: ScoreSpec) -> tuple:
     """What the choice of a kernel depends on, besides the graph."""
     return (backend, spec.score, spec.edge_kv is not None, spec.bias is not None, spec.dropout > 0 and spec.training,
@@ -280,7 +299,10 @@ def attention(
     if n == 0:  # the empty graph: nothing to attend to, nothing to plan
         empty = (graph.edge_index, q.new_zeros(0, heads)) if return_weights else None
         return AttentionOutput(v.new_zeros(v.shape), empty, kernel.backend, kernel.name)
-    _check_footprint(kernel, graph, spec, backend, return_weights, q.device)
+    fits = ("fits", _call_kind(backend, spec), return_weights)
+    if fits not in graph.choices:  # checked once per graph and kind of call, as the choice is
+        _check_footprint(kernel, graph, spec, backend, return_weights, q.device)
+        graph.choices[fits] = kernel
     plan = graph.plan(kernel)
     half = q.dtype in (torch.float16, torch.bfloat16) and spec.device not in kernel.half_on
     if half:  # no float32 accumulation in this kernel here: compute on float32 copies, cast the results back
@@ -288,13 +310,12 @@ def attention(
         spec = replace(spec, att=None if att is None else att.float(), dtype=torch.float32,
                        edge_kv=None if edge_kv is None else edge_kv.float())
     if kernel.mixes:  # finite keys and values in, the queries that attend to a bad one marked after
-        k_ok, v_ok = torch.isfinite(k).all(dim=-1), torch.isfinite(v).all(dim=-1)  # (N, H)
-        res = kernel.forward(q, torch.where(k_ok[..., None], k, 0.0), torch.where(torch.isfinite(v), v, 0.0), graph,
-                             spec, plan, need_weights=return_weights)
-        spoiled = kernel.reached(graph, plan, ~(k_ok & v_ok))  # (N, H)
-        out = torch.where(spoiled[..., None], float("nan"), res.out)
-        lse = None if res.lse is None else torch.where(spoiled, float("nan"), res.lse)
-        res = res._replace(out=out, lse=lse)
+        # a (node, head) is bad when a channel of its key or value is NaN / inf: their float64 sum then is
+        # (a sum of finite float32 / half values cannot overflow in float64)
+        bad = ~torch.isfinite(k.sum(dim=-1, dtype=torch.float64) + v.sum(dim=-1, dtype=torch.float64))  # (N, H)
+        res = kernel.forward(q, Finite.apply(k), Finite.apply(v), graph, spec, plan, need_weights=return_weights)
+        spoiled = torch.where(kernel.reached(graph, plan, bad), float("nan"), 0.0).to(res.out.dtype)  # (N, H)
+        res = res._replace(out=res.out + spoiled[..., None], lse=None if res.lse is None else res.lse + spoiled)
     else:
         res = kernel.forward(q, k, v, graph, spec, plan, need_weights=return_weights)
     weights = None

@@ -28,7 +28,7 @@ CPU. Slow twin: :func:`graphattn.ops.reference.reference_attention`.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +73,7 @@ class FlexPlan(Plan):
     key_blocks: Tensor
     masks: Tensor
     any_key: bool
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 class Flex(Kernel[FlexPlan]):
@@ -135,9 +136,9 @@ class Flex(Kernel[FlexPlan]):
     def reached(self, graph: AttentionGraph, plan: FlexPlan, bad: Tensor) -> Tensor:
         nb, block = plan.key_blocks.size(0), plan.block
         flags = bad.to(torch.float32).new_zeros((nb + 1) * block, bad.size(1)).index_copy(0, plan.slot, bad.float())
-        rows = flags.view(nb + 1, block, -1)[plan.key_blocks].flatten(1, 2).permute(2, 0, 1)  # (H, nb, K b)
-        hit = reached_on_rows(plan.masks, rows)  # (H, nb, b)
-        return hit.permute(1, 2, 0).reshape(nb * block, -1).index_select(0, plan.slot)
+        rows = flags.view(nb + 1, block, -1)[plan.key_blocks].flatten(1, 2)  # (nb, K b, H)
+        hit = reached_on_rows(plan.masks, rows, plan.memo)  # (nb, b, H)
+        return hit.reshape(nb * block, -1).index_select(0, plan.slot)
 
 
 def _score_mod(bias: BiasFn, node: Tensor):

@@ -360,7 +360,7 @@ class Fused(Kernel[FusedPlan]):
         return []
 
     def plan(self, graph: AttentionGraph) -> FusedPlan:
-        return plan_fused(graph.edge_index, graph.num_nodes)
+        return plan_fused(graph.edge_index, graph.num_nodes, csr=tuple(graph.csr()))
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: FusedPlan, *,
                 need_weights: bool) -> KernelResult:

@@ -122,7 +122,8 @@ class FusedPlan:
         return cls(num_nodes, *tensors[:6], *tilings, degree=None if degree < 0 else degree)
 
 
-def plan_fused(edge_index: Tensor, num_nodes: int, *, segment: int = SEGMENT, ell: bool = True) -> FusedPlan:
+def plan_fused(edge_index: Tensor, num_nodes: int, *, segment: int = SEGMENT, ell: bool = True,
+               csr: tuple[Tensor, Tensor, Tensor] | None = None) -> FusedPlan:
     """The :class:`FusedPlan` of ``edge_index [2, E]`` (row 0 keys ``j``, row 1 queries ``i``;
     duplicate edges allowed) on ``num_nodes`` nodes.
 
@@ -131,6 +132,8 @@ def plan_fused(edge_index: Tensor, num_nodes: int, *, segment: int = SEGMENT, el
             hub's key reaches) are split into equal pieces merged afterwards.
         ell: use the ELL layout when every query has the same number of keys (at most
             ``segment``).
+        csr: the graph's own ``(rowptr, col, perm)`` by (query, key) (``AttentionGraph.csr()``),
+            reused instead of sorting again.
     """
     if isinstance(edge_index, bool) or not isinstance(edge_index, Tensor):
         raise TypeError(f"edge_index must be a long tensor [2, E], got {type(edge_index).__name__}")
@@ -146,7 +149,7 @@ def plan_fused(edge_index: Tensor, num_nodes: int, *, segment: int = SEGMENT, el
     src, dst = edge_index
     wide = max(num_nodes + 1, edge_index.size(1) + 1) >= 2**31
     index = torch.long if wide else torch.int32
-    rowptr, col, perm = _sorted(dst, src, num_nodes)
+    rowptr, col, perm = _sorted(dst, src, num_nodes) if csr is None else csr
     t_rowptr, t_col, t_perm = _sorted(src, dst, num_nodes)
     counts = rowptr.diff()
     degree = None
@@ -157,8 +160,9 @@ def plan_fused(edge_index: Tensor, num_nodes: int, *, segment: int = SEGMENT, el
 
 
 def _sorted(by: Tensor, other: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
-    """``(rowptr [n + 1], other sorted by ``by`` [E], perm [E])``, a stable sort."""
-    perm = torch.sort(by, stable=True).indices
+    """``(rowptr [n + 1], other sorted by (``by``, ``other``) [E], perm [E])``, a stable sort (as
+    ``AttentionGraph.csr()`` sorts, duplicates keeping their order)."""
+    perm = torch.sort(by * max(n, 1) + other, stable=True).indices
     counts = torch.bincount(by, minlength=n)
     return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)]), other[perm], perm
 

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from .bias import tile_bias
 from .graph import AttentionGraph
+from .kernel import memoized
 from .scores import ScoreSpec
 
 __all__ = ["sdpa", "explicit", "needs_explicit", "tile_attention", "reached_on_rows", "FirstOrderOnly"]
@@ -101,8 +102,9 @@ def tile_attention(
     return explicit(qb, kb, vb, mask[None], spec, bias)
 
 
-def reached_on_rows(mask: Tensor, bad_rows: Tensor) -> Tensor:
-    """``[H, nb, b]`` bool: which query of each tile counts a flagged key, for ``mask [nb, b, S]``
-    and the flags of the tile's key rows ``bad_rows [H, nb, S]`` (a 0 / 1 matrix product, so no
-    value of a key a query does not count can leak in)."""
-    return torch.matmul(mask.to(bad_rows.dtype), bad_rows[..., None])[..., 0] > 0
+def reached_on_rows(mask: Tensor, bad_rows: Tensor, memo: dict) -> Tensor:
+    """``[nb, b, H]`` bool: which query of each tile counts a flagged key, for ``mask [nb, b, S]``
+    and the flags of the tile's key rows ``bad_rows [nb, S, H]``: one 0 / 1 matrix product, so no
+    value of a key a query does not count can leak in (the mask's float copy kept in ``memo``)."""
+    weights = memoized(memo, "mask_f32", lambda: mask.to(torch.float32).transpose(1, 2).contiguous())  # (nb, S, b)
+    return (torch.bmm(bad_rows.to(torch.float32).transpose(1, 2), weights) > 0).transpose(1, 2)  # (nb, b, H)

@@ -31,10 +31,10 @@ from torch import Tensor
 
 from ..patterns import Pattern
 from ..patterns.base import SCAN_CHUNK, scan_mask
-from .band import BLOCK, WORK_RATIO
+from .band import WORK_RATIO, BlockKernel
 from .dense import DENSE_MAX_MASK
 from .graph import AttentionGraph
-from .kernel import Kernel, KernelResult, Plan, dot_only, needs_pattern
+from .kernel import KernelResult, Plan, dot_only, needs_pattern
 from .masked import needs_explicit, reached_on_rows, tile_attention
 from .scores import ScoreSpec
 
@@ -193,19 +193,10 @@ def _as_window(key_blocks: Tensor, masks: Tensor) -> tuple[Tensor, Tensor, int |
     return torch.where((window >= 0) & (window < nb), window, nb), laid, lo
 
 
-class Tiles(Kernel[TilePlan]):
+class Tiles(BlockKernel[TilePlan]):
     """The non-empty tiles of any pattern (see the module docstring)."""
 
-    name, backend = "tiles", "blocked"
-    mixes = True
-    half_on = frozenset({"cuda"})  # SDPA / FlexAttention accumulate in float32 there
-
-    def __init__(self, block: int = BLOCK):
-        self.block = block
-
-    @property
-    def plan_key(self) -> str:
-        return f"{self.name}:{self.block}"
+    name = "tiles"
 
     def unsupported(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
         return dot_only(spec) + needs_pattern(graph)
@@ -248,9 +239,9 @@ class Tiles(Kernel[TilePlan]):
         nb, width = plan.key_blocks.shape
         if width == 0:
             return torch.zeros_like(bad)
-        rows = _key_rows(bad.to(torch.float32)[..., None], plan)[..., 0]  # (H, nb, K b)
-        hit = reached_on_rows(plan.mask, rows)  # (H, nb, b)
-        return hit.permute(1, 2, 0).reshape(nb * plan.block, -1).index_select(0, plan.slot)
+        rows = _key_rows(bad.to(torch.float32)[..., None], plan)[..., 0].permute(1, 2, 0)  # (nb, K b, H)
+        hit = reached_on_rows(plan.mask, rows, plan.memo)  # (nb, b, H)
+        return hit.reshape(nb * plan.block, -1).index_select(0, plan.slot)
 
 
 def _pad(t: Tensor, plan: TilePlan) -> Tensor:
