@@ -7,16 +7,19 @@ from .models import GraphAttentionNetwork, GraphTransformer
 from .nn import SelfAttentionConv, TransformerBlock
 from .ops import AttentionGraph, attention
 from .patterns import (
+    LSH,
     Causal,
     Expander,
     Full,
     Global,
     GraphEdges,
     Grid2D,
+    KMeans,
     Pattern,
     Random,
     SelfLoops,
     Stride,
+    TopK,
     VirtualNodes,
     Window,
     bigbird,
@@ -34,4 +37,5 @@ __all__ = [
     "GraphAttentionNetwork", "GraphTransformer",
     "Pattern", "Full", "Window", "Causal", "Stride", "Global", "Random", "Grid2D",
     "GraphEdges", "SelfLoops", "VirtualNodes", "Expander", "longformer", "bigbird", "parse_pattern",
+    "LSH", "KMeans", "TopK",
 ]

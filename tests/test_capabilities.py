@@ -21,4 +21,4 @@ def test_the_cheatsheet_says_what_auto_runs_on_each_device():
     cpu, cuda = page.split("## Graphs on CUDA")
     assert "| `Window(128)`, n = 16,384 | yes | yes | **auto** |" in cpu  # the band kernel on CPU
     assert "| no (" in cpu and "**auto**" in cuda
-    assert cuda.split("## Features")[0].count("**auto**") == 8  # one kernel per graph
+    assert cuda.split("## Features")[0].count("**auto**") == 9  # one kernel per graph

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from torch import Tensor, nn
 from torch_geometric.nn import GINConv, GINEConv, global_add_pool, global_mean_pool
 
@@ -42,6 +44,8 @@ class GraphGPS(nn.Module):
         pe_dim: width of ``pe``, or ``0`` for none. (default: ``0``)
         dropout: dropout in every block and before the head's last layer. (default: ``0.0``)
         pooling: ``"add"`` or ``"mean"`` over each graph's nodes. (default: ``"add"``)
+        operator: an attention operator for the global branch (``performer()``: GraphGPS's
+            Performer variant), copied into every layer. (default: ``None``)
 
     Shapes:
         - input: ``x`` ``(N, F)``; ``edge_index`` ``(2, E)``; ``edge_attr`` ``(E, edge_dim)``;
@@ -51,7 +55,7 @@ class GraphGPS(nn.Module):
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 3,
                  heads: int = 4, pattern: Pattern | str = "Full()", *, edge_dim: int | None = None, pe_dim: int = 0,
-                 dropout: float = 0.0, pooling: str = "add"):
+                 dropout: float = 0.0, pooling: str = "add", operator: nn.Module | None = None):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
                             ("out_channels", out_channels), ("num_layers", num_layers)):
@@ -69,7 +73,8 @@ class GraphGPS(nn.Module):
         self.lin_in = nn.Linear(in_channels, hidden_channels)
         self.lin_pe = nn.Linear(pe_dim, hidden_channels) if pe_dim else None
         self.layers = nn.ModuleList(
-            GPSConv(hidden_channels, _local(hidden_channels, edge_dim), heads, pattern=self.pattern, dropout=dropout)
+            GPSConv(hidden_channels, _local(hidden_channels, edge_dim), heads, pattern=self.pattern, dropout=dropout,
+                    operator=copy.deepcopy(operator))
             for _ in range(num_layers))
         self.head = nn.Sequential(nn.Linear(hidden_channels, hidden_channels), nn.ReLU(), nn.Dropout(dropout),
                                   nn.Linear(hidden_channels, out_channels))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from torch import Tensor, nn
 
 from ..checks import check_bool, check_probability
@@ -60,6 +62,9 @@ class GraphTransformer(AttentionModel):
         backend: attention kernel, ``"auto"`` or a name in ``graphattn.ops.KERNELS``.
             (default: ``"auto"``)
         edge_dim: edge feature width (needs ``edge_index`` edges), or ``None``. (default: ``None``)
+        operator: an attention operator (``Linformer``, ``LinearAttention``, ``performer()``) that
+            computes every block's attention along ``Full()``; each block gets its own copy, with
+            its own parameters (as ``nn.TransformerEncoder`` copies its layer). (default: ``None``)
         **inputs: ``input_dropout``, ``feature_encoding``, ``position``, ``embedding``,
             ``virtual_nodes``, as :class:`~graphattn.models.AttentionModel` takes them.
 
@@ -81,6 +86,7 @@ class GraphTransformer(AttentionModel):
         score: str = "dot",
         backend: str = "auto",
         edge_dim: int | None = None,
+        operator: nn.Module | None = None,
         **inputs,
     ):
         super().__init__(in_channels, hidden_channels, out_channels, num_layers, heads, pattern, pooling, **inputs)
@@ -90,7 +96,8 @@ class GraphTransformer(AttentionModel):
         self.input_norm = nn.LayerNorm(hidden_channels) if input_norm else None
         self.blocks = nn.ModuleList(
             TransformerBlock(hidden_channels, heads, ffn_ratio=ffn_ratio, dropout=dropout, attn_dropout=attn_dropout,
-                             score=score, backend=backend, position=self.position, edge_dim=edge_dim)
+                             score=score, backend=backend, position=self.position, edge_dim=edge_dim,
+                             operator=copy.deepcopy(operator))
             for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(hidden_channels)

@@ -1,4 +1,4 @@
-"""Neural-network modules: the attention layer, encodings, the transformer block and the GPS layer."""
+"""Neural-network modules: the attention layer, attention operators, encodings, the transformer block and the GPS layer."""
 
 from .attention import SelfAttentionConv
 from .block import TransformerBlock
@@ -14,9 +14,13 @@ from .encodings import (
     SinusoidalEncoding,
 )
 from .gps import GPSConv
+from .linear import LinearAttention, PositiveRandomFeatures, performer
+from .lowrank import Linformer
+from .operator import AttentionOperator
 
 __all__ = [
     "SelfAttentionConv", "TransformerBlock", "GPSConv",
+    "AttentionOperator", "Linformer", "LinearAttention", "PositiveRandomFeatures", "performer",
     "SinusoidalEncoding", "LearnedEncoding", "LaplacianEncoding", "RandomWalkEncoding",
     "RelativePositionBias", "ALiBi", "RotaryEncoding", "ShortestPathBias", "Compose",
 ]

@@ -17,6 +17,7 @@ from ..ops import AttentionGraph
 from ..ops.kernel import segment_softmax
 from ..patterns import Pattern, check_edge_index
 from .encodings.base import Prepared, check_encoding, prepare
+from .operator import check_operator
 
 __all__ = ["SelfAttentionConv", "PROJECTIONS"]
 
@@ -66,7 +67,8 @@ class SelfAttentionConv(MessagePassing):
     with the input itself, ``q = k = v = x`` (the propagation step of AGNN; needs
     ``in_channels == out_channels``), for models that project before the layer.
     ``project_out=False`` drops ``W_o`` and returns the concatenated heads, as ``GATConv`` and
-    ``TransformerConv`` do.
+    ``TransformerConv`` do. An ``operator`` (``Linformer``, ``LinearAttention``) computes the
+    attention along ``Full()`` in place of the kernels; ``LSH``, ``KMeans``, ``TopK`` are ``edges``.
 
     A PyG citizen: a bipartite ``x = (x_src, x_dst)`` takes queries from ``x_dst`` and keys and
     values from ``x_src`` along an ``edge_index`` from source to destination nodes (what
@@ -102,6 +104,8 @@ class SelfAttentionConv(MessagePassing):
         projection: ``"separate"`` (``W_q``, ``W_k``, ``W_v``), ``"shared"`` (one ``W``) or
             ``"none"`` (the input itself). (default: ``"separate"``)
         project_out: apply the output projection ``W_o``. (default: ``True``)
+        operator: an attention operator module (:mod:`graphattn.nn.operator`), or ``None`` for
+            the graph kernels. (default: ``None``)
 
     Shapes:
         - input: ``x`` ``(N, F)`` or bipartite ``((N_src, F_src), (N_dst, F_dst))``; ``edges``
@@ -128,6 +132,7 @@ class SelfAttentionConv(MessagePassing):
         position: nn.Module | None = None,
         projection: str = "separate",
         project_out: bool = True,
+        operator: nn.Module | None = None,
     ):
         super().__init__(aggr="add", node_dim=0)
         src_channels, dst_channels = _in_channels(in_channels)
@@ -157,9 +162,10 @@ class SelfAttentionConv(MessagePassing):
         if edge_dim is not None:
             check_int(edge_dim, "edge_dim")
         check_encoding(position)
+        check_operator(operator, score=score, edge_dim=edge_dim, dropout=dropout)
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
         self.score, self.dropout, self.bias, self.edge_dim, self.backend = score, dropout, bias, edge_dim, backend
-        self.position, self.projection, self.project_out = position, projection, project_out
+        self.position, self.projection, self.project_out, self.operator = position, projection, project_out, operator
         separate = projection == "separate"
         # "shared": lin_query is the one W; "none": no projection at all.
         self.lin_query = _linear(dst_channels, out_channels, bias) if projection != "none" else None
@@ -176,8 +182,9 @@ class SelfAttentionConv(MessagePassing):
                 lin.reset_parameters()
         if self.att is not None:
             nn.init.uniform_(self.att, -1 / math.sqrt(self.att.size(1)), 1 / math.sqrt(self.att.size(1)))
-        if self.position is not None and hasattr(self.position, "reset_parameters"):
-            self.position.reset_parameters()
+        for module in (self.position, self.operator):
+            if module is not None and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
 
     @classmethod
     def from_torch(cls, mha: nn.MultiheadAttention, *, backend: str = "auto",
@@ -240,11 +247,12 @@ class SelfAttentionConv(MessagePassing):
             self._check_x(x_i, "x_dst", values)
         q, k, v = self._project(x_j, x_i)  # (N_dst, H, C), (N_src, H, C), (N_src, H, C)
         if bipartite:
-            if self.position is not None or any(a is not None for a in (batch, lengths, pos)):
-                raise ValueError("a bipartite x takes no position, batch, lengths or pos: positions need one node set")
+            if self.position is not None or self.operator is not None or any(a is not None for a in (batch, lengths, pos)):
+                raise ValueError("a bipartite x takes no position, operator, batch, lengths or pos: they need one node set")
             edge_index = _bipartite_edges(edges, x_j.size(0), x_i.size(0))
             edge_kv = self._edge_kv(edge_attr, edge_index.size(1))
             out, alpha = self._message_passing(q, k, v, edge_index, edge_kv, None, (x_j.size(0), x_i.size(0)))
+            weights = (edge_index, alpha)
         else:
             graph = AttentionGraph.build(edges, x.size(0), batch=batch, lengths=lengths, pos=pos, includes_virtual=True,
                                             edge_attr=edge_attr).to(x.device)  # lengths alone build on the CPU
@@ -254,20 +262,27 @@ class SelfAttentionConv(MessagePassing):
             if self.position is not None:
                 q, k, bias = (prepare(self.position, graph) if encoding is None else encoding)(q, k)
             edge_kv = self._edge_kv(graph.edge_attr, graph.num_edges if graph.edge_attr is not None else 0)
-            if self._pyg_tools_active():
-                out, alpha = self._message_passing(q, k, v, graph.edge_index, edge_kv, bias, None)
+            if self.operator is not None:
+                if bias is not None:
+                    raise ValueError(f"operator={type(self.operator).__name__} forms no scores to add a position bias "
+                                     f"to; use a feature encoding or RotaryEncoding")
+                out, weights = self.operator(q, k, v, graph, dropout=self.dropout if self.training else 0.0,
+                                             return_weights=return_attention_weights)
+            elif self._pyg_tools_active():
+                routed = ops.route(q, k, graph)  # a data-dependent pattern: this forward's edges
+                out, alpha = self._message_passing(q, k, v, routed.edge_index, edge_kv, bias, None)
+                weights = (routed.edge_index, alpha)
             else:
                 res = ops.attention(
                     q, k, v, graph, score=self.score, att=self.att, bias=bias, edge_kv=edge_kv,
                     dropout=self.dropout, training=self.training, backend=self.backend,
                     return_weights=return_attention_weights,
                 )
-                out, alpha = res.out, (res.weights[1] if return_attention_weights else None)
-            edge_index = graph.edge_index if return_attention_weights else None
+                out, weights = res.out, res.weights
         out = out.reshape(out.size(0), self.out_channels)  # (N, H * C)
         if self.lin_out is not None:
             out = self.lin_out(out)
-        return (out, (edge_index, alpha)) if return_attention_weights else out
+        return (out, weights) if return_attention_weights else out
 
     # ------------------------------------------------------------------ the message-passing twin
     def _pyg_tools_active(self) -> bool:
@@ -351,7 +366,7 @@ class SelfAttentionConv(MessagePassing):
 
     def __repr__(self) -> str:
         defaults = {"score": "dot", "dropout": 0.0, "bias": True, "edge_dim": None, "backend": "auto",
-                    "position": None, "projection": "separate", "project_out": True}
+                    "position": None, "projection": "separate", "project_out": True, "operator": None}
         settings = "".join(f", {name}={getattr(self, name)!r}" for name, default in defaults.items()
                            if getattr(self, name) != default)
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, heads={self.heads}{settings})"

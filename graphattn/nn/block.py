@@ -37,6 +37,8 @@ class TransformerBlock(nn.Module):
         position: optional score-side positional encoding handed to the attention.
             (default: ``None``)
         edge_dim: edge feature width for the attention, or ``None``. (default: ``None``)
+        operator: an attention operator for the attention (``Linformer``, ``LinearAttention``),
+            owned by this block, or ``None`` for the graph kernels. (default: ``None``)
 
     Shapes:
         - input: ``x`` ``(N, channels)``; ``edges`` an ``AttentionGraph``, a pattern or ``(2, E)``
@@ -55,6 +57,7 @@ class TransformerBlock(nn.Module):
         backend: str = "auto",
         position: nn.Module | None = None,
         edge_dim: int | None = None,
+        operator: nn.Module | None = None,
     ):
         super().__init__()
         check_int(channels, "channels")
@@ -67,7 +70,7 @@ class TransformerBlock(nn.Module):
         self.dropout = dropout
         self.norm1 = nn.LayerNorm(channels)
         self.attn = SelfAttentionConv(channels, channels, heads, score=score, dropout=attn_dropout,
-                                      edge_dim=edge_dim, backend=backend, position=position)
+                                      edge_dim=edge_dim, backend=backend, position=position, operator=operator)
         self.norm2 = nn.LayerNorm(channels)
         self.ffn = nn.Sequential(
             nn.Linear(channels, ffn_ratio * channels),

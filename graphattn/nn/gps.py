@@ -55,6 +55,8 @@ class GPSConv(nn.Module):
             (default: ``"batch_norm"``)
         backend: attention kernel, ``"auto"`` or a name in ``graphattn.ops.KERNELS``.
             (default: ``"auto"``)
+        operator: an attention operator for the global branch (``Linformer``, ``LinearAttention``:
+            GraphGPS with a Performer), with ``pattern=Full()``. (default: ``None``)
 
     Shapes:
         - input: ``x`` ``(N, C)``; ``edge_index`` ``(2, E)`` (or any adjacency ``conv``
@@ -74,6 +76,7 @@ class GPSConv(nn.Module):
         act: str | nn.Module = "relu",
         norm: str | None = "batch_norm",
         backend: str = "auto",
+        operator: nn.Module | None = None,
     ):
         super().__init__()
         check_int(channels, "channels")
@@ -86,7 +89,7 @@ class GPSConv(nn.Module):
             raise TypeError(f"pattern must be a Pattern or its text, got {type(pattern).__name__}")
         self.channels, self.heads, self.pattern, self.dropout = channels, heads, pattern, dropout
         self.conv = conv
-        self.attn = SelfAttentionConv(channels, channels, heads, dropout=attn_dropout, backend=backend)
+        self.attn = SelfAttentionConv(channels, channels, heads, dropout=attn_dropout, backend=backend, operator=operator)
         self.virtual = nn.Parameter(torch.empty(pattern.extra_nodes, channels)) if pattern.extra_nodes else None
         self.mlp = nn.Sequential(
             nn.Linear(channels, 2 * channels),

@@ -4,10 +4,11 @@ from .dispatch import BACKENDS, GROUPS, KERNELS, PRIORITY, AttentionOutput, atte
 from .graph import AttentionGraph
 from .kernel import Kernel, KernelResult, Plan, edge_weights
 from .reference import reference_attention
+from .routed import GroupGraph, route
 from .scores import BiasFn, OffsetBias, ScoreSpec
 
 __all__ = [
     "attention", "choose_backend", "choose_kernel", "KERNELS", "GROUPS", "BACKENDS", "PRIORITY", "AttentionOutput",
     "AttentionGraph", "Kernel", "KernelResult", "Plan", "edge_weights", "ScoreSpec", "BiasFn", "OffsetBias",
-    "reference_attention",
+    "reference_attention", "route", "GroupGraph",
 ]

@@ -14,10 +14,11 @@ from unittest import mock
 import torch
 from torch import Tensor
 
-from ..patterns import Full, Pattern, Stride, Window, bigbird, longformer
+from ..patterns import LSH, Full, Pattern, Stride, Window, bigbird, longformer
 from . import fused
 from .dispatch import KERNELS, PRIORITY, attention, choose_kernel
 from .graph import AttentionGraph
+from .routed import route
 from .scores import ScoreSpec
 
 __all__ = ["capability_markdown"]
@@ -38,6 +39,12 @@ class _EvenBand(Pattern):
         return "a mask-only user pattern"
 
 
+def _routed(pattern: Pattern, n: int) -> AttentionGraph:
+    """The graph a data-dependent pattern builds in one forward, on seeded queries and keys."""
+    q, k = torch.randn(2, n, 4, 8, generator=torch.Generator().manual_seed(2))
+    return route(q, k, AttentionGraph.build(pattern, n))
+
+
 def _graphs() -> list[tuple[str, AttentionGraph]]:
     gen = torch.Generator().manual_seed(0)
     return [
@@ -47,6 +54,7 @@ def _graphs() -> list[tuple[str, AttentionGraph]]:
         ("`longformer(128, [0])`, n = 16,384", AttentionGraph.build(longformer(128, [0]), 16384)),
         ("`bigbird(64, [0], 3)`, n = 16,384", AttentionGraph.build(bigbird(64, [0], 3), 16384)),
         ("a mask-only user pattern, n = 2,048", AttentionGraph.build(_EvenBand(), 2048)),
+        ("the graph `LSH(8)` builds in a forward, n = 4,096", _routed(LSH(8), 4096)),
         ("an edge_index, 10,000 nodes, 50,000 edges", AttentionGraph.build(torch.randint(10000, (2, 50000), generator=gen),
                                                                             10000)),
         ("an edge_index, 64 nodes, 2,000 edges", AttentionGraph.build(torch.randint(64, (2, 2000), generator=gen), 64)),
@@ -97,7 +105,7 @@ def _feature_table(notes: dict[str, int]) -> list[str]:
     base = ScoreSpec(scale=0.125, grad=True, device="cuda", shape=(4, 32, 32))
     # each kernel on the first of these graphs it computes at all
     graphs = [AttentionGraph.build(torch.randint(64, (2, 400), generator=torch.Generator().manual_seed(1)), 64),
-              AttentionGraph.build(Window(8), 64), AttentionGraph.build(Stride(4), 64)]
+              AttentionGraph.build(Window(8), 64), AttentionGraph.build(Stride(4), 64), _routed(LSH(4), 64)]
     home = {k: next(g for g in graphs if not KERNELS[k].unsupported(g, base)) for k in kernels}
     features = {
         "score bias (ALiBi, T5, shortest path)": replace(base, bias=lambda i, j: i.new_zeros(*i.shape, 4)),

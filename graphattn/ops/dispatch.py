@@ -36,6 +36,7 @@ from .fused import Fused
 from .graph import AttentionGraph
 from .kernel import Kernel, edge_weights
 from .reference import REFERENCE
+from .routed import Buckets, route
 from .scatter import Scatter
 from .scores import BiasFn, OffsetBias, ScoreSpec
 from .sparse import SparseCSR
@@ -48,20 +49,20 @@ __all__ = ["attention", "choose_backend", "choose_kernel", "KERNELS", "BACKENDS"
            "AttentionOutput", "SCORES"]
 
 _DENSE, _BAND, _TILES, _SPARSE, _SCATTER, _FUSED = Dense(), Band(), Tiles(), SparseCSR(), Scatter(), Fused()
-_STRIDE = StridePermute(_DENSE, _BAND)
+_STRIDE, _BUCKETS = StridePermute(_DENSE, _BAND), Buckets()
 _FLEX = Flex(prefers=(_STRIDE, _BAND, _TILES))
 
 #: Every kernel by its own name (``backend=`` accepts each).
 KERNELS: dict[str, Kernel] = {k.name: k for k in (REFERENCE, _SCATTER, _DENSE, _BAND, _STRIDE, _TILES, _FLEX, _SPARSE,
-                                                  _FUSED)}
+                                                  _FUSED, _BUCKETS)}
 #: Public backend names that stand for several kernels: the first that can run a call runs it.
-GROUPS: dict[str, tuple[Kernel, ...]] = {"blocked": (_STRIDE, _BAND, _TILES)}
+GROUPS: dict[str, tuple[Kernel, ...]] = {"blocked": (_STRIDE, _BAND, _TILES, _BUCKETS)}
 #: What ``backend=`` accepts.
 BACKENDS = ("auto", *GROUPS, *KERNELS)
 #: ``auto``'s order per device type (other devices use the CPU's).
 PRIORITY: dict[str, tuple[Kernel, ...]] = {
-    "cpu": (_STRIDE, _BAND, _TILES, _DENSE, _SPARSE, _SCATTER),
-    "cuda": (_FLEX, _STRIDE, _BAND, _TILES, _DENSE, _FUSED, _SPARSE, _SCATTER),
+    "cpu": (_STRIDE, _BAND, _TILES, _BUCKETS, _DENSE, _SPARSE, _SCATTER),
+    "cuda": (_FLEX, _STRIDE, _BAND, _TILES, _BUCKETS, _DENSE, _FUSED, _SPARSE, _SCATTER),
 }
 SCORES = ("dot", "additive")
 
@@ -245,7 +246,8 @@ def attention(
             :meth:`AttentionGraph.build` accepts (a pattern laid on each sequence of ``sizes``,
             its virtual nodes being the last rows of each; an ``edge_index`` ``[2, E]`` with
             row 0 key ``j`` and row 1 query ``i``; an ``EdgeIndex``; a sparse ``adj_t``), built
-            on the fly.
+            on the fly. A data-dependent pattern (``LSH``, ``KMeans``, ``TopK``) is first routed
+            on ``q`` and ``k`` (:func:`~graphattn.ops.route`); the weights are then on its edges.
         sizes: sequence lengths summing to ``N`` (default one sequence; not with a graph).
         score: ``"dot"`` (scaled dot product) or ``"additive"`` (``att . tanh(q_i + k_j)``).
         att: ``[H, C]`` additive score vectors (``score="additive"`` only).
@@ -301,6 +303,7 @@ def attention(
     if q.device.type == "meta":  # shape inference: nothing to compute with, nothing to choose
         weights = (graph.edge_index, q.new_empty(graph.num_edges, heads)) if return_weights else None
         return AttentionOutput(v.new_empty(v.shape), weights, "meta", "meta")
+    graph = route(q, k, graph)  # a data-dependent pattern: the graph this forward's q and k choose
     kernel = _SCATTER if n == 0 and backend == "auto" else choose_kernel(graph, spec, backend)
     if n == 0:  # the empty graph: nothing to attend to, nothing to plan
         empty = (graph.edge_index, q.new_zeros(0, heads)) if return_weights else None

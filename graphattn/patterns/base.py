@@ -115,6 +115,12 @@ class Pattern:
         """Whether ``edge_index`` has an O(E) generator (else it scans ``mask``, O(n^2) time)."""
         return type(self).generate_edges is not Pattern.generate_edges
 
+    @property
+    def data_dependent(self) -> bool:
+        """Whether the edges come from the queries and keys of each forward (``LSH``, ``KMeans``,
+        ``TopK``; see :mod:`graphattn.patterns.routed`) rather than from positions alone."""
+        return False
+
     def pieces(self) -> Pieces | None:
         """The band / global / random decomposition of the pattern, or ``None`` if it has none."""
         return None
@@ -184,6 +190,12 @@ class _Composite(Pattern):
     """Parts combined elementwise by ``combine``: what a union and an intersection share."""
 
     parts: tuple[Pattern, ...]
+
+    def __post_init__(self) -> None:
+        routed = [p for p in self.parts if p.data_dependent]
+        if routed:
+            raise TypeError(f"{routed[0]!r} builds its edges from q and k in each forward and does not combine with "
+                            f"| or &; use it alone")
 
     @staticmethod
     def combine(a: Tensor, b: Tensor) -> Tensor:

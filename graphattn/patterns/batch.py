@@ -13,7 +13,8 @@ from torch import Tensor
 from ..checks import check_allocation, check_int_list, check_tensor
 from .base import Pattern
 
-__all__ = ["check_sizes", "sizes_from_batch", "positions", "batch_edge_index", "batch_dense_mask"]
+__all__ = ["check_sizes", "sizes_from_batch", "positions", "batch_edge_index", "batch_dense_mask", "pad_sequences",
+           "unpad_sequences"]
 
 
 def check_sizes(sizes: object, num_nodes: int | None = None, name: str = "lengths") -> Tensor:
@@ -44,6 +45,18 @@ def positions(sizes: Tensor) -> Tensor:
     """Position of every node inside its own sequence: ``cat([arange(s) for s in sizes])``."""
     ptr = torch.cumsum(sizes, 0) - sizes
     return torch.arange(int(sizes.sum()), device=sizes.device) - ptr.repeat_interleave(sizes)
+
+
+def pad_sequences(x: Tensor, batch: Tensor, position: Tensor, num: int, length: int) -> Tensor:
+    """``x [N, ...] -> [B, L, ...]``: node ``i`` at row ``position[i]`` of sequence ``batch[i]``, zeros
+    after each sequence's end (``B = num``, ``L = length``; :func:`unpad_sequences` undoes it)."""
+    out = x.new_zeros(num * length, *x.shape[1:]).index_copy(0, batch * length + position, x)
+    return out.view(num, length, *x.shape[1:])
+
+
+def unpad_sequences(x: Tensor, batch: Tensor, position: Tensor) -> Tensor:
+    """``[B, L, ...] -> [N, ...]``, the rows :func:`pad_sequences` filled."""
+    return x.flatten(0, 1).index_select(0, batch * x.size(1) + position)
 
 
 def batch_edge_index(pattern: Pattern, sizes: Tensor) -> Tensor:

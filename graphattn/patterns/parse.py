@@ -18,6 +18,7 @@ from .base import Pattern
 from .graph import Expander, SelfLoops, VirtualNodes
 from .grid import Grid2D
 from .presets import bigbird, longformer
+from .routed import LSH, KMeans, TopK
 from .sequence import Causal, Full, Global, Random, Stride, Window
 
 __all__ = ["parse_pattern", "PATTERNS", "PATTERN_NAMES"]
@@ -37,6 +38,9 @@ PATTERNS: MappingProxyType[str, Callable[..., Pattern]] = MappingProxyType({
     "Expander": Expander,
     "longformer": longformer,
     "bigbird": bigbird,
+    "LSH": LSH,
+    "KMeans": KMeans,
+    "TopK": TopK,
 })
 """The names ``parse_pattern`` knows, each mapped to its class or preset function."""
 
