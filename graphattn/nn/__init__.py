@@ -1,4 +1,5 @@
-"""Neural-network modules: the attention layer, encodings, the transformer block and the GPS layer."""
+"""Neural-network modules: the attention layer, encodings, the transformer block, and drop-ins for
+PyG's attention layers (``TransformerConv``, ``GATConv``, ``GATv2Conv``, ``GPSConv``)."""
 
 from .attention import SelfAttentionConv
 from .block import TransformerBlock
@@ -13,10 +14,10 @@ from .encodings import (
     ShortestPathBias,
     SinusoidalEncoding,
 )
-from .gps import GPSConv
+from .pyg import GATConv, GATv2Conv, GPSConv, TransformerConv
 
 __all__ = [
-    "SelfAttentionConv", "TransformerBlock", "GPSConv",
+    "SelfAttentionConv", "TransformerBlock", "GPSConv", "TransformerConv", "GATConv", "GATv2Conv",
     "SinusoidalEncoding", "LearnedEncoding", "LaplacianEncoding", "RandomWalkEncoding",
     "RelativePositionBias", "ALiBi", "RotaryEncoding", "ShortestPathBias", "Compose",
 ]

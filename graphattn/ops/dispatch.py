@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..checks import check_choice, check_probability
+from ..checks import check_choice, check_float, check_probability
 from ..patterns import Pattern
 from .band import Band
 from .dense import Dense
@@ -61,7 +61,7 @@ PRIORITY: dict[str, tuple[Kernel, ...]] = {
     "cpu": (_STRIDE, _BAND, _TILES, _DENSE, _SPARSE, _SCATTER),
     "cuda": (_FLEX, _STRIDE, _BAND, _TILES, _DENSE, _SPARSE, _SCATTER),
 }
-SCORES = ("dot", "additive")
+SCORES = ("dot", "additive", "gat", "gatv2")
 
 
 class AttentionOutput(NamedTuple):
@@ -78,7 +78,7 @@ class AttentionOutput(NamedTuple):
 def _call_kind(backend: str, spec: ScoreSpec) -> tuple:
     """What the choice of a kernel depends on, besides the graph."""
     return (backend, spec.score, spec.edge_kv is not None, spec.bias is not None, spec.dropout > 0 and spec.training,
-            spec.grad, spec.device, spec.dtype)
+            spec.grad, spec.device, spec.dtype, spec.edge_k is not None, spec.keep is not None)
 
 
 def choose_kernel(graph: AttentionGraph, spec: ScoreSpec, backend: str = "auto") -> Kernel:
@@ -195,6 +195,9 @@ def attention(
     training: bool = False,
     backend: str = "auto",
     return_weights: bool = False,
+    negative_slope: float = 0.2,
+    edge_k: Tensor | None = None,
+    keep: Tensor | None = None,
 ) -> AttentionOutput:
     """Multi-head attention of ``q`` over ``k, v`` along the edges of a graph.
 
@@ -206,25 +209,33 @@ def attention(
             row 0 key ``j`` and row 1 query ``i``; an ``EdgeIndex``; a sparse ``adj_t``), built
             on the fly.
         sizes: sequence lengths summing to ``N`` (default one sequence; not with a graph).
-        score: ``"dot"`` (scaled dot product) or ``"additive"`` (``att . tanh(q_i + k_j)``).
-        att: ``[H, C]`` additive score vectors (``score="additive"`` only).
+        score: ``"dot"`` (scaled dot product), ``"additive"`` (``att . tanh(q_i + k_j)``), ``"gat"``
+            (``LeakyReLU(q_i + k_j)`` summed over channels: GAT's per-node scalars as ``C = 1``) or
+            ``"gatv2"`` (``att . LeakyReLU(q_i + k_j)``); see :class:`~graphattn.ops.ScoreSpec`.
+        att: ``[H, C]`` score vectors (``"additive"`` and ``"gatv2"`` only).
         scale: dot-product scale, default ``1 / sqrt(C)``.
         bias: optional ``bias(q_idx, k_idx) -> [..., H]`` added to the scores.
         edge_kv: optional ``[E, H, C]`` edge features added to keys and values (explicit edges only).
         dropout, training: dropout on the attention weights while training.
         backend: ``"auto"``, a kernel name in :data:`KERNELS` or a group in :data:`GROUPS`.
         return_weights: also return ``(edge_index, alpha)``; ``alpha`` is before dropout.
+        negative_slope: LeakyReLU's slope for ``"gat"`` and ``"gatv2"`` scores.
+        edge_k: optional ``[E, H, C]`` edge features added to the keys in the scores only (GAT's and
+            GATv2's edge term; explicit edges only).
+        keep: optional ``[E, H]`` dropout mask on the weights, drawn by the caller in edge order
+            (``F.dropout(ones)``: entries 0 or ``1 / (1 - p)``), used instead of ``dropout``.
     """
     _check_qkv(q, k, v)
     n, heads, channels = q.shape
     check_choice(score, "score", SCORES)
-    if score == "additive":
+    if score in ("additive", "gatv2"):
         if not isinstance(att, Tensor) or att.shape != (heads, channels):
-            raise ValueError(f"att must be a [H, C] = [{heads}, {channels}] tensor for additive scores")
+            raise ValueError(f"att must be a [H, C] = [{heads}, {channels}] tensor for {score} scores")
         if att.dtype != q.dtype or att.device != q.device:
             raise TypeError(f"att must have q's dtype and device ({q.dtype}, {q.device}), got {att.dtype}, {att.device}")
     check_choice(backend, "backend", BACKENDS)
     check_probability(dropout, "dropout")
+    check_float(negative_slope, "negative_slope")
     if isinstance(edges, AttentionGraph):
         if sizes is not None:
             raise ValueError("sizes belongs to AttentionGraph.build; the prepared graph already has its sizes")
@@ -235,16 +246,19 @@ def attention(
         raise ValueError(f"the graph has {graph.num_nodes} nodes but q, k, v have N={n}")
     if graph.device != q.device:
         raise ValueError(f"the graph is on {graph.device} but q, k, v are on {q.device}; use graph.to(q.device)")
-    if edge_kv is not None:
+    for name, t, want in (("edge_kv", edge_kv, (graph.num_edges, heads, channels)),
+                          ("edge_k", edge_k, (graph.num_edges, heads, channels)), ("keep", keep, (graph.num_edges, heads))):
+        if t is None:
+            continue
         if graph.pattern is not None:
-            raise ValueError("edge_kv (edge features) needs an explicit edge_index, not a pattern")
-        if edge_kv.dim() != 3 or edge_kv.shape != (graph.num_edges, heads, channels):
-            raise ValueError(f"edge_kv must be [E, H, C] = [{graph.num_edges}, {heads}, {channels}], "
-                             f"got {list(edge_kv.shape)}")
+            raise ValueError(f"{name} (per-edge values) needs an explicit edge_index, not a pattern")
+        if not isinstance(t, Tensor) or t.shape != want:
+            got = list(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise ValueError(f"{name} must be a tensor of shape {list(want)}, got {got}")
     bias = None if bias is None else _checked_bias(bias, heads, n)
-    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, att, edge_kv, edge_k))
     spec = ScoreSpec(score, channels**-0.5 if scale is None else scale, att, bias, edge_kv, dropout, training, grad,
-                     q.device.type, q.dtype)
+                     q.device.type, q.dtype, negative_slope, edge_k, keep)
     kernel = _SCATTER if n == 0 and backend == "auto" else choose_kernel(graph, spec, backend)
     if n == 0:  # the empty graph: nothing to attend to, nothing to plan
         empty = (graph.edge_index, q.new_zeros(0, heads)) if return_weights else None
