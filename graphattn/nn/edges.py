@@ -33,6 +33,7 @@ from torch_geometric.utils import add_self_loops, remove_self_loops, to_edge_ind
 from torch_geometric.utils.loop import compute_loop_attr
 
 from ..ops import AttentionGraph
+from ..patterns import check_edge_index
 
 __all__ = ["Edges", "prepare", "edge_features", "is_sparse", "node_counts", "pad_rows", "pyg_tools_active", "CACHE_SIZE"]
 
@@ -101,11 +102,13 @@ def _stamp(adj: object) -> tuple:
     return adj._version, tuple(adj.shape)
 
 
-def prepare(adj: object, num_src: int, num_dst: int, loops: str = "keep", fill_value: Any = None) -> Edges:
+def prepare(adj: object, num_src: int, num_dst: int, loops: str = "keep", fill_value: Any = None, *,
+            name: str = "edge_index") -> Edges:
     """The prepared form of ``adj`` between ``num_src`` sources and ``num_dst`` destinations under
     the self-loop rule ``loops`` (see :data:`LOOPS`), built once and found again (module docstring).
     ``fill_value`` fills a torch sparse adjacency's values on its new self-loops (PyG's
-    ``add_self_loops``); an ``edge_attr`` given beside is filled per call by :func:`edge_features`."""
+    ``add_self_loops``); an ``edge_attr`` given beside is filled per call by :func:`edge_features`.
+    ``name`` names the adjacency in errors."""
     fill_key = fill_value if isinstance(fill_value, (str, int, float, type(None))) else id(fill_value)
     key = (num_src, num_dst, loops, fill_key)
     if isinstance(adj, EdgeIndex):
@@ -113,27 +116,37 @@ def prepare(adj: object, num_src: int, num_dst: int, loops: str = "keep", fill_v
         found = kept.entries.get(key) if kept is not None else None
         if found is not None and (torch.compiler.is_compiling() or found[0] == _stamp(adj)):
             return found[1]
-        edges = _build(adj, num_src, num_dst, loops, fill_value)
+        edges = _build(adj, num_src, num_dst, loops, fill_value, name)
         if kept is None:
             kept = _Kept()
             setattr(adj, _ATTR, kept)
         kept.entries[key] = (_stamp(adj), edges)
         return edges
     if torch.compiler.is_compiling():  # no table lookups in traced code
-        return _build(adj, num_src, num_dst, loops, fill_value)
+        return _build(adj, num_src, num_dst, loops, fill_value, name)
     key = (id(adj), *key)
     found = _CACHE.get(key)
     if found is not None and found[0]() is adj and found[1] == _stamp(adj):
         _CACHE.move_to_end(key)
         return found[2]
-    edges = _build(adj, num_src, num_dst, loops, fill_value)
-    _CACHE[key] = (weakref.ref(adj, lambda _, key=key: _CACHE.pop(key, None)), _stamp(adj), edges)
+    edges = _build(adj, num_src, num_dst, loops, fill_value, name)
+    _CACHE[key] = (weakref.ref(adj, _forget(key)), _stamp(adj), edges)
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
     return edges
 
 
-def _build(adj: object, num_src: int, num_dst: int, loops: str, fill_value: Any) -> Edges:
+def _forget(key: tuple) -> Any:
+    """The callback that drops ``key``'s entry when its adjacency is freed (and not a newer entry
+    that reuses the freed object's id)."""
+    def callback(ref: weakref.ref, cache: OrderedDict = _CACHE) -> None:  # the table itself, not the module's name
+        entry = cache.get(key)
+        if entry is not None and entry[0] is ref:
+            del cache[key]
+    return callback
+
+
+def _build(adj: object, num_src: int, num_dst: int, loops: str, fill_value: Any, name: str) -> Edges:
     kept, num_loops, values = None, 0, None
     trusted = isinstance(adj, EdgeIndex) or is_sparse(adj)  # sparse ids lie inside the matrix's shape
     if isinstance(adj, SparseTensor):
@@ -150,7 +163,7 @@ def _build(adj: object, num_src: int, num_dst: int, loops: str, fill_value: Any)
         edge_index = index.flip(0)
     else:
         if not trusted:
-            _check_ids(adj, num_src, num_dst)
+            _check_ids(adj, num_src, num_dst, name)
         if loops == "replace":
             num_edges = adj.size(1)
             adj, kept = remove_self_loops(adj, torch.arange(num_edges, device=adj.device))
@@ -162,22 +175,17 @@ def _build(adj: object, num_src: int, num_dst: int, loops: str, fill_value: Any)
     return Edges(adj, edge_index, values, num_src, num_dst, kept, num_loops, graph)
 
 
-def _check_ids(edge_index: object, num_src: int, num_dst: int) -> None:
+def _check_ids(edge_index: object, num_src: int, num_dst: int, name: str) -> None:
     if not isinstance(edge_index, Tensor):
-        raise TypeError(f"edge_index must be a [2, E] tensor, an EdgeIndex, a torch sparse adj_t or a SparseTensor, "
+        raise TypeError(f"{name} must be a Pattern, an edge_index [2, E], an EdgeIndex or a sparse adj_t, "
                         f"got {type(edge_index).__name__}")
-    if edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool:
-        raise TypeError(f"edge_index must be an integer tensor, got dtype {edge_index.dtype}")
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}")
-    if edge_index.numel() == 0:
+    check_edge_index(edge_index, num_src if num_src == num_dst else None, name=name)  # type, shape, id range
+    if num_src == num_dst:
         return
-    if int(edge_index.min()) < 0:
-        raise ValueError(f"edge_index has a negative node id ({int(edge_index.min())}); ids must be >= 0")
     for row, n, what in ((0, num_src, "source nodes"), (1, num_dst, "destination nodes")):
-        top = int(edge_index[row].max())
+        top = int(edge_index[row].max()) if edge_index.size(1) else -1
         if top >= n:
-            raise ValueError(f"edge_index[{row}] has node id {top} but there are {n} {what}")
+            raise ValueError(f"{name}[{row}] has node id {top} but there are only {n} {what} (ids must be < {n})")
 
 
 def edge_features(edges: Edges, edge_attr: Tensor | None, fill_value: Any = "mean") -> Tensor | None:

@@ -246,12 +246,13 @@ def attention(
         raise ValueError(f"the graph has {graph.num_nodes} nodes but q, k, v have N={n}")
     if graph.device != q.device:
         raise ValueError(f"the graph is on {graph.device} but q, k, v are on {q.device}; use graph.to(q.device)")
-    for name, t, want in (("edge_kv", edge_kv, (graph.num_edges, heads, channels)),
-                          ("edge_k", edge_k, (graph.num_edges, heads, channels)), ("keep", keep, (graph.num_edges, heads))):
+    for name, t, per_edge in (("edge_kv", edge_kv, (heads, channels)), ("edge_k", edge_k, (heads, channels)),
+                              ("keep", keep, (heads,))):
         if t is None:
             continue
         if graph.pattern is not None:
             raise ValueError(f"{name} (per-edge values) needs an explicit edge_index, not a pattern")
+        want = (graph.num_edges, *per_edge)
         if not isinstance(t, Tensor) or t.shape != want:
             got = list(t.shape) if isinstance(t, Tensor) else type(t).__name__
             raise ValueError(f"{name} must be a tensor of shape {list(want)}, got {got}")

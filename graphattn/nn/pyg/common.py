@@ -12,6 +12,7 @@ from torch_geometric.typing import SparseTensor
 from torch_geometric.utils.sparse import set_sparse_value
 
 from ... import ops
+from ...ops import AttentionGraph
 from ..edges import Edges, pad_rows
 
 __all__ = ["attend", "dropout_mask", "pyg_weights", "check_backend"]
@@ -31,13 +32,14 @@ def dropout_mask(edges: Edges, heads: int, p: float, training: bool, like: Tenso
     return F.dropout(like.new_ones(edges.edge_index.size(1), heads), p, training=True)
 
 
-def attend(q: Tensor, k: Tensor, v: Tensor, edges: Edges, **kwargs: Any) -> tuple[Tensor, Tensor | None]:
+def attend(q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, num_dst: int,
+           **kwargs: Any) -> tuple[Tensor, Tensor | None]:
     """``(out [N_dst, H, C_v], alpha [E, H] | None)``: :func:`graphattn.ops.attention` of the
-    destinations' ``q`` over the sources' ``k, v`` along ``edges`` (both sides padded to the graph's
-    nodes), ``alpha`` in PyG's edge order when ``return_weights``."""
-    n = edges.graph.num_nodes
-    res = ops.attention(pad_rows(q, n), pad_rows(k, n), pad_rows(v, n), edges.graph, **kwargs)
-    return res.out[: edges.num_dst], (res.weights[1] if res.weights is not None else None)
+    destinations' ``q`` over the sources' ``k, v`` along ``graph`` (both sides padded to its
+    nodes: queries are its first ``num_dst`` rows), ``alpha`` in its edge order when ``return_weights``."""
+    n = graph.num_nodes
+    res = ops.attention(pad_rows(q, n), pad_rows(k, n), pad_rows(v, n), graph, **kwargs)
+    return res.out[:num_dst], (res.weights[1] if res.weights is not None else None)
 
 
 def pyg_weights(edges: Edges, alpha: Tensor, *, sparse_values: bool) -> Any:

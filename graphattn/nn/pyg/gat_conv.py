@@ -162,7 +162,7 @@ class GATConv(MessagePassing):
             a_edge = None if edge_attr is None else self._edge_scalars(edge_attr)  # (E, H)
             keep = dropout_mask(edges, heads, self.dropout, self.training, h_src)
             q = a_src.new_zeros(num_dst, heads) if a_dst is None else a_dst
-            out, alpha = attend(q.unsqueeze(-1), a_src.unsqueeze(-1), h_src, edges, score="gat",
+            out, alpha = attend(q.unsqueeze(-1), a_src.unsqueeze(-1), h_src, edges.graph, num_dst, score="gat",
                                 negative_slope=self.negative_slope, edge_k=None if a_edge is None else a_edge[..., None],
                                 keep=keep, backend=self.backend, return_weights=bool(return_attention_weights))
             if alpha is not None and keep is not None:

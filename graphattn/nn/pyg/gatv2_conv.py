@@ -153,7 +153,7 @@ class GATv2Conv(MessagePassing):
         else:
             e = None if edge_attr is None else self._edge_vectors(edge_attr)
             keep = dropout_mask(edges, heads, self.dropout, self.training, h_src)
-            out, alpha = attend(h_dst, h_src, h_src, edges, score="gatv2", att=self.att.view(heads, channels),
+            out, alpha = attend(h_dst, h_src, h_src, edges.graph, num_dst, score="gatv2", att=self.att.view(heads, channels),
                                 negative_slope=self.negative_slope, edge_k=e, keep=keep, backend=self.backend,
                                 return_weights=bool(return_attention_weights))
             if alpha is not None and keep is not None:

@@ -140,7 +140,7 @@ class TransformerConv(MessagePassing):
         else:
             e = None if edge_attr is None else self._edge_vectors(edge_attr)  # (E, H, C)
             keep = dropout_mask(edges, heads, self.dropout, self.training, q)
-            out, alpha = attend(q, k, v, edges, scale=1 / math.sqrt(channels), edge_kv=e, keep=keep,
+            out, alpha = attend(q, k, v, edges.graph, edges.num_dst, scale=1 / math.sqrt(channels), edge_kv=e, keep=keep,
                                 backend=self.backend, return_weights=want)
         out = out.reshape(-1, heads * channels) if self.concat else out.mean(dim=1)
         if self.root_weight:
