@@ -13,7 +13,9 @@ counter, shape and node counts (an edge tensor edited in place, or a new one, is
 * an ``EdgeIndex`` keeps it on itself, as PyG keeps its CSR there, so ``torch.compile`` reads it
   without a graph break; an ``EdgeIndex``'s ids are trusted, as PyG's layers trust them;
 * any other adjacency is looked up in a small table by identity (:data:`CACHE_SIZE` entries, least
-  recently used first out, dropped as soon as the adjacency is freed).
+  recently used first out, dropped as soon as the adjacency is freed);
+* a prepared :class:`~graphattn.ops.AttentionGraph` is attended as built (no self-loop rule: build
+  it with the self-loops wanted), its ``edge_attr`` the edge features.
 
 A raw ``edge_index``'s ids are checked where it is prepared (once), never on a later call.
 """
@@ -109,10 +111,15 @@ def prepare(adj: object, num_src: int, num_dst: int, loops: str = "keep", fill_v
     ``fill_value`` fills a torch sparse adjacency's values on its new self-loops (PyG's
     ``add_self_loops``); an ``edge_attr`` given beside is filled per call by :func:`edge_features`.
     ``name`` names the adjacency in errors."""
+    if isinstance(adj, AttentionGraph):  # prepared by the caller: attended as built
+        if num_src != adj.num_nodes or num_dst != adj.num_nodes:
+            raise ValueError(f"the prepared graph has {adj.num_nodes} nodes but x has {num_src} sources and {num_dst} "
+                             f"destinations")
+        return Edges(adj.edge_index, adj.edge_index, adj.edge_attr, num_src, num_dst, None, 0, adj)
     fill_key = fill_value if isinstance(fill_value, (str, int, float, type(None))) else id(fill_value)
     key = (num_src, num_dst, loops, fill_key)
     if isinstance(adj, EdgeIndex):
-        kept = adj.__dict__.get(_ATTR)
+        kept = getattr(adj, _ATTR, None)
         found = kept.entries.get(key) if kept is not None else None
         if found is not None and (torch.compiler.is_compiling() or found[0] == _stamp(adj)):
             return found[1]

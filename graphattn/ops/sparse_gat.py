@@ -68,7 +68,7 @@ def _gat_backward(ctx, d_s):
     pre = a.index_select(1, row) + b.index_select(1, col)
     if c is not None:
         pre += c
-    d_pre = d_s * torch.where(pre > 0, 1.0, ctx.slope)  # (H, E)
+    d_pre = torch.ops.aten.leaky_relu_backward(d_s, pre, ctx.slope, False)  # (H, E)
     d_a = torch.zeros_like(a).index_add_(1, row, d_pre)  # scatter sums over the rows
     d_b = torch.zeros_like(b).index_add_(1, col, d_pre)  # and over the columns
     return d_a, d_b, (d_pre if c is not None else None), None, None, None
@@ -118,7 +118,7 @@ def _gatv2_backward_op(d_s: Tensor, q: Tensor, k: Tensor, e: Tensor | None, att:
         pre = _pre(q, k, e, row, col, perm, part)  # formed again, not kept from the forward
         ds = d_s[:, part].T.unsqueeze(-1)  # (c, H, 1)
         d_att += (F.leaky_relu(pre, slope) * ds).sum(dim=0)
-        g = ds * att * torch.where(pre > 0, 1.0, slope)  # d pre, (c, H, C)
+        g = torch.ops.aten.leaky_relu_backward((ds * att).expand_as(pre), pre, slope, False)  # d pre, (c, H, C)
         d_q.index_add_(0, row[part], g)
         d_k.index_add_(0, col[part], g)
         if e is not None:
