@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 import torch_geometric.nn as pyg_nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch_geometric import EdgeIndex
 from torch_geometric.typing import SparseTensor
 from torch_geometric.utils import to_torch_coo_tensor, to_torch_csc_tensor, to_torch_csr_tensor
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import graphattn.nn as ga_nn
 from graphattn.ops import sparse, sparse_gat
