@@ -154,8 +154,13 @@ def _forget(key: tuple) -> Any:
 
 
 def _build(adj: object, num_src: int, num_dst: int, loops: str, fill_value: Any, name: str) -> Edges:
+    if not isinstance(adj, (Tensor, SparseTensor)):
+        raise TypeError(f"{name} must be an edge_index [2, E], an EdgeIndex, a sparse adj_t, a SparseTensor or a "
+                        f"prepared AttentionGraph, got {type(adj).__name__}")
     kept, num_loops, values = None, 0, None
     trusted = isinstance(adj, EdgeIndex) or is_sparse(adj)  # sparse ids lie inside the matrix's shape
+    if not isinstance(adj, EdgeIndex):  # an alias of the same data: the table must not keep the caller's object alive
+        adj = SparseTensor.from_storage(adj.storage) if isinstance(adj, SparseTensor) else adj.detach()
     if isinstance(adj, SparseTensor):
         if loops == "replace":
             import torch_sparse
@@ -182,10 +187,7 @@ def _build(adj: object, num_src: int, num_dst: int, loops: str, fill_value: Any,
     return Edges(adj, edge_index, values, num_src, num_dst, kept, num_loops, graph)
 
 
-def _check_ids(edge_index: object, num_src: int, num_dst: int, name: str) -> None:
-    if not isinstance(edge_index, Tensor):
-        raise TypeError(f"{name} must be a Pattern, an edge_index [2, E], an EdgeIndex or a sparse adj_t, "
-                        f"got {type(edge_index).__name__}")
+def _check_ids(edge_index: Tensor, num_src: int, num_dst: int, name: str) -> None:
     check_edge_index(edge_index, num_src if num_src == num_dst else None, name=name)  # type, shape, id range
     if num_src == num_dst:
         return
