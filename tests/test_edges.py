@@ -76,7 +76,7 @@ def test_an_edge_index_keeps_its_preparation_and_a_copy_or_a_pickle_starts_empty
     layer(x, ei)
     assert len(builds) == 1
     for clone in (copy.deepcopy(ei), _pickled(ei)):
-        assert not getattr(clone, "_graphattn_edges").entries
+        assert not clone._graphattn_edges.entries
         torch.testing.assert_close(layer(x, clone), first)
 
 
