@@ -14,6 +14,7 @@ rounds, no memory probes (a smoke test, not a measurement).
 
     python benchmarks/pyg_layers.py                 # 50k nodes, 5 rounds, memory
     python benchmarks/pyg_layers.py --quick
+    python benchmarks/pyg_layers.py --threads 1     # steadier on a shared machine
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def probe(method: str, quick: bool) -> None:
 
 
 def peak_mb(method: str, quick: bool) -> float | None:
-    cmd = [sys.executable, __file__, "--probe", json.dumps([method, quick])]
+    cmd = [sys.executable, __file__, "--probe", json.dumps([method, quick]), "--threads", str(torch.get_num_threads())]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     try:
         return float(res.stdout.strip().splitlines()[-1])
@@ -105,9 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="5k nodes, 3 rounds, no memory probes")
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("--probe", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.probe:
         probe(*json.loads(args.probe))
         return 0

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -62,6 +62,7 @@ class Edges:
         kept: ``[E_kept]`` the caller's edges the self-loop rule kept, or None for all, in order.
         loops: self-loops appended after the kept edges.
         graph: the kernels' graph on ``max(num_src, num_dst)`` nodes: ``edge_index``, in its order.
+        memo: what layers derive from it once (graphattn.nn.pyg.extras: unions with a pattern).
     """
 
     adj: Any
@@ -72,6 +73,7 @@ class Edges:
     kept: Tensor | None
     loops: int
     graph: AttentionGraph
+    memo: dict = field(default_factory=dict, repr=False)
 
     @property
     def sparse(self) -> bool:

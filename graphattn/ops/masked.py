@@ -20,7 +20,7 @@ from .bias import tile_bias
 from .graph import AttentionGraph
 from .scores import ScoreSpec
 
-__all__ = ["sdpa", "explicit", "needs_explicit", "tile_attention", "reached_on_rows"]
+__all__ = ["sdpa", "explicit", "masked_lse", "needs_explicit", "tile_attention", "reached_on_rows"]
 
 
 def needs_explicit(spec: ScoreSpec, return_weights: bool) -> bool:
@@ -36,17 +36,24 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> 
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 
 
-def explicit(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, spec: ScoreSpec, bias: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
-    """As :func:`sdpa` plus ``bias`` (broadcasting to the scores) and dropout; returns
-    ``(out (..., L, C), lse (..., L))`` with ``lse = -inf`` for a query without keys."""
+def masked_lse(q: Tensor, k: Tensor, mask: Tensor | None, spec: ScoreSpec,
+               bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(scores (..., L, S), lse (..., L, 1))``: the masked scores (``-inf`` off the graph) and
+    each query's log-sum-exp (``-inf`` for a query without keys)."""
     scores = torch.matmul(q, k.transpose(-1, -2)) * spec.scale  # (..., L, S)
     if bias is not None:
         scores = scores + bias
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    lse = torch.logsumexp(scores, dim=-1, keepdim=True)  # (..., L, 1)
+    return scores, torch.logsumexp(scores, dim=-1, keepdim=True)
+
+
+def explicit(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, spec: ScoreSpec, bias: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """As :func:`sdpa` plus ``bias`` (broadcasting to the scores) and dropout; returns
+    ``(out (..., L, C), lse (..., L))`` with ``lse = -inf`` for a query without keys."""
+    scores, lse = masked_lse(q, k, mask, spec, bias)
     # A row without keys has lse = -inf; shifting it by 0 keeps exp(-inf) = 0 and no NaN.
     probs = torch.exp(scores - torch.where(torch.isfinite(lse), lse, 0.0))
     return torch.matmul(spec.apply_dropout(probs), v), lse.squeeze(-1)

@@ -15,8 +15,10 @@ from torch_geometric.typing import SparseTensor
 from torch_geometric.utils import softmax
 
 from ...checks import check_float, check_int
-from ..edges import edge_features, node_counts, prepare, pyg_tools_active
+from ...patterns import Pattern
+from ..edges import pyg_tools_active
 from .common import attend, check_backend, dropout_mask, pyg_weights
+from .extras import check_pattern, layer_edges, virtual_rows
 
 __all__ = ["GATConv"]
 
@@ -59,6 +61,9 @@ class GATConv(MessagePassing):
         residual: add a learned skip ``Theta_r x_i``. (default: ``False``)
         backend: graphattn's kernel, ``"auto"`` or a name in ``graphattn.ops.BACKENDS``
             (keyword only, beyond PyG). (default: ``"auto"``)
+        pattern: extra attention edges laid on each graph of the forward's ``batch``, e.g.
+            ``VirtualNodes(1) | Expander(4)`` (keyword only, beyond PyG; see
+            :mod:`graphattn.nn.pyg.extras`). (default: ``None``)
         **kwargs: ``MessagePassing``'s arguments.
 
     Shapes:
@@ -85,6 +90,7 @@ class GATConv(MessagePassing):
         residual: bool = False,
         *,
         backend: str = "auto",
+        pattern: Pattern | str | None = None,
         **kwargs: Any,
     ):
         kwargs.setdefault("aggr", "add")
@@ -96,7 +102,7 @@ class GATConv(MessagePassing):
         self.in_channels, self.out_channels, self.heads, self.concat = in_channels, out_channels, heads, concat
         self.negative_slope, self.dropout, self.add_self_loops = negative_slope, dropout, add_self_loops
         self.edge_dim, self.fill_value, self.residual = edge_dim, fill_value, residual
-        self.backend = check_backend(backend)
+        self.backend, self.pattern = check_backend(backend), check_pattern(pattern)
         # one shared projection for one node set, or one per side (PyG's names and glorot init)
         self.lin = self.lin_src = self.lin_dst = None
         if isinstance(in_channels, int):
@@ -122,6 +128,7 @@ class GATConv(MessagePassing):
             self.bias = Parameter(torch.empty(width))
         else:
             self.register_parameter("bias", None)
+        self.virtual = virtual_rows(self.pattern, in_channels)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -135,10 +142,17 @@ class GATConv(MessagePassing):
         zeros(self.bias)
 
     def forward(self, x: Tensor | tuple[Tensor, Tensor | None], edge_index: Any, edge_attr: Tensor | None = None,
-                size: tuple[int, int] | None = None, return_attention_weights: bool | None = None) -> Any:
+                size: tuple[int, int] | None = None, return_attention_weights: bool | None = None, *,
+                batch: Tensor | None = None) -> Any:
         """``(N_dst, H C)``, and the attention weights (after dropout, as PyG returns them) when
-        ``return_attention_weights`` is true."""
+        ``return_attention_weights`` is true. ``batch`` lays the ``pattern`` on each graph."""
         heads, channels = self.heads, self.out_channels
+        if self.add_self_loops and self.edge_dim is not None and isinstance(edge_index, SparseTensor):
+            raise NotImplementedError("edge features and add_self_loops together are not supported for a SparseTensor "
+                                      "adjacency (as in PyG); pass an edge_index with edge_attr")
+        x, edges, edge_attr, laid = layer_edges(self, x, edge_index, edge_attr, size, batch,
+                                                "replace" if self.add_self_loops else "keep", self.fill_value,
+                                                self.lin_edge is not None)
         x_src, x_dst = x if isinstance(x, (tuple, list)) else (x, x)
         if not isinstance(x_src, Tensor) or x_src.dim() != 2:
             raise ValueError(f"x must be a [N, F] tensor or a pair (x_src, x_dst), got {_shape(x_src)}")
@@ -149,13 +163,9 @@ class GATConv(MessagePassing):
             lin_dst(x_dst).view(-1, heads, channels)  # (N_dst, H, C)
         a_src = (h_src * self.att_src).sum(dim=-1)  # (N_src, H): the per-node score scalars
         a_dst = None if h_dst is None else (h_dst * self.att_dst).sum(dim=-1)  # (N_dst, H)
-        num_src, num_dst = node_counts(x_src, x_dst, edge_index, size)
-        if self.add_self_loops and self.edge_dim is not None and isinstance(edge_index, SparseTensor):
-            raise NotImplementedError("edge features and add_self_loops together are not supported for a SparseTensor "
-                                      "adjacency (as in PyG); pass an edge_index with edge_attr")
-        edges = prepare(edge_index, num_src, num_dst, "replace" if self.add_self_loops else "keep", self.fill_value)
-        edge_attr = edge_features(edges, edge_attr, self.fill_value) if self.lin_edge is not None else None
+        num_dst = edges.num_dst
         if pyg_tools_active(self):
+            size = size if laid is None else None
             alpha = self.edge_updater(edges.adj, alpha=(a_src, a_dst), edge_attr=edge_attr, size=size)
             out = self.propagate(edges.adj, x=(h_src, h_dst), alpha=alpha, size=size)
         else:
@@ -172,6 +182,8 @@ class GATConv(MessagePassing):
             out = out + res
         if self.bias is not None:
             out = out + self.bias
+        if laid is not None:
+            out = laid.real(out)  # the virtual rows' outputs are dropped
         if return_attention_weights:
             return out, pyg_weights(edges, alpha, sparse_values=True)
         return out

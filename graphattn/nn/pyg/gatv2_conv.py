@@ -15,8 +15,10 @@ from torch_geometric.typing import SparseTensor
 from torch_geometric.utils import softmax
 
 from ...checks import check_float, check_int
-from ..edges import edge_features, node_counts, prepare, pyg_tools_active
+from ...patterns import Pattern
+from ..edges import pyg_tools_active
 from .common import attend, check_backend, dropout_mask, pyg_weights
+from .extras import check_pattern, layer_edges, virtual_rows
 
 __all__ = ["GATv2Conv"]
 
@@ -56,6 +58,8 @@ class GATv2Conv(MessagePassing):
             (default: ``False``)
         residual: add a learned skip ``Theta_r x_i``. (default: ``False``)
         backend: graphattn's kernel (keyword only, beyond PyG). (default: ``"auto"``)
+        pattern: extra attention edges laid on each graph of the forward's ``batch`` (keyword
+            only, beyond PyG; see :class:`~graphattn.nn.GATConv`). (default: ``None``)
         **kwargs: ``MessagePassing``'s arguments.
 
     Shapes:
@@ -81,6 +85,7 @@ class GATv2Conv(MessagePassing):
         residual: bool = False,
         *,
         backend: str = "auto",
+        pattern: Pattern | str | None = None,
         **kwargs: Any,
     ):
         super().__init__(node_dim=0, **kwargs)
@@ -92,7 +97,7 @@ class GATv2Conv(MessagePassing):
         self.negative_slope, self.dropout, self.add_self_loops = negative_slope, dropout, add_self_loops
         self.edge_dim, self.fill_value, self.residual = edge_dim, fill_value, residual
         self.share_weights = share_weights
-        self.backend = check_backend(backend)
+        self.backend, self.pattern = check_backend(backend), check_pattern(pattern)
         src, dst = (in_channels, in_channels) if isinstance(in_channels, int) else in_channels
         self.lin_l = Linear(src, heads * out_channels, bias=bias, weight_initializer="glorot")
         self.lin_r = self.lin_l if share_weights else Linear(dst, heads * out_channels, bias=bias,
@@ -111,6 +116,7 @@ class GATv2Conv(MessagePassing):
             self.bias = Parameter(torch.empty(width))
         else:
             self.register_parameter("bias", None)
+        self.virtual = virtual_rows(self.pattern, in_channels)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -124,14 +130,19 @@ class GATv2Conv(MessagePassing):
         zeros(self.bias)
 
     def forward(self, x: Tensor | tuple[Tensor, Tensor], edge_index: Any, edge_attr: Tensor | None = None,
-                return_attention_weights: bool | None = None) -> Any:
+                return_attention_weights: bool | None = None, *, batch: Tensor | None = None) -> Any:
         """``(N_dst, H C)``, and the attention weights (after dropout, as PyG returns them) when
-        ``return_attention_weights`` is true."""
+        ``return_attention_weights`` is true. ``batch`` lays the ``pattern`` on each graph."""
         heads, channels = self.heads, self.out_channels
+        if self.add_self_loops and self.edge_dim is not None and isinstance(edge_index, SparseTensor):
+            raise NotImplementedError("edge features and add_self_loops together are not supported for a SparseTensor "
+                                      "adjacency (as in PyG); pass an edge_index with edge_attr")
+        if isinstance(x, tuple) and x[1] is None:
+            raise ValueError("GATv2Conv needs x_dst (its queries are Theta_t x_i); got (x_src, None)")
+        x, edges, edge_attr, laid = layer_edges(self, x, edge_index, edge_attr, None, batch,
+                                                "replace" if self.add_self_loops else "keep", self.fill_value, True)
         if isinstance(x, (tuple, list)):
             x_src, x_dst = x
-            if x_dst is None:
-                raise ValueError("GATv2Conv needs x_dst (its queries are Theta_t x_i); got (x_src, None)")
         else:
             x_src = x_dst = x
         if not isinstance(x_src, Tensor) or x_src.dim() != 2:
@@ -139,12 +150,7 @@ class GATv2Conv(MessagePassing):
         res = self.res(x_dst) if self.res is not None else None
         h_src = self.lin_l(x_src).view(-1, heads, channels)  # (N_src, H, C): keys and values
         h_dst = h_src if self.share_weights and x_dst is x_src else self.lin_r(x_dst).view(-1, heads, channels)
-        num_src, num_dst = node_counts(x_src, x_dst, edge_index, None)
-        if self.add_self_loops and self.edge_dim is not None and isinstance(edge_index, SparseTensor):
-            raise NotImplementedError("edge features and add_self_loops together are not supported for a SparseTensor "
-                                      "adjacency (as in PyG); pass an edge_index with edge_attr")
-        edges = prepare(edge_index, num_src, num_dst, "replace" if self.add_self_loops else "keep", self.fill_value)
-        edge_attr = edge_features(edges, edge_attr, self.fill_value)
+        num_dst = edges.num_dst
         if edge_attr is not None and self.lin_edge is None:
             raise ValueError("edge_attr was given but the layer has no edge_dim")
         if pyg_tools_active(self):
@@ -163,6 +169,8 @@ class GATv2Conv(MessagePassing):
             out = out + res
         if self.bias is not None:
             out = out + self.bias
+        if laid is not None:
+            out = laid.real(out)  # the virtual rows' outputs are dropped
         if return_attention_weights:
             return out, pyg_weights(edges, alpha, sparse_values=True)
         return out

@@ -13,8 +13,10 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.utils import softmax
 
 from ...checks import check_float, check_int
-from ..edges import edge_features, node_counts, prepare, pyg_tools_active
+from ...patterns import Pattern
+from ..edges import pyg_tools_active
 from .common import attend, check_backend, dropout_mask, pyg_weights
+from .extras import check_pattern, layer_edges, virtual_rows
 from .script import ScriptedLayer
 
 __all__ = ["TransformerConv"]
@@ -57,6 +59,8 @@ class TransformerConv(MessagePassing):
         bias: learn biases in the projections. (default: ``True``)
         root_weight: add the skip ``W_r x_i``. (default: ``True``)
         backend: graphattn's kernel (keyword only, beyond PyG). (default: ``"auto"``)
+        pattern: extra attention edges laid on each graph of the forward's ``batch`` (keyword
+            only, beyond PyG; see :class:`~graphattn.nn.GATConv`). (default: ``None``)
         **kwargs: ``MessagePassing``'s arguments.
 
     Shapes:
@@ -80,6 +84,7 @@ class TransformerConv(MessagePassing):
         root_weight: bool = True,
         *,
         backend: str = "auto",
+        pattern: Pattern | str | None = None,
         **kwargs: Any,
     ):
         kwargs.setdefault("aggr", "add")
@@ -90,7 +95,7 @@ class TransformerConv(MessagePassing):
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
         self.beta, self.root_weight, self.concat = beta and root_weight, root_weight, concat
         self.dropout, self.edge_dim, self._alpha = dropout, edge_dim, None
-        self.backend = check_backend(backend)
+        self.backend, self.pattern = check_backend(backend), check_pattern(pattern)
         src, dst = (in_channels, in_channels) if isinstance(in_channels, int) else in_channels
         self.lin_key = Linear(src, heads * out_channels, bias=bias)
         self.lin_query = Linear(dst, heads * out_channels, bias=bias)
@@ -105,6 +110,7 @@ class TransformerConv(MessagePassing):
             self.lin_beta = Linear(3 * width, 1, bias=False)
         else:
             self.register_parameter("lin_beta", None)
+        self.virtual = virtual_rows(self.pattern, in_channels)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -119,18 +125,19 @@ class TransformerConv(MessagePassing):
             self.lin_beta.reset_parameters()
 
     def forward(self, x: Tensor | tuple[Tensor, Tensor], edge_index: Any, edge_attr: Tensor | None = None,
-                return_attention_weights: bool | None = None) -> Any:
+                return_attention_weights: bool | None = None, *, batch: Tensor | None = None) -> Any:
         """``(N_dst, H C)``, and the attention weights (before dropout) when
-        ``return_attention_weights`` is a bool (``True`` or ``False``, as in PyG)."""
+        ``return_attention_weights`` is a bool (``True`` or ``False``, as in PyG). ``batch`` lays
+        the ``pattern`` on each graph."""
         heads, channels = self.heads, self.out_channels
+        x, edges, edge_attr, laid = layer_edges(self, x, edge_index, edge_attr, None, batch, "keep", None,
+                                                self.lin_edge is not None)
         x_src, x_dst = x if isinstance(x, (tuple, list)) else (x, x)
         if not isinstance(x_src, Tensor) or x_src.dim() != 2 or not isinstance(x_dst, Tensor):
             raise ValueError("x must be a [N, F] tensor or a pair of them (x_src, x_dst)")
         q = self.lin_query(x_dst).view(-1, heads, channels)  # (N_dst, H, C)
         k = self.lin_key(x_src).view(-1, heads, channels)  # (N_src, H, C)
         v = self.lin_value(x_src).view(-1, heads, channels)
-        edges = prepare(edge_index, *node_counts(x_src, x_dst, edge_index, None))
-        edge_attr = edge_features(edges, edge_attr) if self.lin_edge is not None else None
         if self.lin_edge is not None and edge_attr is None:
             raise ValueError(f"edge_attr of shape [E, {self.edge_dim}] is required (edge_dim={self.edge_dim})")
         want = isinstance(return_attention_weights, bool)
@@ -150,6 +157,8 @@ class TransformerConv(MessagePassing):
                 out = beta * skip + (1 - beta) * out
             else:
                 out = out + skip
+        if laid is not None:
+            out = laid.real(out)  # the virtual rows' outputs are dropped
         if want:
             return out, pyg_weights(edges, alpha, sparse_values=False)
         return out
