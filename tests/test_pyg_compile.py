@@ -96,3 +96,10 @@ def test_torchscript_compiles_transformer_conv_and_runs_its_own_forward():
     want, want_weights = plain(x, adj, return_attention_weights=True)
     assert torch.equal(out, want) and torch.equal(weights.storage.value(), want_weights.storage.value())
     assert {n for n, _ in scripted.named_parameters()} == {f"conv.{n}" for n, _ in conv.named_parameters()}
+
+
+def test_torchscript_compiles_self_attention_conv():
+    torch.manual_seed(0)
+    conv = SelfAttentionConv(8, 8, heads=2, edge_dim=3, root_weight=True).eval()
+    x, ei, attr = torch.randn(10, 8), torch.randint(10, (2, 30)), torch.randn(30, 3)
+    assert torch.equal(torch.jit.script(Plain(conv))(x, ei, attr), conv(x, ei, attr))

@@ -11,7 +11,8 @@ import torch_geometric.nn as pyg_nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyg_support import LAYERS, forms, twins
-from torch_geometric.explain import AttentionExplainer, Explainer
+from torch_geometric.data import HeteroData
+from torch_geometric.explain import AttentionExplainer, Explainer, GNNExplainer
 from torch_geometric.typing import SparseTensor
 
 import graphattn.nn as ga_nn
@@ -188,15 +189,46 @@ def test_transformer_reads_edge_features_from_a_sparse_tensor():
     torch.testing.assert_close(ours(x, adj), ours(x, ei, attr))
 
 
+@pytest.mark.parametrize("algorithm", [AttentionExplainer, lambda: GNNExplainer(epochs=20)])
 @pytest.mark.parametrize("name", LAYERS)
-def test_the_attention_explainer_sees_what_it_sees_on_pyg(name):
+def test_pyg_explainers_see_what_they_see_on_pyg(name, algorithm):
     masks = []
     gen = torch.Generator().manual_seed(6)
     x, ei = torch.randn(10, 5, generator=gen), torch.randint(10, (2, 30), generator=gen)
     for layer in twins(name, 5, 4, heads=2):
         model = pyg_nn.Sequential("x, edge_index", [(layer, "x, edge_index -> x")])
-        explainer = Explainer(model, AttentionExplainer(), explanation_type="model", edge_mask_type="object",
+        explainer = Explainer(model, algorithm(), explanation_type="model", edge_mask_type="object",
                               model_config=dict(mode="regression", task_level="node", return_type="raw"))
-        masks.append(explainer(x, ei).edge_mask)
+        torch.manual_seed(9)  # GNNExplainer's mask starts random
+        masks.append(explainer(x, ei, index=3).edge_mask)
     torch.testing.assert_close(masks[0], masks[1])
     assert masks[0].abs().sum() > 0
+
+
+def hetero_data() -> HeteroData:
+    gen = torch.Generator().manual_seed(8)
+    data = HeteroData()
+    data["paper"].x, data["author"].x = torch.randn(12, 6, generator=gen), torch.randn(7, 3, generator=gen)
+    writes = torch.stack([torch.randint(7, (20,), generator=gen), torch.randint(12, (20,), generator=gen)])
+    data["author", "writes", "paper"].edge_index = writes
+    data["paper", "rev_writes", "author"].edge_index = writes.flip(0)
+    data["paper", "cites", "paper"].edge_index = torch.randint(12, (2, 30), generator=gen)
+    return data
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_to_hetero_and_hetero_conv_give_pyg_outputs(name):
+    data = hetero_data()
+    options = {} if name == "TransformerConv" else {"add_self_loops": False}  # bipartite types: no self-loops
+    outs = []
+    for nn in (ga_nn, pyg_nn):
+        conv = getattr(nn, name)
+        torch.manual_seed(0)
+        model = pyg_nn.Sequential("x, edge_index", [(conv((-1, -1), 4, heads=2, **options), "x, edge_index -> x"),
+                                                    torch.nn.ReLU()])
+        model = pyg_nn.to_hetero(model, data.metadata(), aggr="sum")
+        hetero = pyg_nn.HeteroConv({et: conv((-1, -1), 4, heads=2, **options) for et in data.edge_types}, aggr="sum")
+        outs.append((model(data.x_dict, data.edge_index_dict), hetero(data.x_dict, data.edge_index_dict)))
+    for ours, theirs in zip(*outs):
+        for node_type in ours:
+            torch.testing.assert_close(ours[node_type], theirs[node_type])

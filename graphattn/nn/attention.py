@@ -284,6 +284,13 @@ class SelfAttentionConv(MessagePassing):
         graph = AttentionGraph.build(prepared.edge_index, num_src, batch=batch, lengths=lengths, pos=pos, trusted=True)
         return graph.to(device), edge_attr
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What ``torch.jit.script`` compiles: PyG's overloaded signatures around this layer's own
+        forward, which stays Python (see :mod:`graphattn.nn.pyg.script`)."""
+        from .pyg.script import ScriptedLayer
+
+        return ScriptedLayer(self)
+
     # ------------------------------------------------------------------ the message-passing twin
     def _message_passing(self, q: Tensor, k: Tensor, v: Tensor, edge_index: Tensor, edge_kv: Tensor | None,
                          bias: object, size: tuple[int, int]) -> tuple[Tensor, Tensor]:

@@ -19,7 +19,8 @@ from torch_geometric.typing import Adj, NoneType, OptTensor, PairTensor, SparseT
 
 __all__ = ["ScriptedLayer"]
 
-#: The layers behind scripted modules (a scripted module keeps ints, not Python objects).
+#: The layers behind scripted modules (a scripted module keeps ints, not Python objects); an entry
+#: lives as long as the process, as the scripted module may.
 _LAYERS: dict[int, torch.nn.Module] = {}
 _NEXT = itertools.count()
 
