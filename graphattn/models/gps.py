@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GINConv, GINEConv, global_add_pool, global_mean_pool
 
 from ..checks import check_int
-from ..nn.gps import GPSConv
+from ..nn.pyg.gps_conv import GPSConv
 from ..ops import AttentionGraph
 from ..patterns import Pattern, parse_pattern
 

@@ -1,4 +1,6 @@
-"""Neural-network modules: the attention layer, attention operators, encodings, the transformer block and the GPS layer."""
+"""Neural-network modules: the attention layer, attention operators, encodings, the transformer
+block, and drop-ins for PyG's attention layers (``TransformerConv``, ``GATConv``, ``GATv2Conv``,
+``GPSConv``)."""
 
 from .attention import SelfAttentionConv
 from .block import TransformerBlock
@@ -13,13 +15,13 @@ from .encodings import (
     ShortestPathBias,
     SinusoidalEncoding,
 )
-from .gps import GPSConv
 from .linear import LinearAttention, PositiveRandomFeatures, performer
 from .lowrank import Linformer
 from .operator import AttentionOperator
+from .pyg import GATConv, GATv2Conv, GPSConv, TransformerConv
 
 __all__ = [
-    "SelfAttentionConv", "TransformerBlock", "GPSConv",
+    "SelfAttentionConv", "TransformerBlock", "GPSConv", "TransformerConv", "GATConv", "GATv2Conv",
     "AttentionOperator", "Linformer", "LinearAttention", "PositiveRandomFeatures", "performer",
     "SinusoidalEncoding", "LearnedEncoding", "LaplacianEncoding", "RandomWalkEncoding",
     "RelativePositionBias", "ALiBi", "RotaryEncoding", "ShortestPathBias", "Compose",

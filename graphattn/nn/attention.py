@@ -7,28 +7,21 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric import EdgeIndex
 from torch_geometric.nn import MessagePassing
-from torch_geometric.nn.dense.linear import Linear as LazyLinear
 
-from .. import ops
-from ..checks import all_finite, check_int, check_probability
 from ..debug import debugging
-from ..ops import AttentionGraph
+from ..ops import AttentionGraph, route
 from ..ops.kernel import segment_softmax
-from ..patterns import Pattern, check_edge_index
-from .encodings.base import Prepared, check_encoding, prepare
+from ..patterns import Pattern, SelfLoops
+from .edges import edge_features, is_sparse, node_counts, prepare, pyg_tools_active
+from .encodings.base import Prepared
+from .encodings.base import prepare as prepare_encoding
+from .inputs import PROJECTIONS, check_edge_attr, check_options, check_x, in_channels_pair, linear
 from .operator import check_operator
+from .pyg.common import attend
 
 __all__ = ["SelfAttentionConv", "PROJECTIONS"]
-
-#: The hook tables of ``MessagePassing``; any hook there routes the layer through ``propagate``.
-_HOOKS = ("_propagate_forward_pre_hooks", "_propagate_forward_hooks", "_message_forward_pre_hooks",
-          "_message_forward_hooks", "_aggregate_forward_pre_hooks", "_aggregate_forward_hooks",
-          "_message_and_aggregate_forward_pre_hooks", "_message_and_aggregate_forward_hooks",
-          "_edge_update_forward_pre_hooks", "_edge_update_forward_hooks")
-
-#: What ``projection=`` accepts: three matrices, one shared matrix, or none (the input itself).
-PROJECTIONS = ("separate", "shared", "none")
 
 
 class SelfAttentionConv(MessagePassing):
@@ -53,8 +46,12 @@ class SelfAttentionConv(MessagePassing):
     the projected edge feature is added to the key and to the value) and ``b_ij`` is a score
     bias from ``position`` (relative / ALiBi / shortest-path encodings). A node with no
     in-neighbours gets zeros before ``W_o``. With ``Full()`` this equals
-    ``torch.nn.MultiheadAttention`` (see :meth:`from_torch`). The layer never adds or drops
-    edges: self-loops belong to the pattern or ``edge_index``.
+    ``torch.nn.MultiheadAttention`` (see :meth:`from_torch`). The layer adds or drops no edge
+    unless asked: self-loops belong to the pattern or ``edge_index``, or to two options, a node's
+    own path: ``add_self_loops`` (every node attends to itself exactly once: existing self-loops
+    are replaced, as ``GATConv`` does, with zero edge features) and ``root_weight`` (a skip
+    ``x'_i += W_r x_i``, as ``TransformerConv`` and ``SAGEConv`` have). Without either, a
+    bipartite layer (``to_hetero``) loses every node's own features.
 
     ``projection="shared"`` uses one matrix, ``q = k = v = W x``: the dot-product graph
     attention of SuperGAT (Kim & Oh, 2021) and, for ``q = k``, Reformer's shared-QK attention;
@@ -71,21 +68,27 @@ class SelfAttentionConv(MessagePassing):
     attention along ``Full()`` in place of the kernels; ``LSH``, ``KMeans``, ``TopK`` are ``edges``.
 
     A PyG citizen: a bipartite ``x = (x_src, x_dst)`` takes queries from ``x_dst`` and keys and
-    values from ``x_src`` along an ``edge_index`` from source to destination nodes (what
-    ``to_hetero`` passes); ``in_channels`` may be a tuple ``(F_src, F_dst)`` or ``-1`` (lazy,
-    set on the first call). When PyG's explainers or message-passing hooks are active
-    (``explain``, ``register_message_forward_hook``, ...), and for bipartite inputs, the layer
-    runs through :meth:`propagate`: :meth:`edge_update` forms ``alpha`` (as ``GATConv`` does) and
-    :meth:`message` receives it as its ``alpha`` argument, so ``GNNExplainer`` masks real
-    messages and ``AttentionExplainer`` collects the layer's own weights. Otherwise the fast
-    kernels of ``graphattn.ops`` run; both paths use the same weights and give the same answer.
+    values from ``x_src`` along an adjacency from source to destination nodes (an ``edge_index``,
+    ``EdgeIndex``, torch sparse or ``SparseTensor`` ``adj_t``: what ``to_hetero`` and PyG's
+    loaders pass); ``(x_src, None)`` takes the destinations as the first ``N_dst`` sources (the
+    layout of PyG's samplers; ``N_dst`` from ``size``, a sparse ``adj_t``'s shape, or all);
+    ``in_channels`` may be a tuple ``(F_src, F_dst)`` or ``-1`` (lazy, set on the first call). An
+    adjacency is prepared once (:mod:`graphattn.nn.edges`) and found again on later calls with the
+    same tensor, so a raw ``edge_index`` every step costs what a prepared graph costs. When PyG's
+    explainers or message-passing hooks are active (``explain``, ``register_message_forward_hook``,
+    ...), the layer runs through :meth:`propagate`: :meth:`edge_update` forms ``alpha`` (as
+    ``GATConv`` does) and :meth:`message` receives it as its ``alpha`` argument, so
+    ``GNNExplainer`` masks real messages and ``AttentionExplainer`` collects the layer's own
+    weights. Otherwise the fast kernels of ``graphattn.ops`` run; both paths use the same weights
+    and give the same answer. For PyG's own layers on these kernels, see ``graphattn.nn.GATConv``,
+    ``TransformerConv``, ``GATv2Conv`` and ``GPSConv``.
 
     Differences from ``TransformerConv``, and why: ``out_channels`` is the total width
     ``H * C``, not the width per head (the model width of a transformer; no ``concat``); an
-    output projection ``W_o`` merges the heads (``project_out=False`` for none); there is no
-    ``root_weight`` skip or ``beta`` gate, since self-loops belong to the pattern and residuals
-    to the block; ``edges`` may also be a pattern or a prepared ``AttentionGraph``; scores may be
-    additive and carry positional biases.
+    output projection ``W_o`` merges the heads (``project_out=False`` for none); the self path is
+    off by default (self-loops belong to the pattern, residuals to the block) and has no ``beta``
+    gate; ``edges`` may also be a pattern or a prepared ``AttentionGraph``; scores may be additive
+    and carry positional biases.
 
     Args:
         in_channels: node feature width ``F``, a tuple ``(F_src, F_dst)`` for bipartite inputs,
@@ -104,16 +107,20 @@ class SelfAttentionConv(MessagePassing):
         projection: ``"separate"`` (``W_q``, ``W_k``, ``W_v``), ``"shared"`` (one ``W``) or
             ``"none"`` (the input itself). (default: ``"separate"``)
         project_out: apply the output projection ``W_o``. (default: ``True``)
+        root_weight: add the skip ``W_r x_i`` (``lin_skip``) to the output. (default: ``False``)
+        add_self_loops: let every node attend to itself exactly once (a pattern gets
+            ``| SelfLoops()``; a prepared ``AttentionGraph`` is used as built). (default: ``False``)
         operator: an attention operator module (:mod:`graphattn.nn.operator`), or ``None`` for
             the graph kernels. (default: ``None``)
 
     Shapes:
-        - input: ``x`` ``(N, F)`` or bipartite ``((N_src, F_src), (N_dst, F_dst))``; ``edges``
-          an ``AttentionGraph``, a pattern, an ``edge_index`` ``(2, E)``, an ``EdgeIndex``, a
-          sparse ``adj_t`` ``(N, N)`` or a ``SparseTensor`` (bipartite: an ``edge_index`` or
-          ``EdgeIndex``); ``edge_attr`` ``(E, edge_dim)``; ``batch`` ``(N)``; ``pos`` ``(N)`` or
-          ``(N, D)``; ``x`` may be a sparse (COO / CSR) matrix, e.g. bag-of-words features,
-          unless ``projection="none"``
+        - input: ``x`` ``(N, F)`` or bipartite ``((N_src, F_src), (N_dst, F_dst))`` (``x_dst``
+          may be ``None``); ``edges`` an ``AttentionGraph``, a pattern, an ``edge_index``
+          ``(2, E)``, an ``EdgeIndex``, a sparse ``adj_t`` ``(N_dst, N_src)`` or a ``SparseTensor``
+          (bipartite: an adjacency); ``edge_attr`` ``(E, edge_dim)`` (or ``(E,)`` with
+          ``edge_dim=1``; a ``SparseTensor``'s values when not given); ``size`` ``(N_src, N_dst)``;
+          ``batch`` ``(N)``; ``pos`` ``(N)`` or ``(N, D)``; ``x`` may be a sparse (COO / CSR)
+          matrix, e.g. bag-of-words features, unless ``projection="none"``
         - output: ``(N, out_channels)`` (``N_dst`` rows if bipartite); with weights also
           ``((2, E), (E, H))``
     """
@@ -132,52 +139,36 @@ class SelfAttentionConv(MessagePassing):
         position: nn.Module | None = None,
         projection: str = "separate",
         project_out: bool = True,
+        root_weight: bool = False,
+        add_self_loops: bool = False,
         operator: nn.Module | None = None,
     ):
         super().__init__(aggr="add", node_dim=0)
-        src_channels, dst_channels = _in_channels(in_channels)
-        for name, value in (("out_channels", out_channels), ("heads", heads)):
-            check_int(value, name)
-        if out_channels % heads:
-            raise ValueError(f"heads ({heads}) must divide out_channels ({out_channels})")
-        if score not in ops.dispatch.SCORES:
-            raise ValueError(f"score must be one of {ops.dispatch.SCORES}, got {score!r}")
-        check_probability(dropout, "dropout")  # a str or None named, not a comparison error
-        if backend not in ops.BACKENDS:
-            raise ValueError(f"backend must be one of {ops.BACKENDS}, got {backend!r}")
-        if projection not in PROJECTIONS:
-            raise ValueError(f"projection must be one of {PROJECTIONS}, got {projection!r}")
-        if projection == "none" and {src_channels, dst_channels} != {out_channels}:
-            raise ValueError(f"projection='none' attends with the input itself, so in_channels ({in_channels}) "
-                             f"must equal out_channels ({out_channels})")
-        if projection == "shared" and src_channels != dst_channels:
-            raise ValueError(f"projection='shared' uses one matrix for queries, keys and values, so in_channels "
-                             f"must be one width, got {in_channels}")
-        if not isinstance(project_out, bool):
-            raise TypeError(f"project_out must be a bool, got {type(project_out).__name__}")
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
-        if not bias and projection == "none" and not project_out:  # never dropped silently
-            raise ValueError("bias=False has no effect: projection='none' and project_out=False leave no projection")
-        if edge_dim is not None:
-            check_int(edge_dim, "edge_dim")
-        check_encoding(position)
+        src_channels, dst_channels = check_options(
+            in_channels, out_channels, heads, score=score, dropout=dropout, bias=bias, edge_dim=edge_dim,
+            backend=backend, position=position, projection=projection,
+            flags={"project_out": project_out, "root_weight": root_weight, "add_self_loops": add_self_loops})
+        if not bias and projection == "none" and not project_out and not root_weight:  # never dropped silently
+            raise ValueError("bias=False has no effect: projection='none', project_out=False and root_weight=False "
+                             "leave no projection")
         check_operator(operator, score=score, edge_dim=edge_dim, dropout=dropout)
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
         self.score, self.dropout, self.bias, self.edge_dim, self.backend = score, dropout, bias, edge_dim, backend
         self.position, self.projection, self.project_out, self.operator = position, projection, project_out, operator
+        self.root_weight, self.add_self_loops = root_weight, add_self_loops
         separate = projection == "separate"
         # "shared": lin_query is the one W; "none": no projection at all.
-        self.lin_query = _linear(dst_channels, out_channels, bias) if projection != "none" else None
-        self.lin_key = _linear(src_channels, out_channels, bias) if separate else None
-        self.lin_value = _linear(src_channels, out_channels, bias) if separate else None
+        self.lin_query = linear(dst_channels, out_channels, bias) if projection != "none" else None
+        self.lin_key = linear(src_channels, out_channels, bias) if separate else None
+        self.lin_value = linear(src_channels, out_channels, bias) if separate else None
         self.lin_edge = nn.Linear(edge_dim, out_channels, bias=False) if edge_dim is not None else None
         self.att = nn.Parameter(torch.empty(heads, out_channels // heads)) if score == "additive" else None
         self.lin_out = nn.Linear(out_channels, out_channels, bias=bias) if project_out else None
+        self.lin_skip = linear(dst_channels, out_channels, bias) if root_weight else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        for lin in (self.lin_query, self.lin_key, self.lin_value, self.lin_edge, self.lin_out):
+        for lin in (self.lin_query, self.lin_key, self.lin_value, self.lin_edge, self.lin_out, self.lin_skip):
             if lin is not None:
                 lin.reset_parameters()
         if self.att is not None:
@@ -216,10 +207,11 @@ class SelfAttentionConv(MessagePassing):
 
     def forward(
         self,
-        x: Tensor | tuple[Tensor, Tensor],
+        x: Tensor | tuple[Tensor, Tensor | None],
         edges: AttentionGraph | Pattern | Tensor,
         edge_attr: Tensor | None = None,
         *,
+        size: tuple[int, int] | None = None,
         batch: Tensor | None = None,
         lengths: Tensor | None = None,
         pos: Tensor | None = None,
@@ -227,71 +219,103 @@ class SelfAttentionConv(MessagePassing):
         encoding: Prepared | None = None,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         """Attend along ``edges``: a prepared :class:`~graphattn.AttentionGraph` (which holds
-        the batch layout, positions and edge features), or anything ``AttentionGraph.build``
-        accepts (a pattern laid on each sequence of ``batch`` / ``lengths``, an ``edge_index``,
-        an ``EdgeIndex``, a sparse ``adj_t``), prepared on the fly. Returns ``(N, out_channels)``,
-        and ``(edge_index, alpha)`` when ``return_attention_weights``; ``alpha`` ``(E, H)`` is
-        before dropout.
+        the batch layout, positions and edge features; used as built), a pattern laid on each
+        sequence of ``batch`` / ``lengths``, or an adjacency (``edge_index``, ``EdgeIndex``, torch
+        sparse or ``SparseTensor`` ``adj_t``), prepared once per adjacency. Returns
+        ``(N_dst, out_channels)``, and ``(edge_index, alpha)`` when ``return_attention_weights``;
+        ``alpha`` ``(E, H)`` is before dropout, ``edge_index`` the edges attended (with the added
+        self-loops).
 
-        ``x``'s values are checked (finite) when the graph is built here; on a prepared graph
-        only its shape and dtype are, unless :func:`graphattn.debug` is on. ``encoding`` is
-        ``position.prepare(graph)`` computed once by a model for all its layers (default: here)."""
+        Values (finite ``x``, ids in range) are checked unless ``edges`` is a prepared graph or an
+        ``EdgeIndex`` (then only shapes and dtypes are: no host round trip, so
+        ``torch.compile(fullgraph=True)`` has no graph break), or always under
+        :func:`graphattn.debug`. ``encoding`` is ``position.prepare(graph)`` computed once by a
+        model for all its layers (default: here)."""
         bipartite = isinstance(x, tuple)
-        x_j, x_i = (x[0], x[1]) if bipartite and len(x) == 2 else (x, x)
         if bipartite and len(x) != 2:
             raise ValueError(f"a bipartite x must be a pair (x_src, x_dst), got {len(x)} tensors")
-        # a prepared graph: metadata only; a meta tensor (shape inference) has no values
-        values = (debugging() or not isinstance(edges, AttentionGraph)) and not (isinstance(x, Tensor) and x.is_meta)
-        self._check_x(x_j, "x_src" if bipartite else "x", values)
+        x_j, x_i = (x[0], x[1]) if bipartite else (x, x)
+        # trusted edges: metadata only; a meta tensor (shape inference) has no values
+        values = (debugging() or not isinstance(edges, (AttentionGraph, EdgeIndex))) and not (
+            isinstance(x_j, Tensor) and x_j.is_meta)
+        src_width, dst_width = in_channels_pair(self.in_channels)
+        projected = self.projection != "none"
+        check_x(x_j, "x_src" if bipartite else "x", src_width, values=values, projected=projected)
+        if bipartite and x_i is not None:
+            check_x(x_i, "x_dst", dst_width, values=values, projected=projected)
+        adjacency = not isinstance(edges, (AttentionGraph, Pattern))
         if bipartite:
-            self._check_x(x_i, "x_dst", values)
-        q, k, v = self._project(x_j, x_i)  # (N_dst, H, C), (N_src, H, C), (N_src, H, C)
-        if bipartite:
+            if not adjacency or not (isinstance(edges, Tensor) or is_sparse(edges)):
+                raise TypeError(f"a bipartite x needs an edge_index [2, E] from x_src to x_dst (or an EdgeIndex or a "
+                                f"sparse adj_t [N_dst, N_src]), got {type(edges).__name__}")
             if self.position is not None or self.operator is not None or any(a is not None for a in (batch, lengths, pos)):
                 raise ValueError("a bipartite x takes no position, operator, batch, lengths or pos: they need one node set")
-            edge_index = _bipartite_edges(edges, x_j.size(0), x_i.size(0))
-            edge_kv = self._edge_kv(edge_attr, edge_index.size(1))
-            out, alpha = self._message_passing(q, k, v, edge_index, edge_kv, None, (x_j.size(0), x_i.size(0)))
-            weights = (edge_index, alpha)
+        if encoding is not None and self.position is None:  # never dropped silently
+            raise ValueError("encoding was given but the layer has no position encoding; build it with position=")
+        num_src, num_dst = node_counts(x_j, x_i, edges if adjacency else None, size)
+        if x_i is None:  # PyG's samplers put the destinations first
+            x_i = x_j[:num_dst]
+        q, k, v = self._project(x_j, x_i)  # (N_dst, H, C), (N_src, H, C), (N_src, H, C)
+        graph, edge_attr = self._graph(edges, adjacency, num_src, num_dst, edge_attr, batch, lengths, pos, x_j.device)
+        edge_kv = None
+        if edge_attr is not None or self.lin_edge is not None:
+            edge_attr = check_edge_attr(edge_attr, self.edge_dim, graph.num_edges, values=values)
+            edge_kv = self.lin_edge(edge_attr).view(-1, self.heads, self.out_channels // self.heads)  # (E, H, C)
+        bias = None
+        if self.position is not None:
+            q, k, bias = (prepare_encoding(self.position, graph) if encoding is None else encoding)(q, k)
+        if self.operator is not None:
+            if bias is not None:
+                raise ValueError(f"operator={type(self.operator).__name__} forms no scores to add a position bias "
+                                 f"to; use a feature encoding or RotaryEncoding")
+            out, weights = self.operator(q, k, v, graph, dropout=self.dropout if self.training else 0.0,
+                                         return_weights=return_attention_weights)
         else:
-            graph = AttentionGraph.build(edges, x.size(0), batch=batch, lengths=lengths, pos=pos, includes_virtual=True,
-                                            edge_attr=edge_attr).to(x.device)  # lengths alone build on the CPU
-            bias = None
-            if encoding is not None and self.position is None:  # never dropped silently
-                raise ValueError("encoding was given but the layer has no position encoding; build it with position=")
-            if self.position is not None:
-                q, k, bias = (prepare(self.position, graph) if encoding is None else encoding)(q, k)
-            edge_kv = self._edge_kv(graph.edge_attr, graph.num_edges if graph.edge_attr is not None else 0)
-            if self.operator is not None:
-                if bias is not None:
-                    raise ValueError(f"operator={type(self.operator).__name__} forms no scores to add a position bias "
-                                     f"to; use a feature encoding or RotaryEncoding")
-                out, weights = self.operator(q, k, v, graph, dropout=self.dropout if self.training else 0.0,
-                                             return_weights=return_attention_weights)
-            elif self._pyg_tools_active():
-                routed = ops.route(q, k, graph)  # a data-dependent pattern: this forward's edges
-                out, alpha = self._message_passing(q, k, v, routed.edge_index, edge_kv, bias, None)
-                weights = (routed.edge_index, alpha)
+            graph = route(q, k, graph)  # a data-dependent pattern: the edges this forward's q and k choose
+            if pyg_tools_active(self):
+                out, alpha = self._message_passing(q, k, v, graph.edge_index, edge_kv, bias, (num_src, num_dst))
             else:
-                res = ops.attention(
-                    q, k, v, graph, score=self.score, att=self.att, bias=bias, edge_kv=edge_kv,
-                    dropout=self.dropout, training=self.training, backend=self.backend,
-                    return_weights=return_attention_weights,
-                )
-                out, weights = res.out, res.weights
-        out = out.reshape(out.size(0), self.out_channels)  # (N, H * C)
+                out, alpha = attend(q, k, v, graph, num_dst, score=self.score, att=self.att, bias=bias,
+                                    edge_kv=edge_kv, dropout=self.dropout, training=self.training,
+                                    backend=self.backend, return_weights=return_attention_weights)
+            weights = (graph.edge_index, alpha)
+        out = out.reshape(num_dst, self.out_channels)  # (N_dst, H * C)
         if self.lin_out is not None:
             out = self.lin_out(out)
+        if self.lin_skip is not None:
+            out = out + self.lin_skip(x_i)
         return (out, weights) if return_attention_weights else out
 
-    # ------------------------------------------------------------------ the message-passing twin
-    def _pyg_tools_active(self) -> bool:
-        """Whether PyG's explain mode or any message-passing hook is on: then PyG must see
-        :meth:`propagate` and :meth:`message`."""
-        return bool(self.explain) or any(getattr(self, name) for name in _HOOKS)
+    def _graph(self, edges: object, adjacency: bool, num_src: int, num_dst: int, edge_attr: Tensor | None,
+               batch: Tensor | None, lengths: Tensor | None, pos: Tensor | None,
+               device: torch.device) -> tuple[AttentionGraph, Tensor | None]:
+        """The graph to attend along and its edge features: a prepared one as given, a pattern laid
+        on the batch, an adjacency prepared once (:func:`graphattn.nn.edges.prepare`)."""
+        if not adjacency:
+            if isinstance(edges, Pattern) and self.add_self_loops:
+                edges = edges | SelfLoops()
+            graph = AttentionGraph.build(edges, num_src, batch=batch, lengths=lengths, pos=pos, includes_virtual=True,
+                                         edge_attr=edge_attr).to(device)  # lengths alone build on the CPU
+            return graph, graph.edge_attr
+        prepared = prepare(edges, num_src, num_dst, "replace" if self.add_self_loops else "keep", name="edges")
+        if edge_attr is not None or self.lin_edge is not None:
+            edge_attr = edge_features(prepared, edge_attr, 0.0)
+        if batch is None and lengths is None and pos is None and self.position is None:
+            return prepared.graph, edge_attr
+        # positions need the batch layout: a graph of this call, on the prepared edges
+        graph = AttentionGraph.build(prepared.edge_index, num_src, batch=batch, lengths=lengths, pos=pos, trusted=True)
+        return graph.to(device), edge_attr
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What ``torch.jit.script`` compiles: PyG's overloaded signatures around this layer's own
+        forward, which stays Python (see :mod:`graphattn.nn.pyg.script`)."""
+        from .pyg.script import ScriptedLayer
+
+        return ScriptedLayer(self)
+
+    # ------------------------------------------------------------------ the message-passing twin
     def _message_passing(self, q: Tensor, k: Tensor, v: Tensor, edge_index: Tensor, edge_kv: Tensor | None,
-                         bias: object, size: tuple[int, int] | None) -> tuple[Tensor, Tensor]:
+                         bias: object, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
         """``(out [N_dst, H, C], alpha [E, H])`` through ``edge_updater`` and ``propagate``: the
         gather / scatter twin of the kernels (``ops.scatter``), where PyG's tools can see it."""
         alpha = self.edge_updater(edge_index, q=(None, q), k=(k, None), edge_kv=edge_kv, bias=bias, size=size)
@@ -331,68 +355,11 @@ class SelfAttentionConv(MessagePassing):
             return q, k, k
         return q, self.lin_key(x_j).view(-1, heads, channels), self.lin_value(x_j).view(-1, heads, channels)
 
-    def _check_x(self, x: Tensor, name: str, values: bool) -> None:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor of shape [N, F] (or a pair (x_src, x_dst)), "
-                            f"got {type(x).__name__}")
-        if x.dim() != 2:
-            raise ValueError(f"{name} must have shape [N, F], got {list(x.shape)}")
-        if not x.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
-        sparse = x.layout != torch.strided
-        if sparse and self.projection == "none":
-            raise ValueError(f"a sparse {name} needs a projection; projection='none' attends with x itself")
-        expected = _in_channels(self.in_channels)[1 if name == "x_dst" else 0]
-        if expected != -1 and x.size(1) != expected:
-            raise ValueError(f"{name} must have shape [N, {expected}], got {list(x.shape)}")
-        if not values:
-            return
-        # a sparse matrix's implicit zeros are finite: check the stored values only
-        values = x if not sparse else x.coalesce().values() if x.layout == torch.sparse_coo else x.values()
-        if not all_finite(values):
-            raise ValueError(f"{name} contains NaN or infinite values")
-
-    def _edge_kv(self, edge_attr: Tensor | None, num_edges: int) -> Tensor | None:
-        if edge_attr is None:
-            if self.lin_edge is not None:
-                raise ValueError(f"edge_attr of shape [E, {self.edge_dim}] is required (edge_dim={self.edge_dim})")
-            return None
-        if self.lin_edge is None:
-            raise ValueError("edge_attr was given but the layer has no edge_dim")
-        if not isinstance(edge_attr, Tensor) or edge_attr.dim() != 2 or edge_attr.shape != (num_edges, self.edge_dim):
-            got = list(edge_attr.shape) if isinstance(edge_attr, Tensor) else type(edge_attr).__name__
-            raise ValueError(f"edge_attr must have shape [E, edge_dim] = [{num_edges}, {self.edge_dim}], got {got}")
-        return self.lin_edge(edge_attr).view(-1, self.heads, self.out_channels // self.heads)  # (E, H, C)
-
     def __repr__(self) -> str:
         defaults = {"score": "dot", "dropout": 0.0, "bias": True, "edge_dim": None, "backend": "auto",
-                    "position": None, "projection": "separate", "project_out": True, "operator": None}
+                    "position": None, "projection": "separate", "project_out": True, "root_weight": False,
+                    "add_self_loops": False, "operator": None}
         settings = "".join(f", {name}={getattr(self, name)!r}" for name, default in defaults.items()
                            if getattr(self, name) != default)
         return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, heads={self.heads}{settings})"
 
-
-def _in_channels(in_channels: object) -> tuple[int, int]:
-    """``(F_src, F_dst)`` from an int, a pair or ``-1`` (lazy)."""
-    pair = tuple(in_channels) if isinstance(in_channels, (tuple, list)) else (in_channels, in_channels)
-    if len(pair) != 2 or any(isinstance(c, bool) or not isinstance(c, int) or (c < 1 and c != -1) for c in pair):
-        raise ValueError(f"in_channels must be a positive int, -1 (lazy) or a pair of them (F_src, F_dst), "
-                         f"got {in_channels!r}")
-    return pair
-
-
-def _linear(in_channels: int, out_channels: int, bias: bool) -> nn.Module:
-    # PyG's Linear infers in_channels=-1 on the first call (what to_hetero's lazy models need)
-    return nn.Linear(in_channels, out_channels, bias=bias) if in_channels > 0 else LazyLinear(-1, out_channels, bias)
-
-
-def _bipartite_edges(edges: object, num_src: int, num_dst: int) -> Tensor:
-    """``edge_index [2, E]`` from source nodes (row 0) to destination nodes (row 1)."""
-    if isinstance(edges, (AttentionGraph, Pattern)) or not isinstance(edges, Tensor) or edges.layout != torch.strided:
-        raise TypeError(f"a bipartite x needs an edge_index [2, E] (or EdgeIndex) from x_src to x_dst, "
-                        f"got {type(edges).__name__}")
-    edges = check_edge_index(edges.as_tensor() if hasattr(edges, "as_tensor") else edges, name="edges")
-    for row, n, what in ((0, num_src, "sources in x_src"), (1, num_dst, "destinations in x_dst")):
-        if edges.size(1) and int(edges[row].max()) >= n:
-            raise ValueError(f"edges[{row}] has node id {int(edges[row].max())} but there are {n} {what}")
-    return edges

@@ -21,8 +21,10 @@ __all__ = ["as_edge_index"]
 
 
 def as_edge_index(edges: object, num_nodes: int | None, batch: Tensor | None,
-                   lengths: object) -> tuple[Tensor, int]:
-    """``(edge_index [2, E], num_nodes)`` from an ``edge_index``, ``EdgeIndex`` or ``adj_t``."""
+                   lengths: object, trusted: bool = False) -> tuple[Tensor, int]:
+    """``(edge_index [2, E], num_nodes)`` from an ``edge_index``, ``EdgeIndex`` or ``adj_t``. Node
+    ids are checked (a host round trip) unless ``trusted`` or the edges are an ``EdgeIndex``,
+    whose own validation PyG's layers trust as well; shape and dtype always are."""
     size = None
     if isinstance(edges, Tensor) and edges.layout != torch.strided:  # torch sparse adj_t [N_q, N_k]
         if edges.dim() != 2 or edges.size(0) != edges.size(1):
@@ -45,7 +47,7 @@ def as_edge_index(edges: object, num_nodes: int | None, batch: Tensor | None,
     elif isinstance(edges, Tensor) and hasattr(edges, "sparse_size") and hasattr(edges, "as_tensor"):  # EdgeIndex
         sparse = edges.sparse_size()
         size = next((s for s in sparse if s is not None), None)
-        edges = edges.as_tensor()
+        edges, trusted = edges.as_tensor(), True
     elif not isinstance(edges, Tensor):
         raise TypeError("edges must be a Pattern, an edge_index [2, E], an EdgeIndex or a sparse adj_t, "
                         f"got {type(edges).__name__}")
@@ -59,6 +61,9 @@ def as_edge_index(edges: object, num_nodes: int | None, batch: Tensor | None,
         raise ValueError("an edge_index needs num_nodes (or batch / lengths) to know how many nodes there are")
     if size is not None and size != num_nodes:
         raise ValueError(f"the adjacency spans {size} nodes but num_nodes is {num_nodes}")
+    if trusted:  # the same type, dtype and shape checks, without asking the device for the ids
+        check_edge_index(edges[:, :0] if edges.dim() == 2 else edges, name="edges")
+        return edges.long(), num_nodes
     return check_edge_index(edges, num_nodes, name="edges"), num_nodes
 
 

@@ -20,7 +20,7 @@ from torch import Tensor
 from .bias import dense_bias
 from .graph import AttentionGraph
 from .kernel import Kernel, KernelResult, Plan, dot_only
-from .masked import explicit, needs_explicit, sdpa
+from .masked import explicit, masked_lse, needs_explicit, sdpa
 from .scores import ScoreSpec
 
 __all__ = ["Dense", "DensePlan", "DENSE_MAX_MASK", "DENSE_MIN_DENSITY"]
@@ -155,8 +155,9 @@ def _unpad(t: Tensor, plan: DensePlan) -> Tensor:
 
 def dense_core(q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: DensePlan, *,
                need_weights: bool) -> tuple[Tensor, Tensor | None]:
-    """``(out [N, H, C], lse [N, H] | None)``; the explicit path (and ``lse``) when ``need_weights``,
-    or when dropout asks for it."""
+    """``(out [N, H, C], lse [N, H] | None)``: the output from SDPA unless dropout asks for the
+    explicit path, so it is the same number whether or not weights are asked for (then ``lse``
+    comes from the masked scores beside it)."""
     mask, bias = plan.mask, None
     if plan.log_counts is not None:
         bias = plan.log_counts.to(q.dtype)
@@ -164,8 +165,11 @@ def dense_core(q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: Sco
         score_bias = dense_bias(graph, spec.bias, plan, q.dtype)  # (B, H, L, L), -inf where masked
         bias = score_bias if bias is None else bias + score_bias
     qp, kp, vp = _pad(q, plan), _pad(k, plan), _pad(v, plan)
-    if not needs_explicit(spec, need_weights):
+    if not needs_explicit(spec, False):
         # a float bias (log-counts, score bias) holds -inf where masked: SDPA's one mask then
-        return _unpad(sdpa(qp, kp, vp, mask if bias is None else bias, spec.scale), plan), None
+        out = _unpad(sdpa(qp, kp, vp, mask if bias is None else bias, spec.scale), plan)
+        if not need_weights:
+            return out, None
+        return out, _unpad(masked_lse(qp, kp, mask, spec, bias)[1], plan)[..., 0]
     out, lse = explicit(qp, kp, vp, mask, spec, bias)  # (B, H, L, C), (B, H, L)
     return _unpad(out, plan), _unpad(lse[..., None], plan)[..., 0]

@@ -64,7 +64,7 @@ PRIORITY: dict[str, tuple[Kernel, ...]] = {
     "cpu": (_STRIDE, _BAND, _TILES, _BUCKETS, _DENSE, _SPARSE, _SCATTER),
     "cuda": (_FLEX, _STRIDE, _BAND, _TILES, _BUCKETS, _DENSE, _FUSED, _SPARSE, _SCATTER),
 }
-SCORES = ("dot", "additive")
+SCORES = ("dot", "additive", "gat", "gatv2")
 
 
 class AttentionOutput(NamedTuple):
@@ -100,7 +100,8 @@ class Finite(torch.autograd.Function):
 def _call_kind(backend: str, spec: ScoreSpec) -> tuple:
     """What the choice of a kernel depends on, besides the graph."""
     return (backend, spec.score, spec.edge_kv is not None, spec.bias is not None, spec.dropout > 0 and spec.training,
-            spec.grad, spec.device, spec.dtype, spec.transformed, spec.shape)
+            spec.grad, spec.device, spec.dtype, spec.transformed, spec.shape, spec.edge_k is not None,
+            spec.keep is not None)
 
 
 def choose_kernel(graph: AttentionGraph, spec: ScoreSpec, backend: str = "auto") -> Kernel:
@@ -237,6 +238,9 @@ def attention(
     training: bool = False,
     backend: str = "auto",
     return_weights: bool = False,
+    negative_slope: float = 0.2,
+    edge_k: Tensor | None = None,
+    keep: Tensor | None = None,
 ) -> AttentionOutput:
     """Multi-head attention of ``q`` over ``k, v`` along the edges of a graph.
 
@@ -249,34 +253,42 @@ def attention(
             on the fly. A data-dependent pattern (``LSH``, ``KMeans``, ``TopK``) is first routed
             on ``q`` and ``k`` (:func:`~graphattn.ops.route`); the weights are then on its edges.
         sizes: sequence lengths summing to ``N`` (default one sequence; not with a graph).
-        score: ``"dot"`` (scaled dot product) or ``"additive"`` (``att . tanh(q_i + k_j)``).
-        att: ``[H, C]`` additive score vectors (``score="additive"`` only).
+        score: ``"dot"`` (scaled dot product), ``"additive"`` (``att . tanh(q_i + k_j)``), ``"gat"``
+            (``LeakyReLU(q_i + k_j)`` summed over channels: GAT's per-node scalars as ``C = 1``) or
+            ``"gatv2"`` (``att . LeakyReLU(q_i + k_j)``); see :class:`~graphattn.ops.ScoreSpec`.
+        att: ``[H, C]`` score vectors (``"additive"`` and ``"gatv2"`` only).
         scale: dot-product scale, a finite float > 0 (``score="dot"`` only), default ``1 / sqrt(C)``.
         bias: optional ``bias(q_idx, k_idx) -> [..., H]`` added to the scores.
         edge_kv: optional ``[E, H, C]`` edge features added to keys and values (explicit edges only).
         dropout, training: dropout on the attention weights while training.
         backend: ``"auto"``, a kernel name in :data:`KERNELS` or a group in :data:`GROUPS`.
         return_weights: also return ``(edge_index, alpha)``; ``alpha`` is before dropout.
+        negative_slope: LeakyReLU's slope for ``"gat"`` and ``"gatv2"`` scores.
+        edge_k: optional ``[E, H, C]`` edge features added to the keys in the scores only (GAT's and
+            GATv2's edge term; explicit edges only).
+        keep: optional ``[E, H]`` dropout mask on the weights, drawn by the caller in edge order
+            (``F.dropout(ones)``: entries 0 or ``1 / (1 - p)``), used instead of ``dropout``.
     """
     _check_qkv(q, k, v)
     n, heads, channels, dtype = *q.shape, q.dtype
     check_choice(score, "score", SCORES)
-    if score == "additive":
+    if score in ("additive", "gatv2"):
         if not isinstance(att, Tensor) or att.shape != (heads, channels):
-            raise ValueError(f"att must be a [H, C] = [{heads}, {channels}] tensor for additive scores")
+            raise ValueError(f"att must be a [H, C] = [{heads}, {channels}] tensor for {score} scores")
         if att.dtype != q.dtype or att.device != q.device:
             raise TypeError(f"att must have q's dtype and device ({q.dtype}, {q.device}), got {att.dtype}, {att.device}")
     elif att is not None:  # never dropped silently
-        raise ValueError("att (the additive score vectors) applies to score='additive' only; drop it or use "
-                         "score='additive'")
+        raise ValueError(f"att (the score vectors) applies to score='additive' and score='gatv2' only, not "
+                         f"score={score!r}; drop it")
     if scale is not None:
         if score != "dot":
-            raise ValueError("scale applies to score='dot' only (additive scores att . tanh(q_i + k_j) have none)")
+            raise ValueError(f"scale applies to score='dot' only, not score={score!r} (its scores have no scale)")
         scale = check_float(scale, "scale", above=0)
     check_bool(training, "training")
     check_bool(return_weights, "return_weights")
     check_choice(backend, "backend", BACKENDS)
     check_probability(dropout, "dropout")
+    check_float(negative_slope, "negative_slope")
     if isinstance(edges, AttentionGraph):
         if sizes is not None:
             raise ValueError("sizes belongs to AttentionGraph.build; the prepared graph already has its sizes")
@@ -287,19 +299,23 @@ def attention(
         raise ValueError(f"the graph has {graph.num_nodes} nodes but q, k, v have N={n}")
     if graph.device != q.device:
         raise ValueError(f"the graph is on {graph.device} but q, k, v are on {q.device}; use graph.to(q.device)")
-    if edge_kv is not None:
+    for name, t, per_edge in (("edge_kv", edge_kv, (heads, channels)), ("edge_k", edge_k, (heads, channels)),
+                              ("keep", keep, (heads,))):
+        if t is None:
+            continue
         if graph.pattern is not None:
-            raise ValueError("edge_kv (edge features) needs an explicit edge_index, not a pattern")
-        if not isinstance(edge_kv, Tensor) or edge_kv.shape != (graph.num_edges, heads, channels):
-            got = list(edge_kv.shape) if isinstance(edge_kv, Tensor) else type(edge_kv).__name__
-            raise ValueError(f"edge_kv must be [E, H, C] = [{graph.num_edges}, {heads}, {channels}], got {got}")
-        if edge_kv.dtype != dtype or edge_kv.device != q.device:
-            raise TypeError(f"edge_kv must have q's dtype and device ({dtype}, {q.device}), got {edge_kv.dtype}, "
-                            f"{edge_kv.device}")
+            raise ValueError(f"{name} (per-edge values) needs an explicit edge_index, not a pattern")
+        want = (graph.num_edges, *per_edge)
+        if not isinstance(t, Tensor) or t.shape != want:
+            got = list(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise ValueError(f"{name} must be a tensor of shape {list(want)}, got {got}")
+        if t.dtype != dtype or t.device != q.device:
+            raise TypeError(f"{name} must have q's dtype and device ({dtype}, {q.device}), got {t.dtype}, {t.device}")
     bias = None if bias is None else _checked_bias(bias, heads, n)
-    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (q, k, v, att, edge_kv, edge_k))
     spec = ScoreSpec(score, channels**-0.5 if scale is None else scale, att, bias, edge_kv, dropout, training, grad,
-                     q.device.type, q.dtype, torch._C._are_functorch_transforms_active(), (heads, channels, v.size(2)))
+                     q.device.type, q.dtype, torch._C._are_functorch_transforms_active(), (heads, channels, v.size(2)),
+                     negative_slope, edge_k, keep)
     if q.device.type == "meta":  # shape inference: nothing to compute with, nothing to choose
         weights = (graph.edge_index, q.new_empty(graph.num_edges, heads)) if return_weights else None
         return AttentionOutput(v.new_empty(v.shape), weights, "meta", "meta")
@@ -317,7 +333,8 @@ def attention(
     if half:  # no float32 accumulation in this kernel here: compute on float32 copies, cast the results back
         q, k, v = q.float(), k.float(), v.float()
         spec = replace(spec, att=None if att is None else att.float(), dtype=torch.float32,
-                       edge_kv=None if edge_kv is None else edge_kv.float())
+                       edge_kv=None if edge_kv is None else edge_kv.float(),
+                       edge_k=None if edge_k is None else edge_k.float(), keep=None if keep is None else keep.float())
     if kernel.mixes:  # finite keys and values in, the queries that attend to a bad one marked after
         # a (node, head) is bad when a channel of its key or value is NaN / inf: their float64 sum then is
         # (a sum of finite float32 / half values cannot overflow in float64)

@@ -115,7 +115,7 @@ class AttentionGraph:
     @classmethod
     def build(cls, edges: Edges, num_nodes: int | None = None, *, batch: Tensor | None = None,
               lengths: Tensor | Sequence[int] | None = None, pos: Tensor | None = None,
-              edge_attr: Tensor | None = None, includes_virtual: bool = False) -> AttentionGraph:
+              edge_attr: Tensor | None = None, includes_virtual: bool = False, trusted: bool = False) -> AttentionGraph:
         """Prepare the attention graph of one batch.
 
         ``num_nodes``, ``batch`` and ``lengths`` describe the rows of the data; a pattern with
@@ -139,6 +139,10 @@ class AttentionGraph:
                 index in its own sequence).
             edge_attr: ``[E, D]`` edge features aligned with an explicit ``edge_index``.
             includes_virtual: the rows include the pattern's virtual nodes.
+            trusted: the node ids of an explicit ``edge_index`` were checked already (by a layer
+                that derived it, or by ``EdgeIndex``, which is always trusted as PyG's layers
+                trust it): only its shape and dtype are checked, so nothing asks the device for
+                a number.
         """
         check_bool(includes_virtual, "includes_virtual")
         num_nodes = num_nodes if num_nodes is None else check_int(num_nodes, "num_nodes", 0, MAX_INDEX)
@@ -163,7 +167,7 @@ class AttentionGraph:
         if isinstance(edges, Pattern) or isinstance(edges, list):
             graph = cls._from_patterns(edges, num_nodes, batch, lengths, device, includes_virtual, pos)
         else:
-            edge_index, num_nodes = as_edge_index(edges, num_nodes, batch, lengths)
+            edge_index, num_nodes = as_edge_index(edges, num_nodes, batch, lengths, trusted)
             sizes = _sizes(num_nodes, batch, lengths)
             graph = cls(num_nodes, sizes, edge_index=edge_index.to(device) if device else edge_index,
                         device=edge_index.device if device is None else device)

@@ -28,8 +28,8 @@ from torch import Tensor
 from .graph import AttentionGraph
 from .scores import ScoreSpec
 
-__all__ = ["Kernel", "Plan", "memoized", "KernelResult", "edge_scores", "edge_weights", "segment_softmax", "DOT_ONLY", "dot_only",
-           "needs_pattern"]
+__all__ = ["Kernel", "Plan", "memoized", "KernelResult", "edge_scores", "edge_weights", "segment_softmax", "DOT_ONLY",
+           "EDGE_KV", "dot_only", "needs_pattern"]
 
 P = TypeVar("P")
 T = TypeVar("T")
@@ -124,13 +124,23 @@ class Kernel(Generic[P]):
 
 #: The reason a kernel that computes dot-product scores only gives for additive scores.
 DOT_ONLY = "additive scores (only scatter and reference compute them)"
+#: The reason a kernel without per-edge values gives for ``edge_kv``.
+EDGE_KV = "edge features (edge_kv: per-edge per-channel values; scatter and reference compute them)"
 
 
 def dot_only(spec: ScoreSpec) -> list[str]:
-    """The reasons of a kernel without additive scores or edge features."""
-    reasons = [DOT_ONLY] if spec.score != "dot" else []
+    """The reasons of a kernel without additive scores, edge features or a caller's dropout mask."""
+    reasons = []
+    if spec.score == "additive":
+        reasons.append(DOT_ONLY)
+    elif spec.score != "dot":
+        reasons.append(f"{spec.score} scores (only sparse, scatter and reference compute them)")
     if spec.edge_kv is not None:
-        reasons.append("edge features (edge_kv: per-edge per-channel values; scatter and reference compute them)")
+        reasons.append(EDGE_KV)
+    if spec.edge_k is not None:
+        reasons.append("edge features in the scores (edge_k; sparse, scatter and reference compute them)")
+    if spec.keep is not None:
+        reasons.append("a dropout mask drawn per edge by the caller (keep; sparse, scatter and reference apply it)")
     return reasons
 
 
@@ -140,17 +150,21 @@ def needs_pattern(graph: AttentionGraph) -> list[str]:
 
 
 def edge_scores(q: Tensor, k: Tensor, graph: AttentionGraph, spec: ScoreSpec) -> Tensor:
-    """``[E, H]`` the score ``s_ij`` of every edge of ``graph.edge_index`` (dot or additive, with
-    edge features and bias), gathered per edge: O(E H C)."""
+    """``[E, H]`` the score ``s_ij`` of every edge of ``graph.edge_index`` (any score of
+    :class:`~graphattn.ops.scores.ScoreSpec`, with edge features and bias), gathered per edge: O(E H C)."""
     src, dst = graph.edge_index
     k_j = k.index_select(0, src)
     if spec.edge_kv is not None:
         k_j = k_j + spec.edge_kv
+    if spec.edge_k is not None:
+        k_j = k_j + spec.edge_k
     q_i = q.index_select(0, dst)
     if spec.score == "dot":
         scores = (q_i * spec.scale * k_j).sum(dim=-1)  # (E, H); scaled first: no half overflow
+    elif spec.score == "gat":
+        scores = spec.activation((q_i + k_j).sum(dim=-1))
     else:
-        scores = (torch.tanh(q_i + k_j) * spec.att).sum(dim=-1)
+        scores = (spec.activation(q_i + k_j) * spec.att).sum(dim=-1)
     if spec.bias is not None:
         scores = scores + spec.bias(dst, src).to(scores.dtype)
     return scores

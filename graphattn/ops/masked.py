@@ -21,7 +21,7 @@ from .graph import AttentionGraph
 from .kernel import memoized
 from .scores import ScoreSpec
 
-__all__ = ["sdpa", "explicit", "needs_explicit", "tile_attention", "reached_on_rows", "FirstOrderOnly"]
+__all__ = ["sdpa", "explicit", "masked_lse", "needs_explicit", "tile_attention", "reached_on_rows", "FirstOrderOnly"]
 
 
 def needs_explicit(spec: ScoreSpec, return_weights: bool) -> bool:
@@ -63,25 +63,31 @@ def sdpa(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, scale: float) -> 
     return FirstOrderOnly.apply(out, "fused scaled_dot_product_attention path") if out.requires_grad else out
 
 
-def explicit(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, spec: ScoreSpec, bias: Tensor | None = None
-) -> tuple[Tensor, Tensor]:
-    """As :func:`sdpa` plus ``bias`` (broadcasting to the scores) and dropout; returns
-    ``(out (..., L, C), lse (..., L))`` with ``lse = -inf`` for a query without keys."""
+def masked_lse(q: Tensor, k: Tensor, mask: Tensor | None, spec: ScoreSpec,
+               bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(scores (..., L, S), lse (..., L, 1))``: the masked scores (``-inf`` off the graph) and
+    each query's log-sum-exp (``-inf`` for a query without keys)."""
     scores = torch.matmul(q * spec.scale, k.transpose(-1, -2))  # (..., L, S); scaled first: no half overflow
     if bias is not None:
         scores = scores + bias
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    # A row without keys (or with every score -inf) has weights 0 and lse = -inf: shifting it by 0
-    # and dividing by 1 keeps exp(-inf) = 0, and every gradient finite (no 0 * inf).
+    # A row without keys (or with every score -inf) has lse = -inf: shifting it by 0 and summing to
+    # 1 keeps exp(-inf) = 0, and every gradient finite (no 0 * inf).
     row_max = scores.detach().amax(dim=-1, keepdim=True)
     row_max = torch.where(row_max > float("-inf"), row_max, 0.0)  # (..., L, 1)
-    expo = torch.exp(scores - row_max)
-    total = expo.sum(dim=-1, keepdim=True)
+    total = torch.exp(scores - row_max).sum(dim=-1, keepdim=True)
     alive = total > 0
-    lse = torch.where(alive, torch.log(torch.where(alive, total, 1.0)) + row_max, float("-inf"))
-    probs = expo / torch.where(alive, total, 1.0)
+    return scores, torch.where(alive, torch.log(torch.where(alive, total, 1.0)) + row_max, float("-inf"))
+
+
+def explicit(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, spec: ScoreSpec, bias: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """As :func:`sdpa` plus ``bias`` (broadcasting to the scores) and dropout; returns
+    ``(out (..., L, C), lse (..., L))`` with ``lse = -inf`` for a query without keys."""
+    scores, lse = masked_lse(q, k, mask, spec, bias)
+    probs = torch.exp(scores - torch.where(torch.isfinite(lse), lse, 0.0))
     return torch.matmul(spec.apply_dropout(probs), v), lse.squeeze(-1)
 
 

@@ -8,8 +8,9 @@ For every query ``i`` with in-neighbours ``N(i)`` (counted with multiplicity ``c
     o_i = \\sum_j \\alpha_{ij} v_j
 
 and ``o_i = 0`` when ``N(i)`` is empty; a non-finite key or value reaches only the queries that
-attend to it. Memory is O(N^2 H) (O(N^2 H C) for additive scores
-and edge features): use it for tests, never for speed.
+attend to it. The score is any of :class:`~graphattn.ops.scores.ScoreSpec`'s. Memory is
+O(N^2 H) (O(N^2 H C) for additive and GATv2 scores and edge features): use it for tests, never
+for speed.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ class Reference(Kernel[Tensor]):
     name = backend = "reference"
 
     def unsupported(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
-        if spec.edge_kv is not None and graph.pattern is None and graph.edge_index.size(1) and bool(
-                (graph.plan(self) > 1).any()):
-            return ["edge features on duplicate edges (the dense oracle holds one feature per pair)"]
+        per_edge = spec.edge_kv is not None or spec.edge_k is not None or spec.keep is not None
+        if per_edge and graph.pattern is None and graph.edge_index.size(1) and bool((graph.plan(self) > 1).any()):
+            return ["edge features or a dropout mask on duplicate edges (the dense oracle holds one value per pair)"]
         return []
 
     def declines(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
@@ -67,11 +68,7 @@ def reference_attention(
         return v.new_zeros(v.shape), (q.new_zeros(0, q.size(1)) if return_weights else None)
     counts = (graph.plan(REFERENCE) if counts is None else counts).to(q.dtype)  # (N_q, N_k)
     idx = torch.arange(n, device=q.device)
-    edge_kv = None
-    if spec.edge_kv is not None:
-        ei = graph.edge_index
-        edge_kv = q.new_zeros(n, n, *spec.edge_kv.shape[1:])  # (N_q, N_k, H, C)
-        edge_kv[ei[1], ei[0]] = spec.edge_kv
+    edge_kv, edge_k = (_dense_edges(t, graph, n) for t in (spec.edge_kv, spec.edge_k))  # (N_q, N_k, H, C) or None
     if spec.score == "dot":
         scores = torch.einsum("ihc,jhc->hij", q, k)
         if edge_kv is not None:
@@ -79,9 +76,13 @@ def reference_attention(
         scores = scores * spec.scale
     else:
         pair = q[:, None] + k[None, :]  # (N_q, N_k, H, C)
-        if edge_kv is not None:
-            pair = pair + edge_kv
-        scores = torch.einsum("ijhc,hc->hij", torch.tanh(pair), spec.att)
+        for e in (edge_kv, edge_k):
+            if e is not None:
+                pair = pair + e
+        if spec.score == "gat":
+            scores = spec.activation(pair.sum(dim=-1)).permute(2, 0, 1)
+        else:
+            scores = torch.einsum("ijhc,hc->hij", spec.activation(pair), spec.att)
     if spec.bias is not None:
         scores = scores + spec.bias(idx[:, None], idx[None, :]).permute(2, 0, 1).to(scores.dtype)
     allowed = counts > 0
@@ -91,6 +92,8 @@ def reference_attention(
     denom = expo.sum(dim=-1, keepdim=True)
     probs = expo / torch.where(denom > 0, denom, 1)  # (H, N_q, N_k); empty rows stay 0
     dropped = spec.apply_dropout(probs)
+    if spec.keep is not None:
+        dropped = dropped * _dense_edges(spec.keep, graph, n).permute(2, 0, 1)
     if all_finite(v) and (edge_kv is None or all_finite(edge_kv)):
         out = torch.einsum("hij,jhc->ihc", dropped, v)
         if edge_kv is not None:
@@ -105,6 +108,16 @@ def reference_attention(
         src, dst = graph.edge_index.to(q.device)
         weights = (probs[:, dst, src] / counts[dst, src]).T  # per edge copy: (E, H)
     return out, weights
+
+
+def _dense_edges(values: Tensor | None, graph: AttentionGraph, n: int) -> Tensor | None:
+    """Per-edge ``values [E, ...]`` laid on ``[N_q, N_k, ...]`` (zeros off the graph)."""
+    if values is None:
+        return None
+    src, dst = graph.edge_index
+    dense = values.new_zeros(n, n, *values.shape[1:])
+    dense[dst, src] = values
+    return dense
 
 
 REFERENCE = Reference()

@@ -3,7 +3,8 @@
 Each edge ``(j, i)`` gathers ``q_i`` and ``k_j``, a softmax over the edges that share a query
 (:func:`~graphattn.ops.kernel.segment_softmax`) normalises the scores, and the weighted values are
 summed into their query (``torch_geometric.utils.scatter``). Duplicate edges are separate
-messages. It computes everything the others may not (additive scores, edge features), and its
+messages. It computes everything the others may not (every score, edge features, a caller's
+dropout mask), and its
 autograd is torch's own (double backward included). Memory: O(E H C) for the gathered rows,
 O(E H) for the scores. Slow twin: :func:`graphattn.ops.reference.reference_attention`.
 """
@@ -40,6 +41,7 @@ class Scatter(Kernel[None]):
         v_j = v.index_select(0, src)
         if spec.edge_kv is not None:
             v_j = v_j + spec.edge_kv
-        messages = spec.apply_dropout(alpha).unsqueeze(-1) * v_j
+        dropped = spec.apply_dropout(alpha) if spec.keep is None else alpha * spec.keep
+        messages = dropped.unsqueeze(-1) * v_j
         out = scatter(messages, dst, dim=0, dim_size=n, reduce="sum")  # (N, H, C)
         return KernelResult(out, alpha=alpha if need_weights else None)

@@ -48,9 +48,16 @@ class ScoreSpec:
     """Everything a kernel needs to turn ``(q_i, k_j)`` into a probability.
 
     ``score="dot"``: ``s_ij = scale * q_i . (k_j + e_ij)``;
-    ``score="additive"``: ``s_ij = att_h . tanh(q_i + k_j + e_ij)`` (Bahdanau), per head.
-    ``bias`` is added after either; ``edge_kv`` (``[E, H, C]``, aligned with the graph's
-    ``edge_index``) is ``e_ij``, also added to the value ``v_j``.
+    ``score="additive"``: ``s_ij = att_h . tanh(q_i + k_j + e_ij)`` (Bahdanau), per head;
+    ``score="gat"``: ``s_ij = LeakyReLU(sum_c q_ic + sum_c k_jc + sum_c e_ijc)`` (GAT: with one
+    channel, the per-node scalars ``q_i = a_dst . W x_i``, ``k_j = a_src . W x_j`` and the per-edge
+    ``e_ij = a_edge . W_e x_ij``);
+    ``score="gatv2"``: ``s_ij = att_h . LeakyReLU(q_i + k_j + e_ij)`` (GATv2), per head.
+    ``bias`` is added after any of them. ``e_ij`` is ``edge_kv`` (``[E, H, C]``, aligned with the
+    graph's ``edge_index``), also added to the value ``v_j``, or ``edge_k`` (``[E, H, C_k]``), which
+    enters the score only. ``keep`` (``[E, H]``, aligned with ``edge_index``) is a dropout mask
+    drawn by the caller (each entry ``0`` or ``1 / (1 - p)``, as ``F.dropout`` scales): the kernels
+    multiply the weights by it instead of drawing their own.
     """
 
     score: str = "dot"
@@ -70,8 +77,19 @@ class ScoreSpec:
     transformed: bool = False
     #: ``(H, C, C_v)``: heads, channels of queries / keys and of values.
     shape: tuple[int, int, int] = (1, 1, 1)
+    #: The slope of LeakyReLU for x < 0 (``"gat"`` and ``"gatv2"`` scores).
+    negative_slope: float = 0.2
+    edge_k: Tensor | None = None
+    keep: Tensor | None = None
+
+    def activation(self, pre: Tensor) -> Tensor:
+        """The score's non-linearity: tanh (additive) or LeakyReLU (GAT, GATv2)."""
+        if self.score == "additive":
+            return torch.tanh(pre)
+        return torch.nn.functional.leaky_relu(pre, self.negative_slope)
 
     def apply_dropout(self, probs: Tensor) -> Tensor:
-        if self.dropout > 0 and self.training:
+        """Dropout on weights drawn here (``keep`` is applied by the kernels, which know its layout)."""
+        if self.keep is None and self.dropout > 0 and self.training:
             return torch.nn.functional.dropout(probs, self.dropout, training=True)
         return probs

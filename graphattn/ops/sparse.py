@@ -25,7 +25,8 @@ come back in the caller's edge order. The whole computation is one ``torch.libra
 (``graphattn::sparse_attention``) with a registered shape function and backward, so
 ``torch.compile(fullgraph=True)`` keeps it as one node. Half-precision inputs reach it as
 float32 copies (the dispatcher's rule for kernels without half-precision accumulation). The
-same code runs on CUDA (cuSPARSE). Slow twin:
+same code runs on CUDA (cuSPARSE). GAT's and GATv2's scores run on the same plan
+(:mod:`graphattn.ops.sparse_gat`). Slow twin:
 :func:`graphattn.ops.reference.reference_attention`.
 """
 
@@ -38,7 +39,7 @@ import torch
 from torch import Tensor
 
 from .graph import AttentionGraph
-from .kernel import Kernel, KernelResult, Plan, dot_only, memoized
+from .kernel import DOT_ONLY, EDGE_KV, Kernel, KernelResult, Plan, memoized
 from .scores import ScoreSpec
 
 __all__ = ["SparseCSR", "SparsePlan"]
@@ -131,11 +132,13 @@ def _spmm(rowptr: Tensor, col: Tensor, slot: Tensor | None, values: Tensor, x: T
 @torch.library.custom_op("graphattn::sparse_attention", mutates_args=())
 def _sparse_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, rowptr: Tensor, col: Tensor,
                       t_rowptr: Tensor, t_col: Tensor, t_order: Tensor, row: Tensor, slot: Tensor | None, heads: int,
-                      scale: float, dropout: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                      scale: float, dropout: float, given_keep: Tensor | None = None
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(out [H N, C_v], lse [H, N], alpha [H, E], keep [H, E] or [0])`` for heads-first
     ``q, k [H N, C]``, ``v [H N, C_v]``, on the block-diagonal CSR ``rowptr, col`` of the
     (query, key) pairs (its transpose ``t_*`` is for the backward); ``row [E]`` the query of each
-    sorted edge, ``slot [E]`` its pair."""
+    sorted edge, ``slot [E]`` its pair. A caller's dropout mask ``given_keep [H, E]`` replaces
+    ``dropout`` (and the returned ``keep`` is then empty: the caller holds it)."""
     n = q.size(0) // heads
     scores = _sddmm(rowptr, col, slot, q, k, heads).mul_(scale)  # (H, E); in place: no per-edge copy is kept
     if bias is not None:
@@ -148,17 +151,18 @@ def _sparse_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, rowp
     lse = denom.log() + row_max
     alpha /= denom.clamp(min=torch.finfo(denom.dtype).tiny).index_select(1, row)
     keep = alpha.new_zeros(0)
-    if dropout > 0:
+    if given_keep is None and dropout > 0:
         keep = (torch.rand_like(alpha) >= dropout).to(alpha.dtype) / (1 - dropout)
-    out = _spmm(rowptr, col, slot, alpha if dropout == 0 else alpha * keep, v)  # (H N, C_v)
+    mask = given_keep if given_keep is not None else keep if dropout > 0 else None
+    out = _spmm(rowptr, col, slot, alpha if mask is None else alpha * mask, v)  # (H N, C_v)
     return out, lse, alpha, keep
 
 
 @_sparse_attention.register_fake
-def _(q, k, v, bias, rowptr, col, t_rowptr, t_col, t_order, row, slot, heads, scale, dropout):
+def _(q, k, v, bias, rowptr, col, t_rowptr, t_col, t_order, row, slot, heads, scale, dropout, given_keep=None):
     n, e = q.size(0) // heads, row.size(0)
     return (v.new_empty(v.shape), q.new_empty(heads, n), q.new_empty(heads, e),
-            q.new_empty(heads, e) if dropout > 0 else q.new_empty(0))
+            q.new_empty(heads, e) if dropout > 0 and given_keep is None else q.new_empty(0))
 
 
 @torch.library.custom_op("graphattn::sparse_attention_backward", mutates_args=())
@@ -186,8 +190,9 @@ def _(d_out, d_lse, d_alpha, q, k, v, out, alpha, keep, rowptr, col, t_rowptr, t
 
 
 def _setup(ctx, inputs, output) -> None:
-    q, k, v, bias, rowptr, col, t_rowptr, t_col, t_order, row, slot, heads, scale, dropout = inputs
+    q, k, v, bias, rowptr, col, t_rowptr, t_col, t_order, row, slot, heads, scale, dropout, given_keep = inputs
     out, _, alpha, keep = output
+    keep = keep if given_keep is None else given_keep
     ctx.save_for_backward(q, k, v, out, alpha, keep, rowptr, col, t_rowptr, t_col, t_order, row, slot)
     ctx.heads, ctx.scale, ctx.has_bias = heads, scale, bias is not None
 
@@ -203,7 +208,7 @@ def _backward(ctx, d_out, d_lse, d_alpha, d_keep):
     d_alpha = torch.zeros_like(alpha) if d_alpha is None else d_alpha
     d_q, d_k, d_v, d_s = _sparse_backward(d_out, d_lse, d_alpha, q, k, v, out, alpha, keep, rowptr, col,
                                           t_rowptr, t_col, t_order, row, slot, ctx.heads, ctx.scale)
-    return (d_q, d_k, d_v, d_s if ctx.has_bias else None) + (None,) * 10
+    return (d_q, d_k, d_v, d_s if ctx.has_bias else None) + (None,) * 11
 
 
 _sparse_attention.register_autograd(_backward, setup_context=_setup)
@@ -215,7 +220,11 @@ class SparseCSR(Kernel[SparsePlan]):
     name = backend = "sparse"
 
     def unsupported(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
-        reasons = dot_only(spec)
+        reasons = [DOT_ONLY] if spec.score == "additive" else []
+        if spec.edge_kv is not None:
+            reasons.append(EDGE_KV)
+        if spec.edge_k is not None and spec.score == "dot":
+            reasons.append("edge features in dot-product scores only (edge_k; scatter and reference compute them)")
         if spec.transformed:
             reasons.append("a torch.func transform (its custom op has no functorch rule in this torch; scatter and "
                            "dense compute under grad / vmap)")
@@ -234,6 +243,10 @@ class SparseCSR(Kernel[SparsePlan]):
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: SparsePlan, *,
                 need_weights: bool) -> KernelResult:
+        if spec.score != "dot":  # GAT's and GATv2's scores: their own module (it builds on this one's products)
+            from .sparse_gat import sparse_gat
+
+            return sparse_gat(q, k, v, graph, spec, plan, need_weights=need_weights)
         n, heads, _ = q.shape
         rowptr, col, t_rowptr, t_col, t_order = plan.heads(heads)
         bias = None
@@ -242,7 +255,8 @@ class SparseCSR(Kernel[SparsePlan]):
             bias = spec.bias(dst.index_select(0, plan.perm), src.index_select(0, plan.perm)).T.to(q.dtype)  # (H, E)
         out, lse, alpha, _ = _sparse_attention(
             _heads_first(q), _heads_first(k), _heads_first(v), bias, rowptr, col, t_rowptr, t_col,
-            t_order, plan.row, plan.slot, heads, spec.scale, spec.dropout if spec.training else 0.0)
+            t_order, plan.row, plan.slot, heads, spec.scale, spec.dropout if spec.training else 0.0,
+            None if spec.keep is None else spec.keep.index_select(0, plan.perm).T.to(q.dtype))
         out = out.view(heads, n, -1).transpose(0, 1)  # (N, H, C_v)
         if not need_weights:
             return KernelResult(out, lse.T)
