@@ -145,6 +145,7 @@ class AttentionGraph:
                 a number.
         """
         check_bool(includes_virtual, "includes_virtual")
+        check_bool(trusted, "trusted")
         num_nodes = num_nodes if num_nodes is None else check_int(num_nodes, "num_nodes", 0, MAX_INDEX)
         if isinstance(edges, AttentionGraph):
             if any(a is not None for a in (batch, lengths, pos, edge_attr)):  # num_nodes is checked by the caller
@@ -154,11 +155,11 @@ class AttentionGraph:
         # A graph prepared under inference_mode may be trained with later: it holds no inference tensors.
         with torch.inference_mode(False):
             edges, batch, lengths, pos, edge_attr = (_normal(t) for t in (edges, batch, lengths, pos, edge_attr))
-            return cls._build(edges, num_nodes, batch, lengths, pos, edge_attr, includes_virtual)
+            return cls._build(edges, num_nodes, batch, lengths, pos, edge_attr, includes_virtual, trusted)
 
     @classmethod
     def _build(cls, edges: Edges, num_nodes: int | None, batch: Tensor | None, lengths: object, pos: Tensor | None,
-               edge_attr: Tensor | None, includes_virtual: bool) -> AttentionGraph:
+               edge_attr: Tensor | None, includes_virtual: bool, trusted: bool) -> AttentionGraph:
         if batch is not None and lengths is not None:
             raise ValueError("give either batch or lengths, not both")
         device = next((t.device for t in (batch, edges, pos) if isinstance(t, Tensor)), None)
