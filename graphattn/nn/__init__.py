@@ -1,7 +1,9 @@
-"""Neural-network modules: the attention layer, encodings, the transformer block and the GPS layer."""
+"""Neural-network modules: the attention layer, encodings, the transformer block, the GPS layer and
+categorical feature embeddings."""
 
 from .attention import SelfAttentionConv
 from .block import TransformerBlock
+from .categorical import CategoricalEncoder
 from .encodings import (
     ALiBi,
     Compose,
@@ -16,7 +18,7 @@ from .encodings import (
 from .gps import GPSConv
 
 __all__ = [
-    "SelfAttentionConv", "TransformerBlock", "GPSConv",
+    "SelfAttentionConv", "TransformerBlock", "GPSConv", "CategoricalEncoder",
     "SinusoidalEncoding", "LearnedEncoding", "LaplacianEncoding", "RandomWalkEncoding",
     "RelativePositionBias", "ALiBi", "RotaryEncoding", "ShortestPathBias", "Compose",
 ]

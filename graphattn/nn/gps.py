@@ -34,7 +34,9 @@ class GPSConv(nn.Module):
     ``GPSConv(attn_type="multihead")``, see :meth:`from_pyg`), ``bigbird(...)`` its BigBird
     variant (PyG issue #8320), ``VirtualNodes(k) | Expander(d)`` Exphormer, ``Window(r)`` a
     local window over the nodes' order in each graph (reorder the nodes to window over another
-    ordering). The MLP is ``Linear(C, 2C) -> act -> Dropout -> Linear(2C, C) -> Dropout``, as in PyG.
+    ordering). With ``pattern=None`` there is no global branch, ``x' = N_3(h_L + MLP(h_L))``:
+    the local layer with a residual, a norm, dropout and a feed-forward block (the "GNN+" of
+    Luo et al., 2025). The MLP is ``Linear(C, 2C) -> act -> Dropout -> Linear(2C, C) -> Dropout``, as in PyG.
 
     Virtual nodes: a pattern with ``extra_nodes = k`` makes the layer learn ``k`` rows that are
     inserted after each graph's nodes for the attention only (keys, values and queries of the
@@ -46,7 +48,8 @@ class GPSConv(nn.Module):
             attention only.
         heads: attention heads ``H`` (must divide ``channels``). (default: ``1``)
         pattern: who attends to whom in the global branch, a pattern or its text, laid on each
-            graph of ``batch``. (default: ``Full()``)
+            graph of ``batch``; ``None``: no global branch (then ``conv`` is required).
+            (default: ``Full()``)
         dropout: dropout on the branch outputs and inside the MLP. (default: ``0.0``)
         attn_dropout: dropout on the attention weights. (default: ``0.0``)
         act: the MLP's activation, a name or module for PyG's ``activation_resolver``.
@@ -68,7 +71,7 @@ class GPSConv(nn.Module):
         conv: nn.Module | None,
         heads: int = 1,
         *,
-        pattern: Pattern | str = "Full()",
+        pattern: Pattern | str | None = "Full()",
         dropout: float = 0.0,
         attn_dropout: float = 0.0,
         act: str | nn.Module = "relu",
@@ -81,12 +84,16 @@ class GPSConv(nn.Module):
         if conv is not None and not isinstance(conv, nn.Module):
             raise TypeError(f"conv must be an nn.Module or None, got {type(conv).__name__}")
         pattern = parse_pattern(pattern) if isinstance(pattern, str) else pattern
-        if not isinstance(pattern, Pattern):
-            raise TypeError(f"pattern must be a Pattern or its text, got {type(pattern).__name__}")
+        if pattern is None and conv is None:
+            raise ValueError("conv and pattern cannot both be None: the layer would have no branch")
+        if pattern is not None and not isinstance(pattern, Pattern):
+            raise TypeError(f"pattern must be a Pattern, its text or None, got {type(pattern).__name__}")
         self.channels, self.heads, self.pattern, self.dropout = channels, heads, pattern, dropout
         self.conv = conv
-        self.attn = SelfAttentionConv(channels, channels, heads, dropout=attn_dropout, backend=backend)
-        self.virtual = nn.Parameter(torch.empty(pattern.extra_nodes, channels)) if pattern.extra_nodes else None
+        self.attn = None if pattern is None else SelfAttentionConv(channels, channels, heads, dropout=attn_dropout,
+                                                                   backend=backend)
+        extra = 0 if pattern is None else pattern.extra_nodes
+        self.virtual = nn.Parameter(torch.empty(extra, channels)) if extra else None
         self.mlp = nn.Sequential(
             nn.Linear(channels, 2 * channels),
             activation_resolver(act),
@@ -95,7 +102,7 @@ class GPSConv(nn.Module):
             nn.Dropout(dropout),
         )
         self.norm1 = normalization_resolver(norm, channels)
-        self.norm2 = normalization_resolver(norm, channels)
+        self.norm2 = normalization_resolver(norm, channels) if self.attn is not None else None
         self.norm3 = normalization_resolver(norm, channels)
         self.norm_with_batch = _takes_batch(self.norm1)
         self.reset_parameters()
@@ -103,7 +110,8 @@ class GPSConv(nn.Module):
     def reset_parameters(self) -> None:
         if self.conv is not None and hasattr(self.conv, "reset_parameters"):
             self.conv.reset_parameters()
-        self.attn.reset_parameters()
+        if self.attn is not None:
+            self.attn.reset_parameters()
         if self.virtual is not None:
             nn.init.normal_(self.virtual, std=0.02)
         for layer in self.mlp:
@@ -137,7 +145,12 @@ class GPSConv(nn.Module):
         """``x`` through both branches and the MLP. ``attention`` is the prepared graph of the
         global branch (``AttentionGraph.build(pattern, N, batch=batch)``, what a model builds
         once for all its layers); without it the layer lays its ``pattern`` on ``batch``.
-        ``kwargs`` (e.g. ``edge_attr``) go to ``conv``."""
+        ``kwargs`` (e.g. ``edge_attr``) go to ``conv``. Without a global branch ``attention``
+        is not used."""
+        if self.attn is None:
+            h = F.dropout(self.conv(x, edge_index, **kwargs), self.dropout, self.training)
+            h = self._norm(self.norm1, h + x, batch)
+            return self._norm(self.norm3, h + self.mlp(h), batch)
         if attention is None:
             attention = AttentionGraph.build(self.pattern, x.size(0), batch=batch).to(x.device)
         elif not isinstance(attention, AttentionGraph):
