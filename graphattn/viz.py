@@ -1,5 +1,5 @@
 """Pictures: attention patterns as adjacency images, attention maps, graphs, training curves, and
-the experiments' results (a bar per model, accuracy against cost per pattern).
+the experiments' results (a bar per model, accuracy or error against cost per pattern).
 
 Every function returns a matplotlib ``Figure`` built without ``pyplot`` (so it works headless,
 leaves nothing open in pyplot's registry and renders with Agg), and writes a PNG when given
@@ -30,7 +30,7 @@ from .files import write_atomic
 from .patterns import Full, Global, Pattern, Random, Stride, Window, bigbird, check_edge_index, longformer
 
 __all__ = ["plot_pattern", "pattern_gallery", "attention_to_dense", "plot_attention", "draw_graph",
-           "plot_history", "plot_bars", "plot_accuracy_cost", "DPI", "MAX_PICTURE_NODES"]
+           "plot_history", "plot_bars", "plot_accuracy_cost", "plot_metric_time", "DPI", "MAX_PICTURE_NODES"]
 
 DPI = 100
 MAX_PICTURE_NODES = 4096
@@ -372,4 +372,26 @@ def plot_accuracy_cost(rows: Sequence[Mapping[str, object]], title: str, path: s
         ax.grid(alpha=0.3)
     fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=7)
     fig.suptitle(f"{title} ({_spread(runs)})")
+    return _save(fig, path)
+
+
+def plot_metric_time(summary: Sequence[Mapping[str, object]], metric: str, title: str, *, label: str,
+                     scale: float = 1.0, path: str | os.PathLike | None = None) -> Figure:
+    """The test ``metric`` of each model of ``summary`` (summary rows: ``model``, ``runs``,
+    ``test_<metric>_mean`` / ``_std``, ``epoch_time_s``; times ``scale``, ± 1 std over the
+    seeds) against its time per epoch, each point named after its model. The time axis starts
+    at 0, so ratios of cost read off the picture; ``label`` names the metric's axis."""
+    fig = Figure(figsize=(6.5, 4.2), dpi=DPI, layout="constrained")
+    ax = fig.add_subplot()
+    runs = min(int(row["runs"]) for row in summary)
+    for i, row in enumerate(summary):
+        x, y = float(row["epoch_time_s"]), scale * float(row[f"test_{metric}_mean"])
+        ax.errorbar(x, y, yerr=scale * float(row[f"test_{metric}_std"]) if runs > 1 else None, fmt="o", capsize=3,
+                    color=f"C{i % 10}")
+        ax.annotate(str(row["model"]), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlim(0, 1.2 * max(float(row["epoch_time_s"]) for row in summary))
+    ax.set_xlabel("time per epoch (s)")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{title} ({_spread(runs)})", fontsize=10)
     return _save(fig, path)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import gzip
 import io
-import pickle
 
 import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from peptides_support import peptides_mirror
 
 from graphattn import datasets as D
 from graphattn.datasets import peptides, shchur, sources
@@ -184,17 +184,7 @@ def small_peptides(mirror, tmp_path, monkeypatch):
     digests are shipped in place of the real ones: the loader's own code path, on 12 molecules."""
     pytest.importorskip("rdkit")
     pytest.importorskip("ogb")
-    lines = gzip.decompress((mirror / "peptides-func" / "peptide_multi_class_dataset.csv.gz").read_bytes()).splitlines()
-    folder = tmp_path / "mirror" / "peptides-func"
-    folder.mkdir(parents=True)
-    csv = gzip.compress(b"\n".join(lines[:13]) + b"\n", mtime=0)
-    split = pickle.dumps({"train": np.arange(8), "val": np.array([8, 9]), "test": np.array([10, 11])})
-    specs = []
-    for spec, data in zip(sources.files("peptides-func"), (csv, split)):
-        (folder / spec.path.rsplit("/", 1)[-1]).write_bytes(data)
-        specs.append(sources.FileSpec(spec.path, __import__("hashlib").sha256(data).hexdigest(), size=len(data)))
-    monkeypatch.setitem(sources.FILES, "peptides-func", tuple(specs))
-    return tmp_path / "mirror"
+    return peptides_mirror(mirror, tmp_path / "mirror", monkeypatch, (8, 2, 2))
 
 
 def test_peptides_featurized_as_ogb_does_and_cached(small_peptides, tmp_path, monkeypatch):

@@ -112,3 +112,63 @@ def test_graph_gps_prepares_the_attention_graph_once_and_equals_a_given_one(monk
     torch.testing.assert_close(model(x, edge_index, edge_attr, batch, pe=pe, attention=graph), out, atol=0, rtol=0)
     with pytest.raises(ValueError, match="pe of shape"):
         model(x, edge_index, edge_attr, batch)
+
+
+def test_without_a_pattern_a_block_is_the_local_layer_with_residual_norm_and_feed_forward():
+    torch.manual_seed(0)
+    layer = GPSConv(16, gine(), pattern=None, dropout=0.3).double().eval()
+    assert layer.attn is None and layer.norm2 is None
+    x, edge_index, edge_attr, batch = batch_of_graphs()
+    h = layer.norm1(x + layer.conv(x, edge_index, edge_attr=edge_attr))
+    expected = layer.norm3(h + layer.mlp(h))
+    torch.testing.assert_close(layer(x, edge_index, batch, edge_attr=edge_attr), expected)
+    with pytest.raises(ValueError, match="conv and pattern cannot both be None"):
+        GPSConv(16, None, pattern=None)
+
+
+@pytest.mark.parametrize("local", ["gine", "gatedgcn", "gcn"])
+def test_graph_gps_local_layers_read_what_they_should(local):
+    from torch_geometric.nn import GCNConv, GINEConv, ResGatedGraphConv
+
+    torch.manual_seed(0)
+    edge_dim = None if local == "gcn" else 3
+    model = GraphGPS(16, 16, 2, num_layers=2, heads=2, pattern=None, edge_dim=edge_dim, local=local).double().eval()
+    kind = {"gine": GINEConv, "gatedgcn": ResGatedGraphConv, "gcn": GCNConv}[local]
+    assert all(isinstance(layer.conv, kind) and layer.attn is None for layer in model.layers)
+    x, edge_index, edge_attr, batch = batch_of_graphs()
+    out = model(x, edge_index, edge_attr if edge_dim else None, batch)
+    assert out.shape == (3, 2) and torch.isfinite(out).all()
+    if edge_dim:  # the bond features change the answer
+        changed = model(x, edge_index, edge_attr + 1, batch)
+        assert not torch.allclose(out, changed)
+        with pytest.raises(ValueError, match="edge_attr is required"):
+            model(x, edge_index, None, batch)
+    else:
+        with pytest.raises(ValueError, match="reads no edge features"):
+            model(x, edge_index, edge_attr, batch)
+        with pytest.raises(ValueError, match="local='gcn' reads no edge features"):
+            GraphGPS(16, 16, 2, edge_dim=3, local="gcn")
+
+
+def test_graph_gps_takes_embedding_modules_for_atoms_and_bonds():
+    from graphattn.nn import CategoricalEncoder
+
+    torch.manual_seed(0)
+    model = GraphGPS(CategoricalEncoder([5, 3], 16), 16, 1, num_layers=2, heads=2, pattern="Full()",
+                     edge_dim=CategoricalEncoder([4], 16), local="gatedgcn").eval()
+    _, edge_index, _, batch = batch_of_graphs()
+    n = batch.numel()
+    x = torch.stack([torch.randint(0, 5, (n,)), torch.randint(0, 3, (n,))], dim=1)
+    bonds = torch.randint(0, 4, (edge_index.size(1),))
+    out = model(x, edge_index, bonds, batch)
+    assert out.shape == (3, 1)
+    assert model.layers[0].conv.edge_dim == 16  # the bond embedding arrives at the model's width
+    # permuting the graphs of the batch permutes the predictions: one molecule's answer is its own
+    perm = torch.tensor([2, 0, 1])
+    sizes = torch.bincount(batch)
+    starts = torch.cumsum(sizes, 0) - sizes
+    order = torch.cat([torch.arange(starts[g], starts[g] + sizes[g]) for g in perm.tolist()])
+    where = torch.empty_like(order)
+    where[order] = torch.arange(n)
+    out_perm = model(x[order], where[edge_index], bonds, torch.repeat_interleave(torch.arange(3), sizes[perm]))
+    torch.testing.assert_close(out_perm, out[perm], atol=1e-5, rtol=1e-5)

@@ -19,7 +19,7 @@ from torch_geometric.data import Data
 
 from graphattn.cli import build_parser, main
 from graphattn.experiments.baselines import GIN
-from graphattn.experiments.harness import ExampleBatches, Optimization
+from graphattn.experiments.harness import ExampleBatches, Optimization, SplitExampleBatches
 from graphattn.experiments.metrics import (
     AveragePrecision,
     L1Loss,
@@ -82,8 +82,9 @@ def tiny_build(name: str, data, config: TinyConfig, seed: int) -> SeedRun:
 
 
 def tiny_batches(config: TinyConfig, data, run: SeedRun, seed: int, splits, *, train: bool):
-    examples = [d for split in splits for d in data[split]]
-    return ExampleBatches(examples, 8, shuffle=train, seed=seed, by_epoch=True)
+    if train:
+        return ExampleBatches(data["train"], 8, shuffle=True, seed=seed, by_epoch=True)
+    return SplitExampleBatches({split: data[split] for split in splits}, 8)  # each split scored on its own
 
 
 def tiny_report(results: dict) -> str:
@@ -169,9 +170,11 @@ def test_registering_checks_the_record():
 
 
 def test_the_built_in_tasks_are_registered_once_each_as_commands():
-    assert list(BUILTIN) == ["text", "speech", "image", "listops", "pixels", "graph", "node", "study"]
+    assert list(BUILTIN) == ["text", "speech", "image", "listops", "pixels", "graph", "node", "zinc", "peptides", "study"]
     commands = build_parser()._subparsers._group_actions[0].choices
     assert set(BUILTIN) < set(commands) and "patterns" in commands
     node = get("node")
     assert isinstance(node, SeedTask) and node.objective.tie_break == "loss"
+    assert (get("zinc").objective.monitor, get("peptides").objective.monitor) == ("mae", "ap")
+    assert get("zinc").fixed == {"dataset": "ZINC"} and get("peptides").fixed == {"dataset": "Peptides-func"}
     assert get("text").fixed == {"task": "text"} and get("study").positional[0] == "task"

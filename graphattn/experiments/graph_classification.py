@@ -60,13 +60,15 @@ __all__ = ["GraphConfig", "run", "report", "GRAPH", "GRAPH_MODELS", "MoleculeGPS
 
 class MoleculeGPS(GraphGPS):
     """:class:`~graphattn.models.GraphGPS` that also takes the harness's call ``model(x, graph)``
-    on a collated batch of molecules (its bonds, bond types, ``batch`` and ``pe``)."""
+    on a collated batch of molecules (its bonds, bond features if the local layer reads them,
+    ``batch`` and ``pe``)."""
 
     def forward(self, x: Tensor, graph, *args, **kwargs) -> Tensor:  # type: ignore[override]
         if not isinstance(graph, Data):
             return super().forward(x, graph, *args, **kwargs)
         pe = graph.pe if self.pe_dim else None
-        return super().forward(x, graph.edge_index, graph.edge_attr, graph.batch, pe=pe)
+        edge_attr = graph.edge_attr if self.reads_edges else None
+        return super().forward(x, graph.edge_index, edge_attr, graph.batch, pe=pe)
 
 
 class MoleculeTransformer(GraphTransformer):

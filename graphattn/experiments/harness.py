@@ -35,8 +35,8 @@ from ..train import History, TrainConfig, all_reduce_sum, fit, is_main, world_si
 from ..train.distributed import gather_objects
 from .metrics import Metric, Objective
 
-__all__ = ["Batch", "Batches", "ExampleBatches", "Optimization", "train_model", "train_epoch", "evaluate", "predict",
-           "drop_input", "InputDropout", "lr_factor", "EVAL_BATCH"]
+__all__ = ["Batch", "Batches", "ExampleBatches", "SplitExampleBatches", "BUCKET_POOL", "Optimization", "train_model",
+           "train_epoch", "evaluate", "predict", "drop_input", "InputDropout", "lr_factor", "EVAL_BATCH"]
 
 EVAL_BATCH = 256  # examples per batch when scoring: no gradients, so larger than in training
 
@@ -94,15 +94,26 @@ class ExampleBatches:
     collated ``Batch`` itself. ``shuffle`` draws the order from a generator seeded by ``seed``,
     which runs on from epoch to epoch, or with ``by_epoch`` is seeded again from ``(seed,
     epoch)`` before each epoch (:meth:`set_epoch`), so a resumed run draws the batches of an
-    uninterrupted one."""
+    uninterrupted one.
+
+    ``bucket`` groups examples of similar size (number of nodes), as sequence models bucket by
+    length: the shuffled order is cut into pools of ``BUCKET_POOL`` batches, each pool sorted by
+    size and cut into batches, and the batches of the epoch shuffled; without ``shuffle`` the
+    examples are sorted by size. Attention over each graph's nodes (``Full()`` on a batch) pads
+    every graph to the batch's largest, so this cuts its cost several times on graphs of very
+    different sizes (Peptides-func: 9 to 435 atoms)."""
 
     def __init__(self, examples: Sequence, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                 by_epoch: bool = False):
+                 by_epoch: bool = False, bucket: bool = False):
         from torch_geometric.loader import DataLoader
 
         self.generator = torch.Generator().manual_seed(seed) if shuffle else None
         self.seed, self.by_epoch = seed, by_epoch
-        self.loader = DataLoader(examples, batch_size=batch_size, shuffle=shuffle, generator=self.generator)
+        if bucket:
+            sampler = _Buckets([int(e.num_nodes) for e in examples], batch_size, self.generator)
+            self.loader = DataLoader(examples, batch_sampler=sampler)
+        else:
+            self.loader = DataLoader(examples, batch_size=batch_size, shuffle=shuffle, generator=self.generator)
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -114,6 +125,54 @@ class ExampleBatches:
     def __iter__(self) -> Iterator[Batch]:
         for batch in self.loader:
             yield Batch(batch.x, batch, batch.y)
+
+
+#: Batches per pool that :class:`ExampleBatches` sorts by size when bucketing.
+BUCKET_POOL = 50
+
+
+class _Buckets:
+    """Index batches of examples of similar ``sizes`` (see :class:`ExampleBatches`)."""
+
+    def __init__(self, sizes: Sequence[int], batch_size: int, generator: torch.Generator | None):
+        self.sizes, self.batch_size, self.generator = torch.tensor(sizes), batch_size, generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sizes) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        n, b = len(self.sizes), self.batch_size
+        if self.generator is None:
+            order = torch.argsort(self.sizes, stable=True)
+            yield from (order[i:i + b].tolist() for i in range(0, n, b))
+            return
+        order = torch.randperm(n, generator=self.generator)
+        batches = []
+        for start in range(0, n, b * BUCKET_POOL):
+            pool = order[start:start + b * BUCKET_POOL]
+            pool = pool[torch.argsort(self.sizes[pool], stable=True)]
+            batches += [pool[i:i + b].tolist() for i in range(0, len(pool), b)]
+        for i in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[i]
+
+
+class SplitExampleBatches:
+    """Batches of whole examples of several splits, to score them in one pass: each batch holds
+    examples of one split (:class:`ExampleBatches` of ``batch_size``, sorted by size with
+    ``bucket``: the scores do not depend on the order), and its rows are that split's targets
+    only, so ``val_*`` and ``test_*`` are each scored on their own examples."""
+
+    def __init__(self, parts: Mapping[str, Sequence], batch_size: int, *, bucket: bool = False):
+        self.parts = {split: ExampleBatches(examples, batch_size, bucket=bucket) for split, examples in parts.items()}
+
+    def __len__(self) -> int:
+        return sum(len(batches) for batches in self.parts.values())
+
+    def __iter__(self) -> Iterator[Batch]:
+        for split, batches in self.parts.items():
+            for batch in batches:
+                every = torch.arange(batch.y.size(0))
+                yield replace(batch, targets={s: every if s == split else every[:0] for s in self.parts})
 
 
 def drop_input(x: Tensor, p: float) -> Tensor:

@@ -20,28 +20,44 @@ from .pieces import (
     resolve_workers,
 )
 
-__all__ = ["NodeConfig", "NodeBatchConfig", "GRAPHATTN_MODELS", "BASELINE_MODELS", "MODELS", "DEFAULT_MODELS",
-           "PLANETOID_DATASETS", "NODE_DATASETS", "LOADERS", "ARCHITECTURES", "DEFAULT_BATCH_SIZE",
-           "DEFAULT_NEIGHBORS"]
+__all__ = ["NodeConfig", "NodeBatchConfig", "GRAPHATTN_MODELS", "BASELINE_MODELS", "TUNED_MODELS", "MODELS",
+           "DEFAULT_MODELS", "PLANETOID_DATASETS", "SHCHUR_DATASETS", "NODE_DATASETS", "LOADERS", "ARCHITECTURES",
+           "SPLITS", "NORMS", "DEFAULT_BATCH_SIZE", "DEFAULT_NEIGHBORS"]
 
-GRAPHATTN_MODELS = ("graph", "graph+virtual", "graph+expander", "graph+bigbird", "full")
-BASELINE_MODELS = ("gcn", "gat")  # recipes in .baselines
+#: graphattn models, named after the pattern they attend along (see ``node_models.pattern_for``);
+#: ``exphormer`` is Exphormer's interaction graph: the graph, virtual nodes and an expander.
+GRAPHATTN_MODELS = ("graph", "graph+virtual", "graph+expander", "exphormer", "graph+bigbird", "full")
+#: ``gcn`` and ``gat`` keep their published Planetoid recipes (.baselines); ``gcn+`` and ``gat+`` are
+#: Luo et al.'s tuned GCN and GAT (graphattn.models.GNNPlus without attention), trained with the
+#: run's own width, depth, dropout, norm, residual, lr and weight decay, as the plus architecture is.
+TUNED_MODELS = ("gcn+", "gat+")
+BASELINE_MODELS = ("gcn", "gat", *TUNED_MODELS)
 MODELS = (*GRAPHATTN_MODELS, *BASELINE_MODELS)
 #: ``full`` is left out by default: dense attention over all N nodes costs N^2 per head and
 #: layer (7.3M scores on Cora), minutes per run on a laptop CPU; ask for it with ``models``.
 #: ``graph+bigbird`` (global attention made for batches of nodes) is asked for by name too.
 DEFAULT_MODELS = tuple(m for m in MODELS if m not in ("full", "graph+bigbird"))
 PLANETOID_DATASETS = ("Cora", "CiteSeer", "PubMed")
-#: Planetoid; the synthetic stochastic block models (generated on first use); ogbn-arxiv (needs ``ogb``).
-NODE_DATASETS = (*PLANETOID_DATASETS, "SBM-10k", "SBM-100k", "SBM-1M", "ogbn-arxiv")
+#: Shchur et al.'s co-purchase and co-author graphs; no split is published.
+SHCHUR_DATASETS = ("Amazon-Computers", "Amazon-Photo", "Coauthor-CS", "Coauthor-Physics")
+#: Planetoid; Shchur's graphs; the synthetic stochastic block models (generated on first use);
+#: ogbn-arxiv (needs ``ogb``).
+NODE_DATASETS = (*PLANETOID_DATASETS, *SHCHUR_DATASETS, "SBM-10k", "SBM-100k", "SBM-1M", "ogbn-arxiv")
+#: ``public``: the dataset's own split (Planetoid's, SBM's, OGB's); ``random``: 60 / 20 / 20 % of
+#: the nodes drawn afresh for each seed (the split Exphormer and NAGphormer report on Amazon and
+#: Coauthor); ``per-class``: 20 training and 30 validation nodes per class, the rest test, per seed
+#: (Shchur et al.'s protocol).
+SPLITS = ("public", "random", "per-class")
+NORMS = ("layer_norm", "batch_norm", "none")
 #: ``full``: the whole graph in every step; ``random``: PyG's ``RandomNodeLoader`` partitions;
 #: ``neighbor``: PyG's ``NeighborLoader`` (needs torch-sparse or pyg-lib).
 LOADERS = ("full", "random", "neighbor")
 DEFAULT_BATCH_SIZE = 4096
 DEFAULT_NEIGHBORS = 10
 #: ``attention``: GraphAttentionNetwork (GAT form, shared projections); ``transformer``:
-#: GraphTransformer (pre-norm blocks with feed-forward layers, ``ffn_ratio=1``).
-ARCHITECTURES = ("attention", "transformer")
+#: GraphTransformer (pre-norm blocks with feed-forward layers, ``ffn_ratio=1``); ``plus``:
+#: GNNPlus, Luo et al.'s tuned GCN with the attention summed with its messages in every layer.
+ARCHITECTURES = ("attention", "transformer", "plus")
 
 
 @dataclass(frozen=True)
@@ -55,7 +71,7 @@ class NodeBatchConfig:
     loader: str | None = option(None, "full: the whole graph per step; random: RandomNodeLoader partitions of "
                                       "batch-size nodes; neighbor: NeighborLoader around batch-size training "
                                       "seeds (needs torch-sparse or pyg-lib); unset: full for Planetoid, "
-                                      "random otherwise", choices=LOADERS)
+                                      "Amazon and Coauthor, random otherwise", choices=LOADERS)
     batch_size: int | None = option(None, f"random: nodes per partition; neighbor: seed nodes per batch; "
                                           f"unset: {DEFAULT_BATCH_SIZE} (not with --loader full)")
     num_neighbors: tuple[int, ...] | None = option(None, f"neighbor: neighbours sampled per hop, one number per "
@@ -90,8 +106,10 @@ class NodeConfig(Options):
     """A node-classification run: which data, which models, how they train, where results go
     (:mod:`graphattn.experiments.node_classification`).
 
-    ``model`` and ``training`` set the graphattn models only; GCN and GAT keep their published
-    recipes (:mod:`~graphattn.experiments.baselines`). ``dropout`` acts on the input features,
+    ``model`` and ``training`` set the graphattn models and the tuned ``gcn+`` / ``gat+``; GCN and
+    GAT keep their published recipes (:mod:`~graphattn.experiments.baselines`). ``split`` unset
+    is the dataset's own split, or ``random`` (60 / 20 / 20, drawn per seed) for Amazon and
+    Coauthor, which publish none. ``dropout`` acts on the input features,
     the hidden layers (residual branches of the transformer) and the attention weights, as GAT
     uses one rate everywhere. ``resume`` continues every run whose checkpoint exists (implies
     ``save``; the others start from scratch) and is refused, before anything runs, if a
@@ -102,8 +120,15 @@ class NodeConfig(Options):
     dataset: str = option("Cora", f"{', '.join(NODE_DATASETS)} (case-insensitive)")
     models: tuple[str, ...] = option(DEFAULT_MODELS, f"models to compare, space- or comma-separated, from "
                                                      f"{', '.join(MODELS)}", metavar="MODEL")
-    architecture: str = option("attention", "graphattn model: GraphAttentionNetwork (GAT form) or GraphTransformer",
+    split: str | None = option(None, "public: the dataset's own; random: 60/20/20 drawn per seed (Exphormer's and "
+                                     "NAGphormer's split); per-class: 20 training and 30 validation nodes per class, "
+                                     "per seed; unset: public, or random for Amazon and Coauthor", choices=SPLITS)
+    architecture: str = option("attention", "graphattn model: GraphAttentionNetwork (GAT form), GraphTransformer, or "
+                                            "plus (Luo et al.'s tuned GCN with attention beside it)",
                                choices=ARCHITECTURES)
+    norm: str = option("layer_norm", "plus, gcn+, gat+: the norm of every layer", choices=NORMS)
+    residual: bool = option(True, "plus, gcn+, gat+: a linear residual in every layer",
+                            negative="plus, gcn+, gat+: no residual")
     virtual_nodes: int = option(1, "virtual nodes of graph+virtual")
     expander_degree: int = option(4, "in-degree of the expander of graph+expander (even; drawn with the run's seed)")
     model: ModelConfig = piece(ModelConfig(heads=8, dropout=0.6), "graphattn models",
@@ -135,13 +160,23 @@ class NodeConfig(Options):
                              + (f" (unknown: {unknown})" if unknown else ""))
         object.__setattr__(self, "models", models)
         check_choice(self.architecture, "architecture", ARCHITECTURES)
+        check_choice(self.norm, "norm", NORMS)
+        check_bool(self.residual, "residual")
+        split = self.split or ("random" if self.dataset in SHCHUR_DATASETS else "public")
+        check_choice(split, "split", SPLITS)
+        if split == "public" and self.dataset in SHCHUR_DATASETS:
+            raise ValueError(f"split='public': {self.dataset} publishes no split; use split='random' (60/20/20) or "
+                             "'per-class' (20 per class)")
+        object.__setattr__(self, "split", split)
+        if self.architecture == "plus" and self.positional.encoding != "none":
+            raise ValueError("architecture='plus' takes no positional features; leave encoding='none'")
         check_int(self.virtual_nodes, "virtual_nodes")
         check_int(self.expander_degree, "expander_degree", 2)
         if self.expander_degree % 2:
             raise ValueError(f"expander_degree must be even, got {self.expander_degree}")
         self._refuse_unused()
         b = self.batching
-        loader = b.loader or ("full" if self.dataset in PLANETOID_DATASETS else "random")
+        loader = b.loader or ("full" if self.dataset in (*PLANETOID_DATASETS, *SHCHUR_DATASETS) else "random")
         workers = resolve_workers(self.processes, self.run.device, one=loader != "full")
         object.__setattr__(self, "processes", replace(self.processes, workers=workers))
         if loader == "full" and b.batch_size is not None:

@@ -15,23 +15,25 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ..models import GraphAttentionNetwork, GraphTransformer
+from ..models import GNNPlus, GraphAttentionNetwork, GraphTransformer
+from ..models.plus import gcn_adjacency
 from ..ops import AttentionGraph
 from ..train import set_seed
 from .baselines import BASELINES
 from .harness import InputDropout, Optimization
-from .node_config import NodeConfig
+from .node_config import TUNED_MODELS, NodeConfig
 from .node_data import encoding_module
 from .seeds import SeedRun
 
-__all__ = ["build", "pattern_for", "identity", "LaysPattern", "NodeAttentionNetwork", "NodeTransformer"]
+__all__ = ["build", "pattern_for", "identity", "LaysPattern", "NodeAttentionNetwork", "NodeTransformer", "NodePlus"]
 
 
 def pattern_for(name: str, edge_index: Tensor, num_nodes: int, config: NodeConfig, seed: int):
     """The attention pattern of model ``name`` on a graph (or a batch's subgraph) of ``num_nodes``:
     the graph's edges and self-loops, plus global attention among its nodes for ``graph+virtual``
     (virtual nodes), ``graph+bigbird`` (``bigbird(1, [0], 3)``: a window over the batch order,
-    its first node global, 3 random keys per query) and ``full``, or an expander."""
+    its first node global, 3 random keys per query) and ``full``, or an expander, or both
+    (``exphormer``)."""
     from ..patterns import Expander, Full, GraphEdges, SelfLoops, VirtualNodes, bigbird
 
     if name == "full":
@@ -41,6 +43,8 @@ def pattern_for(name: str, edge_index: Tensor, num_nodes: int, config: NodeConfi
         return graph | VirtualNodes(config.virtual_nodes)
     if name == "graph+expander":
         return graph | Expander(config.expander_degree, seed=seed)
+    if name == "exphormer":
+        return graph | VirtualNodes(config.virtual_nodes) | Expander(config.expander_degree, seed=seed)
     if name == "graph+bigbird":
         return graph | bigbird(1, (0,), min(3, num_nodes), seed=seed)
     return graph
@@ -114,6 +118,27 @@ class NodeTransformer(LaysPattern, GraphTransformer):
     """:class:`~graphattn.models.GraphTransformer` on a graph of nodes (:class:`LaysPattern`)."""
 
 
+class NodePlus(LaysPattern, GNNPlus):
+    """:class:`~graphattn.models.GNNPlus` on a graph of nodes: its message passing reads the
+    graph's edges (GCN's normalised adjacency made once per graph object), its attention (if
+    any) runs along the pattern laid on the graph (:class:`LaysPattern`). It reads every node of
+    a mini-batch (``hops`` is ``None``)."""
+
+    hops = None
+    _adjacency: tuple[Data, Tensor] | None = None
+
+    def forward(self, x: Tensor, graph: Data) -> Tensor:  # type: ignore[override]
+        if not isinstance(graph, Data):
+            raise TypeError(f"graph must be a torch_geometric Data of nodes, got {type(graph).__name__}")
+        attention = self._prepared(graph) if self.attns is not None else None
+        adjacency = None
+        if self.local == "gcn":
+            if self._adjacency is None or self._adjacency[0] is not graph:
+                self._adjacency = (graph, gcn_adjacency(graph.edge_index, graph.num_nodes))
+            adjacency = self._adjacency[1]
+        return GNNPlus.forward(self, x, graph.edge_index, attention=attention, adjacency=adjacency)
+
+
 def _flags(name: str, config: NodeConfig, pattern) -> dict[str, Any]:
     """The switches that follow from the pattern. With ``Full()``: no dropout on the N^2
     attention weights (so the fused SDPA kernel runs; drawing N^2 H random numbers per layer
@@ -137,11 +162,19 @@ def identity(name: str, data, config: NodeConfig, seed: int) -> dict[str, Any]:
     if batching.loader != "full":  # another way of training: another experiment for --resume
         ident.update(loader=batching.loader, batch_size=batching.batch_size,
                      num_neighbors=batching.num_neighbors, disjoint=batching.disjoint)
+    if config.split != "public":
+        ident["split"] = config.split
     if name in BASELINES:  # they add self-loops: they read the graph pattern's edges
         pattern = repr(pattern_for("graph", data.edge_index, data.num_nodes, config, seed))
         return {**ident, "pattern": pattern, **asdict(BASELINES[name])}
-    pattern = pattern_for(name, data.edge_index, data.num_nodes, config, seed)
     options = config.options()
+    plus = {k: options[k] for k in ("lr", "weight_decay", "hidden", "heads", "layers", "dropout", "norm", "residual")}
+    if name in TUNED_MODELS:
+        return {**ident, "pattern": _tuned_pattern(name), **plus}
+    pattern = pattern_for(name, data.edge_index, data.num_nodes, config, seed)
+    if config.architecture == "plus":
+        return {**ident, "architecture": "plus", "pattern": repr(pattern), **plus,
+                **{k: options[k] for k in ("virtual_nodes", "expander_degree")}}
     hyper = {k: options[k] for k in ("architecture", "lr", "weight_decay", "hidden", "heads", "layers", "dropout",
                                      "encoding", "encoding_dim", "virtual_nodes", "expander_degree")}
     return {**ident, "pattern": repr(pattern), **hyper, **_flags(name, config, pattern)}
@@ -153,6 +186,8 @@ def build(name: str, data, config: NodeConfig, seed: int) -> SeedRun:
     set_seed(seed)
     device = config.run.device
     ident = identity(name, data, config, seed)
+    if name in TUNED_MODELS or config.architecture == "plus":
+        return _build_plus(name, data, config, seed, ident)
     if name in BASELINES:
         recipe = BASELINES[name]
         # A cached GCN normalisation belongs to one graph: mini-batches bring a new one each step.
@@ -173,3 +208,23 @@ def build(name: str, data, config: NodeConfig, seed: int) -> SeedRun:
     model.lay(name, config, seed, m.layers if local else None)
     return SeedRun(model.to(device), Optimization("adam", config.training.lr, config.training.weight_decay),
                    repr(pattern), ident, InputDropout(m.dropout))
+
+
+def _tuned_pattern(name: str) -> str:
+    return f"graph ({'GCN' if name == 'gcn+' else 'GAT'}, tuned)"
+
+
+def _build_plus(name: str, data, config: NodeConfig, seed: int, ident: dict[str, Any]) -> SeedRun:
+    """``gcn+`` / ``gat+`` (GNNPlus without attention), or a graphattn model of the plus
+    architecture (GNNPlus with GCN and attention along the model's pattern), with the run's
+    recipe; Adam with L2 weight decay, as Luo et al. train them; no input dropout."""
+    m = config.model
+    pattern = None if name in TUNED_MODELS else pattern_for(name, data.edge_index, data.num_nodes, config, seed)
+    model = NodePlus(data.num_features, m.hidden, data.num_classes, m.layers, m.heads, pattern,
+                     local="gat" if name == "gat+" else "gcn", dropout=m.dropout,
+                     norm=None if config.norm == "none" else config.norm, residual=config.residual)
+    if pattern is not None:
+        model.lay(name, config, seed, None)
+    text = _tuned_pattern(name) if pattern is None else f"GCN + attention along {pattern!r}"
+    return SeedRun(model.to(config.run.device), Optimization("adam", config.training.lr, config.training.weight_decay),
+                   text, ident)

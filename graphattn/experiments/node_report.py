@@ -11,6 +11,7 @@ from typing import Any
 
 from .metrics import Accuracy
 from .node_config import PLANETOID_DATASETS, NodeConfig
+from .published import published_table
 from .results import markdown_table, write_json, write_text
 
 __all__ = ["write_outputs", "report", "title"]
@@ -19,7 +20,8 @@ __all__ = ["write_outputs", "report", "title"]
 def title(config: NodeConfig, runs: list[dict[str, Any]]) -> str:
     seeds = sorted({r["seed"] for r in runs})
     b = config.batching
-    split = "public split" if config.dataset in PLANETOID_DATASETS else "its split"
+    split = {"public": "public split" if config.dataset in PLANETOID_DATASETS else "its split",
+             "random": "random 60/20/20 split drawn per seed", "per-class": "20 + 30 per class drawn per seed"}[config.split]
     batches = "" if b.loader == "full" else f", {b.loader} batches of {b.batch_size}"
     return (f"{config.dataset}, {split}{batches}, {len(seeds)} seed{'s' if len(seeds) != 1 else ''}, "
             f"graphattn {config.architecture}")
@@ -33,11 +35,12 @@ def write_outputs(config: NodeConfig, runs: list[dict[str, Any]], summary: list[
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
     name = title(config, runs)
+    published = published_table(config.dataset, Accuracy()) if config.split == "random" else ""
     md = (f"# Node classification: {name}\n\n{markdown_table(summary, Accuracy())}\n\n"
           f"Early stopping on validation accuracy, ties broken by validation loss "
           f"(at most {config.training.epochs} epochs, patience {config.training.patience}); "
           f"test accuracy of the best validation epoch, mean ± sample std over seeds. "
-          f"Total wall time {wall_time_s:.0f} s.\n")
+          f"Total wall time {wall_time_s:.0f} s.\n" + (f"\n## Published\n\n{published}\n" if published else ""))
     write_json(out / "results.json", runs, allow_nan=True)
     write_text(out / "results.md", md)
     plot_bars(summary, name, path=out / "accuracy.png")

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,13 +55,15 @@ __all__ = ["SeedRun", "run_seeds", "train_one", "checkpoint_path"]
 class SeedRun:
     """One model of one seed, ready to train: the module (``model(x, graph)``), its optimiser, what
     is done to its training batches (``augment``: input dropout, ...), the pattern it attends
-    along (its text, for the rows) and the JSON-able identity its checkpoint must match."""
+    along (its text, for the rows), the JSON-able identity its checkpoint must match, and what
+    this run adds to its row (``row``: a width fitted to a parameter budget, ...)."""
 
     model: nn.Module
     optimization: Optimization
     pattern: str
     identity: dict[str, Any]
     augment: Any = None
+    row: dict[str, Any] = field(default_factory=dict)
 
 
 class SeedTaskLike(Protocol):
@@ -103,7 +105,7 @@ def train_one(task: SeedTaskLike, config, data, name: str, seed: int) -> dict[st
     peaks[rank()] = peak_memory_mb(config.run.device)
     parameters = sum(p.numel() for p in run.model.parameters())
     return run_row(name, run.pattern, seed, scores, task.objective.metrics, history,
-                   max(all_reduce_sum(peaks, config.run.device)), parameters, **task.row(config, name))
+                   max(all_reduce_sum(peaks, config.run.device)), parameters, **task.row(config, name), **run.row)
 
 
 def _preflight(task: SeedTaskLike, config, data) -> None:

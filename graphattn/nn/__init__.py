@@ -1,9 +1,10 @@
 """Neural-network modules: the attention layer, attention operators, encodings, the transformer
-block, and drop-ins for PyG's attention layers (``TransformerConv``, ``GATConv``, ``GATv2Conv``,
-``GPSConv``)."""
+block, categorical feature embeddings, and drop-ins for PyG's attention layers (``TransformerConv``,
+``GATConv``, ``GATv2Conv``, ``GPSConv``)."""
 
 from .attention import SelfAttentionConv
 from .block import TransformerBlock
+from .categorical import CategoricalEncoder
 from .encodings import (
     ALiBi,
     Compose,
@@ -22,7 +23,7 @@ from .pyg import GATConv, GATv2Conv, GPSConv, TransformerConv
 
 __all__ = [
     "SelfAttentionConv", "TransformerBlock", "GPSConv", "TransformerConv", "GATConv", "GATv2Conv",
-    "AttentionOperator", "Linformer", "LinearAttention", "PositiveRandomFeatures", "performer",
+    "AttentionOperator", "Linformer", "LinearAttention", "PositiveRandomFeatures", "performer", "CategoricalEncoder",
     "SinusoidalEncoding", "LearnedEncoding", "LaplacianEncoding", "RandomWalkEncoding",
     "RelativePositionBias", "ALiBi", "RotaryEncoding", "ShortestPathBias", "Compose",
 ]

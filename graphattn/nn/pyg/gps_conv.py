@@ -91,7 +91,10 @@ class GPSConv(nn.Module):
         act, act_kwargs: the MLP's activation for PyG's ``activation_resolver``. (default: ``"relu"``)
         norm, norm_kwargs: the three norms for PyG's ``normalization_resolver``, or ``None``.
             (default: ``"batch_norm"``)
-        attn_type: ``"multihead"``, ``"performer"`` or a pattern. (default: ``"multihead"``)
+        attn_type: ``"multihead"``, ``"performer"``, a pattern, or ``None``: no global branch,
+            ``x' = N_3(h_L + MLP(h_L))``, the local layer with a residual, a norm, dropout and a
+            feed-forward block (the "GNN+" of Luo et al., 2025; then ``conv`` is required).
+            (default: ``"multihead"``)
         attn_kwargs: arguments of the attention module (``dropout``, ``bias``; the Performer's
             ``kernel``, ...). (default: ``None``)
         pattern: the pattern of the global branch, as a keyword (the same as ``attn_type=pattern``).
@@ -116,7 +119,7 @@ class GPSConv(nn.Module):
         act_kwargs: dict[str, Any] | None = None,
         norm: str | None = "batch_norm",
         norm_kwargs: dict[str, Any] | None = None,
-        attn_type: str | Pattern = "multihead",
+        attn_type: str | Pattern | None = "multihead",
         attn_kwargs: dict[str, Any] | None = None,
         *,
         pattern: Pattern | str | None = None,
@@ -133,10 +136,17 @@ class GPSConv(nn.Module):
                 raise ValueError(f"give the pattern once: attn_type={attn_type!r} and pattern={pattern!r}")
             attn_type = pattern
         self.channels, self.conv, self.heads, self.dropout = channels, conv, heads, dropout
-        self.pattern = _pattern(attn_type)
+        self.pattern = None if attn_type is None else _pattern(attn_type)
         self.attn_type = attn_type if isinstance(attn_type, str) and attn_type in ATTN_TYPES else self.pattern
         attn_kwargs = attn_kwargs or {}
-        if self.attn_type == "performer":
+        self.attn: nn.Module | None
+        if attn_type is None:
+            if conv is None:
+                raise ValueError("conv and attn_type cannot both be None: the layer would have no branch")
+            if attn_kwargs or operator is not None:
+                raise ValueError("attn_kwargs and operator belong to the global branch, and attn_type=None has none")
+            self.attn = None
+        elif self.attn_type == "performer":
             if operator is not None:
                 raise ValueError("operator= computes the global branch in place of graph attention; "
                                  "attn_type='performer' is PyG's own module: give one of them")
@@ -158,6 +168,8 @@ class GPSConv(nn.Module):
             None if norm is None else _resolve(normalization_resolver, norm, "norm", "a norm: a name such as "
                                                "'batch_norm', an nn.Module, or None", channels, **norm_kwargs)
             for _ in range(3))
+        if self.attn is None:
+            self.norm2 = None
         self.norm_with_batch = _takes_batch(self.norm1)
         if self.virtual is not None:
             nn.init.normal_(self.virtual, std=0.02)
@@ -165,7 +177,8 @@ class GPSConv(nn.Module):
     def reset_parameters(self) -> None:
         if self.conv is not None:
             self.conv.reset_parameters()
-        self.attn._reset_parameters()
+        if self.attn is not None:
+            self.attn._reset_parameters()
         reset(self.mlp)
         if self.virtual is not None:
             nn.init.normal_(self.virtual, std=0.02)
@@ -204,8 +217,9 @@ class GPSConv(nn.Module):
         if self.conv is not None:
             h = F.dropout(self.conv(x, edge_index, **kwargs), self.dropout, self.training)
             hs.append(self._norm(self.norm1, h + x, batch))
-        h = F.dropout(self._global(x, batch, attention), self.dropout, self.training)
-        hs.append(self._norm(self.norm2, h + x, batch))
+        if self.attn is not None:
+            h = F.dropout(self._global(x, batch, attention), self.dropout, self.training)
+            hs.append(self._norm(self.norm2, h + x, batch))
         out = sum(hs)
         return self._norm(self.norm3, out + self.mlp(out), batch)
 
