@@ -116,14 +116,14 @@ def test_graph_gps_prepares_the_attention_graph_once_and_equals_a_given_one(monk
 
 def test_without_a_pattern_a_block_is_the_local_layer_with_residual_norm_and_feed_forward():
     torch.manual_seed(0)
-    layer = GPSConv(16, gine(), pattern=None, dropout=0.3).double().eval()
+    layer = GPSConv(16, gine(), dropout=0.3, attn_type=None).double().eval()
     assert layer.attn is None and layer.norm2 is None
     x, edge_index, edge_attr, batch = batch_of_graphs()
     h = layer.norm1(x + layer.conv(x, edge_index, edge_attr=edge_attr))
     expected = layer.norm3(h + layer.mlp(h))
     torch.testing.assert_close(layer(x, edge_index, batch, edge_attr=edge_attr), expected)
-    with pytest.raises(ValueError, match="conv and pattern cannot both be None"):
-        GPSConv(16, None, pattern=None)
+    with pytest.raises(ValueError, match="conv and attn_type cannot both be None"):
+        GPSConv(16, None, attn_type=None)
 
 
 @pytest.mark.parametrize("local", ["gine", "gatedgcn", "gcn"])

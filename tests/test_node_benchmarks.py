@@ -54,8 +54,8 @@ def test_each_seed_draws_its_own_split_and_shares_the_graph(photo):
 
 def test_per_class_split_takes_twenty_and_thirty_of_each_class(offline_data, tmp_path):
     out = tmp_path / "photo"
-    assert main(["node", "--dataset", "Amazon-Photo", "--split", "per-class", "--architecture", "plus", "--models",
-                 "gcn+", "--epochs", "1", "--seeds", "1", "--out", str(out), *TINY]) == 0
+    assert main(["node", "--dataset", "Amazon-Photo", "--split", "per-class", "--models", "gat+", "--epochs", "1",
+                 "--seeds", "1", "--out", str(out), *TINY]) == 0
     (row,) = json.loads((out / "results.json").read_text())
     assert row["split"] == "per-class"
     assert "20 + 30 per class drawn per seed" in (out / "results.md").read_text()

@@ -88,9 +88,9 @@ def test_refusals_leave_previous_results_byte_for_byte(offline_data, tmp_path, c
 def test_unwritable_output_and_missing_checkpoints_are_refused(offline_data, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    assert node(blocker / "out", "--models", "gcn", "--epochs", "1") == 2
+    assert node(blocker / "out", "--models", "graph", "--epochs", "1") == 2
     assert "not a writable folder" in capsys.readouterr().err
-    assert node(tmp_path / "empty", "--models", "gcn", "--epochs", "1", "--resume") == 2
+    assert node(tmp_path / "empty", "--models", "graph", "--epochs", "1", "--resume") == 2
     assert "no checkpoint" in capsys.readouterr().err
     assert blocker.read_text() == "not a folder"
 

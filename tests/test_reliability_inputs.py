@@ -110,7 +110,7 @@ ENTRIES: dict[str, Entry] = {
     "bigbird": Entry(bigbird, {"radius": 2, "global_tokens": 0, "random_per_query": 1, "seed": 0},
                      {"radius": bad_int(0), "random_per_query": bad_int(0), "seed": bad_int(0),
                       "global_tokens": st.sampled_from([None, {0: 1}, "0", 1.5])},
-                     {"random_per_query": ["per_query"], "global_tokens": ["nodes", "Global"]}),
+                     {"global_tokens": ["nodes", "Global"]}),
     "parse_pattern": Entry(parse_pattern, {"text": "Window(1) | Global([0])"},
                            {"text": st.one_of(st.none(), st.integers(), st.just(""), st.text(max_size=12),
                                               st.just("Window(1) + Full()"), st.just("__import__('os')"),

@@ -198,11 +198,15 @@ class NodeConfig(Options):
                       "there are no positional features (encoding='none')")
         # the layers also set the neighbour loader's default hops, which the baselines read too
         neighbor = self.batching.loader == "neighbor"
-        ours = ("architecture", "hidden", "heads", *(() if neighbor else ("layers",)), "dropout", "encoding",
-                "encoding_dim", "lr", "weight_decay")
-        refuse_unused(self, ours, any(m in GRAPHATTN_MODELS for m in self.models),
-                      f"they set the graphattn models, and models={self.models} has none (GCN and GAT keep their "
-                      "published recipes)")
+        ours = any(m in GRAPHATTN_MODELS for m in self.models)
+        refuse_unused(self, ("architecture", "encoding"), ours,
+                      f"they set the graphattn models, and models={self.models} has none")
+        refuse_unused(self, ("hidden", *(() if neighbor else ("layers",)), "dropout", "lr", "weight_decay"),
+                      ours or any(m in TUNED_MODELS for m in self.models),
+                      f"they set the graphattn models and gcn+ / gat+, and models={self.models} has none (GCN and "
+                      "GAT keep their published recipes)")
+        refuse_unused(self, ("heads",), ours or "gat+" in self.models,
+                      f"they set the graphattn models and gat+, and models={self.models} has none")
 
     @property
     def out_dir(self) -> Path:

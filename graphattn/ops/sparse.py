@@ -32,101 +32,16 @@ same code runs on CUDA (cuSPARSE). GAT's and GATv2's scores run on the same plan
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, field
-
 import torch
 from torch import Tensor
 
+from .csr import SparsePlan, heads_first, plan_sparse, sddmm, spmm
 from .graph import AttentionGraph
-from .kernel import DOT_ONLY, EDGE_KV, Kernel, KernelResult, Plan, memoized
+from .kernel import DOT_ONLY, EDGE_KV, Kernel, KernelResult
 from .scores import ScoreSpec
+from .sparse_gat import sparse_gat
 
 __all__ = ["SparseCSR", "SparsePlan"]
-
-
-@dataclass(frozen=True)
-class SparsePlan(Plan):
-    """The graph's CSR by (query, key), as the products need it (once per graph).
-
-    ``rank [E]`` maps a caller's edge to its sorted position, ``row [E]`` a sorted edge's query.
-    The products run on the ``U`` distinct (query, key) pairs (a duplicate edge has the same
-    score; its weight adds to the pair's): ``slot [E]`` is each sorted edge's pair, or ``None``
-    when there are no duplicates; ``pair_row, pair_col [U]`` the pairs; ``t_order [U]`` the pairs
-    sorted by (key, query), the transpose. :meth:`heads` lays them block-diagonally for ``H``
-    heads (heads one after the other: each product then reads one head's ``N x C`` block at a
-    time, which measured 1.3-1.5x faster on CPU than interleaving the heads node by node). CSR
-    indices are int32 where they fit: MKL's SpMM converts int64 ones on every call.
-    """
-
-    num_nodes: int
-    perm: Tensor
-    rank: Tensor
-    row: Tensor
-    slot: Tensor | None
-    pair_row: Tensor
-    pair_col: Tensor
-    t_order: Tensor
-    memo: dict = field(default_factory=dict, compare=False, repr=False)
-
-    def heads(self, heads: int) -> tuple[Tensor, ...]:
-        """``(rowptr, col, t_rowptr, t_col, t_order)`` of the ``H N x H N`` block-diagonal CSR of
-        all heads and of its transpose, ``t_order [H U]`` placing each transposed entry in the
-        forward order; derived once per number of heads."""
-        def compute() -> tuple[Tensor, ...]:
-            n, u, device = self.num_nodes, self.pair_row.numel(), self.pair_row.device
-            offsets = torch.arange(heads, device=device)[:, None]
-            rows = (self.pair_row + offsets * n).flatten()  # (H U,)
-            cols = (self.pair_col + offsets * n).flatten()
-            t_order = (self.t_order + offsets * u).flatten()
-            size = heads * n
-            index = torch.int32 if max(size, rows.numel()) < 2**31 else torch.long
-            return (_rowptr(rows, size).to(index), cols.to(index), _rowptr(cols, size).to(index),
-                    rows[t_order].to(index), t_order)
-        return memoized(self.memo, heads, compute)
-
-
-def plan_sparse(graph: AttentionGraph) -> SparsePlan:
-    n, device = graph.num_nodes, graph.device
-    csr = graph.csr()
-    row = graph.edge_index[1].index_select(0, csr.perm)  # sorted edges' queries
-    code = row * n + csr.col
-    pairs, slot = torch.unique_consecutive(code, return_inverse=True)
-    pair_row, pair_col = pairs // n, pairs % n
-    t_order = torch.sort(pair_col * n + pair_row, stable=True).indices  # by key, then query
-    rank = torch.empty_like(csr.perm).index_copy_(0, csr.perm, torch.arange(csr.perm.numel(), device=device))
-    return SparsePlan(n, csr.perm, rank, row, slot if pairs.numel() < code.numel() else None, pair_row, pair_col,
-                      t_order)
-
-
-def _rowptr(rows: Tensor, size: int) -> Tensor:
-    counts = torch.bincount(rows, minlength=size)
-    return torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
-
-
-def _csr(rowptr: Tensor, col: Tensor, values: Tensor, size: int) -> Tensor:
-    with warnings.catch_warnings():  # torch announces CSR as beta once per process; the kernel is tested
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(rowptr, col, values, (size, size), check_invariants=False)
-
-
-def _sddmm(rowptr: Tensor, col: Tensor, slot: Tensor | None, a: Tensor, b: Tensor, heads: int) -> Tensor:
-    """``[H, E]``: ``a_i . b_j`` on every edge, for ``a, b [H N, C]`` laid head after head."""
-    pattern = _csr(rowptr, col, a.new_zeros(col.numel()), a.size(0))
-    pairs = torch.sparse.sampled_addmm(pattern, a, b.T, beta=0.0).values().view(heads, -1)  # (H, U)
-    return pairs if slot is None else pairs.index_select(1, slot)
-
-
-def _spmm(rowptr: Tensor, col: Tensor, slot: Tensor | None, values: Tensor, x: Tensor,
-          order: Tensor | None = None) -> Tensor:
-    """``A x`` for edge values ``[H, E]`` on a block-diagonal CSR and ``x [H N, C]``; with the
-    transpose's ``order``, ``A^T x`` on the transposed CSR."""
-    if slot is not None:  # duplicate edges: their weights add up on their pair
-        values = values.new_zeros(values.size(0), col.numel() // values.size(0)).index_add_(1, slot, values)
-    values = values.flatten()
-    if order is not None:
-        values = values.index_select(0, order)
-    return _csr(rowptr, col, values, x.size(0)) @ x
 
 
 @torch.library.custom_op("graphattn::sparse_attention", mutates_args=())
@@ -140,7 +55,7 @@ def _sparse_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, rowp
     sorted edge, ``slot [E]`` its pair. A caller's dropout mask ``given_keep [H, E]`` replaces
     ``dropout`` (and the returned ``keep`` is then empty: the caller holds it)."""
     n = q.size(0) // heads
-    scores = _sddmm(rowptr, col, slot, q, k, heads).mul_(scale)  # (H, E); in place: no per-edge copy is kept
+    scores = sddmm(rowptr, col, slot, q, k, heads).mul_(scale)  # (H, E); in place: no per-edge copy is kept
     if bias is not None:
         scores += bias
     # index_select on the (H, N) row numbers: several times faster than gather or [] indexing on CPU
@@ -154,7 +69,7 @@ def _sparse_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, rowp
     if given_keep is None and dropout > 0:
         keep = (torch.rand_like(alpha) >= dropout).to(alpha.dtype) / (1 - dropout)
     mask = given_keep if given_keep is not None else keep if dropout > 0 else None
-    out = _spmm(rowptr, col, slot, alpha if mask is None else alpha * mask, v)  # (H N, C_v)
+    out = spmm(rowptr, col, slot, alpha if mask is None else alpha * mask, v)  # (H N, C_v)
     return out, lse, alpha, keep
 
 
@@ -173,15 +88,15 @@ def _sparse_backward(d_out: Tensor, d_lse: Tensor, d_alpha: Tensor, q: Tensor, k
     """``(dq, dk, dv, d_bias)`` as in the module docstring."""
     n = q.size(0) // heads
     weights = alpha if keep.numel() == 0 else alpha * keep
-    d_v = _spmm(t_rowptr, t_col, slot, weights, d_out, t_order)  # dV = A^T dO
-    d_a = _sddmm(rowptr, col, slot, d_out, v, heads)  # (H, E): dO_i . v_j
+    d_v = spmm(t_rowptr, t_col, slot, weights, d_out, t_order)  # dV = A^T dO
+    d_a = sddmm(rowptr, col, slot, d_out, v, heads)  # (H, E): dO_i . v_j
     if keep.numel():
         d_a *= keep
     d_a += d_alpha
     row_dot = torch.linalg.vecdot(d_out, out).view(heads, n).index_add(1, row, alpha * d_alpha)
     d_s = d_a.sub_((row_dot - d_lse).index_select(1, row)).mul_(alpha)  # (H, E), the bias gradient
     scaled = d_s * scale  # s dS, for both products
-    return _spmm(rowptr, col, slot, scaled, k), _spmm(t_rowptr, t_col, slot, scaled, q, t_order), d_v, d_s
+    return spmm(rowptr, col, slot, scaled, k), spmm(t_rowptr, t_col, slot, scaled, q, t_order), d_v, d_s
 
 
 @_sparse_backward.register_fake
@@ -244,8 +159,6 @@ class SparseCSR(Kernel[SparsePlan]):
     def forward(self, q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: SparsePlan, *,
                 need_weights: bool) -> KernelResult:
         if spec.score != "dot":  # GAT's and GATv2's scores: their own module (it builds on this one's products)
-            from .sparse_gat import sparse_gat
-
             return sparse_gat(q, k, v, graph, spec, plan, need_weights=need_weights)
         n, heads, _ = q.shape
         rowptr, col, t_rowptr, t_col, t_order = plan.heads(heads)
@@ -254,15 +167,10 @@ class SparseCSR(Kernel[SparsePlan]):
             src, dst = graph.edge_index
             bias = spec.bias(dst.index_select(0, plan.perm), src.index_select(0, plan.perm)).T.to(q.dtype)  # (H, E)
         out, lse, alpha, _ = _sparse_attention(
-            _heads_first(q), _heads_first(k), _heads_first(v), bias, rowptr, col, t_rowptr, t_col,
+            heads_first(q), heads_first(k), heads_first(v), bias, rowptr, col, t_rowptr, t_col,
             t_order, plan.row, plan.slot, heads, spec.scale, spec.dropout if spec.training else 0.0,
             None if spec.keep is None else spec.keep.index_select(0, plan.perm).T.to(q.dtype))
         out = out.view(heads, n, -1).transpose(0, 1)  # (N, H, C_v)
         if not need_weights:
             return KernelResult(out, lse.T)
         return KernelResult(out, lse.T, alpha.T.index_select(0, plan.rank))  # weights in the caller's edge order
-
-
-def _heads_first(t: Tensor) -> Tensor:
-    """``[N, H, C] -> [H N, C]``, head after head."""
-    return t.transpose(0, 1).reshape(-1, t.size(-1))

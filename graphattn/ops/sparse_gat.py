@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .csr import SparsePlan, heads_first, sddmm, spmm
 from .graph import AttentionGraph
 from .kernel import KernelResult
 from .scores import ScoreSpec
-from .sparse import SparsePlan, _heads_first, _sddmm, _spmm
 
 __all__ = ["sparse_gat", "CHUNK"]
 
@@ -160,7 +160,7 @@ def _softmax_spmm(scores: Tensor, v: Tensor, keep: Tensor | None, rowptr: Tensor
     alpha = (scores - row_max.index_select(1, row)).exp_()
     denom = alpha.new_zeros(heads, n).index_add_(1, row, alpha)
     alpha /= denom.clamp(min=torch.finfo(denom.dtype).tiny).index_select(1, row)
-    out = _spmm(rowptr, col, slot, alpha if keep is None else alpha * keep, v)  # (H N, C_v)
+    out = spmm(rowptr, col, slot, alpha if keep is None else alpha * keep, v)  # (H N, C_v)
     return out, denom.log() + row_max, alpha
 
 
@@ -175,8 +175,8 @@ def _softmax_spmm_backward_op(d_out: Tensor, d_lse: Tensor, d_alpha: Tensor, v: 
                               t_order: Tensor, row: Tensor, slot: Tensor | None, heads: int) -> tuple[Tensor, Tensor]:
     """``(d_scores [H, E], dv)``, as in the module docstring."""
     n = v.size(0) // heads
-    d_v = _spmm(t_rowptr, t_col, slot, alpha if keep is None else alpha * keep, d_out, t_order)  # (alpha keep)^T dO
-    d_a = _sddmm(rowptr, col, slot, d_out, v, heads)  # (H, E): dO_i . v_j
+    d_v = spmm(t_rowptr, t_col, slot, alpha if keep is None else alpha * keep, d_out, t_order)  # (alpha keep)^T dO
+    d_a = sddmm(rowptr, col, slot, d_out, v, heads)  # (H, E): dO_i . v_j
     if keep is not None:
         d_a *= keep
     d_a += d_alpha
@@ -236,7 +236,7 @@ def sparse_gat(q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: Sco
         keep = spec.keep.index_select(0, plan.perm).T.to(dtype)  # (H, E) sorted
     elif spec.dropout > 0 and spec.training:
         keep = F.dropout(scores.new_ones(scores.shape), spec.dropout)
-    out, lse, alpha = _softmax_spmm(scores, _heads_first(v.to(dtype)), keep, rowptr, col, t_rowptr, t_col, t_order,
+    out, lse, alpha = _softmax_spmm(scores, heads_first(v.to(dtype)), keep, rowptr, col, t_rowptr, t_col, t_order,
                                     plan.row, plan.slot, heads)
     out = out.view(heads, n, -1).transpose(0, 1).to(q.dtype)  # (N, H, C_v)
     weights = alpha.T.index_select(0, plan.rank).to(q.dtype) if need_weights else None  # (E, H), caller's order

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..checks import check_int
+from ..checks import MAX_INDEX, check_int
 from .base import Pattern
 from .sequence import Global, Random, Stride, Window
 
@@ -27,5 +27,5 @@ def longformer(radius: int, global_tokens: int | Sequence[int] = (0,), stride: i
 def bigbird(radius: int, global_tokens: int | Sequence[int] = (0,), random_per_query: int = 3,
             seed: int = 0) -> Pattern:
     """BigBird (Zaheer et al., 2020): sliding window + global tokens + random keys."""
-    check_int(random_per_query, "random_per_query", 0)  # named as the caller wrote it, not as Random's per_query
+    check_int(random_per_query, "random_per_query", 0, MAX_INDEX)  # named as the caller wrote it, not as Random's per_query
     return Window(radius) | Global(global_tokens) | Random(random_per_query, seed)
