@@ -40,6 +40,13 @@ def test_random_loader_trains_every_model_and_records_how(offline_data, tmp_path
         assert 0 <= r["test_acc"] <= 1 and 0 <= r["val_acc"] <= 1
 
 
+def test_random_loader_trains_local_global_and_its_twin_on_the_batches_nodes(offline_data, tmp_path):
+    runs = cora(tmp_path, "--loader", "random", "--batch-size", "1000", "--models", "local-global", "local-only")
+    assert [(r["model"], r["loader"], r["batch_size"]) for r in runs] == [("local-global", "random", 1000),
+                                                                          ("local-only", "random", 1000)]
+    assert all(0 <= r["test_acc"] <= 1 and r["epoch_time_s"] > 0 for r in runs)
+
+
 def test_random_batches_partition_the_graph_the_same_way_in_every_process(offline_data):
     task = NodeData(NodeConfig(dataset="Cora"))
     config = NodeConfig.from_options(dataset="Cora", loader="random", batch_size=1000)
@@ -99,7 +106,7 @@ def test_disjoint_batches_lay_the_pattern_on_each_seeds_own_nodes():
         edge_index = torch.tensor([[0, 1, 2, 4, 5], [1, 2, 0, 5, 6]])
         pos = None
 
-    for name in ("full", "graph+virtual", "graph"):
+    for name in ("full", "graph+virtual", "graph", "local-global", "local-only"):
         run = build(name, Fake(), config, 0)
         run.model.eval()
         x = torch.randn(7, 3)

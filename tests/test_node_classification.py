@@ -132,3 +132,25 @@ def test_transformer_architecture_runs_and_is_part_of_the_checkpoint_identity(of
     assert ckpt["experiment"]["architecture"] == "transformer"
     assert any(k.startswith("blocks.") for k in ckpt["model"])  # a GraphTransformer's weights
     assert "graphattn transformer" in (tmp_path / "results.md").read_text()
+
+
+def test_local_global_and_its_local_only_twin_run_side_by_side(offline_data, tmp_path):
+    assert node(tmp_path, "--models", "local-global", "local-only", "--epochs", "2", "--save") == 0
+    runs = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["model"], r["pattern"]) for r in runs] == [("local-global", "GCN + linear global attention (sigmoid)"),
+                                                          ("local-only", "GCN (local only)")]
+    glob, local = runs
+    for r in runs:
+        assert r["epochs"] == 2 and r["epoch_time_s"] > 0 and r["peak_mem_mb"] > 0 and r["encoding"] == "none"
+    # the twin is the same model without the global branch: the attention's q, k, v, out projections
+    assert glob["parameters"] - local["parameters"] == 2 * 4 * (8 * 8 + 8)
+    weights = torch.load(tmp_path / "checkpoints" / "local-global-seed0.pt", weights_only=True)["model"]
+    assert any(k.startswith("attns.1.") for k in weights)
+    table = (tmp_path / "results.md").read_text()
+    assert "| local-global |" in table and "| local-only |" in table
+
+
+@pytest.mark.parametrize("option", [("--architecture", "transformer"), ("--encoding", "random_walk")])
+def test_options_the_local_global_models_do_not_read_are_refused(option, capsys):
+    assert main(["node", "--dataset", "Cora", "--models", "local-global", *option, "--no-progress"]) == 2
+    assert "local-global, local-only have their own architecture" in capsys.readouterr().err

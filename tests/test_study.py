@@ -78,3 +78,62 @@ def test_patterns_with_commas_stay_whole():
 
     args = build_parser().parse_args(["study", "listops", "--patterns", "longformer(8, [0])", "Full(),Window(2)"])
     assert args.patterns == ("longformer(8, [0])", "Full()", "Window(2)")
+
+
+def test_study_reports_data_dependent_patterns_and_operators(offline_data, tmp_path):
+    out = tmp_path / "branches"
+    argv = ["study", "listops", "--patterns", "Full()", "LSH(4)", "KMeans(2)", "TopK(4)", "performer(8)",
+            "linformer(size=4)", "--seeds", "1", *TINY, "--out", str(out)]
+    assert main(argv) == 0
+    result = json.loads((out / "results.json").read_text())
+    rows = {r["pattern"]: r for r in result["summary"]}
+    assert list(rows) == ["Full()", "LSH(buckets=4, seed=0)", "KMeans(clusters=2, iterations=3)", "TopK(k=4)",
+                          "performer(8)", "linformer(4)"]
+    full = rows["Full()"]
+    # every sequence has more than 4 tokens, so top-4 routing gives each query exactly 4 keys
+    assert rows["TopK(k=4)"]["keys_per_query"] == 4.0 and rows["TopK(k=4)"]["keys_counted"] == "keys (routed)"
+    for routed in ("LSH(buckets=4, seed=0)", "KMeans(clusters=2, iterations=3)"):
+        assert 1.0 <= rows[routed]["keys_per_query"] < full["keys_per_query"]  # buckets split the sequence
+    assert (rows["performer(8)"]["keys_per_query"], rows["performer(8)"]["keys_counted"]) == (8, "features")
+    assert (rows["linformer(4)"]["keys_per_query"], rows["linformer(4)"]["keys_counted"]) == (4, "rank")
+    # Linformer learns a [4, longest] key and value mix per layer: more weights than Full()'s model
+    assert rows["linformer(4)"]["parameters"] > full["parameters"] == rows["performer(8)"]["parameters"]
+    for r in rows.values():
+        assert r["time_per_epoch_s"] > 0 and r["peak_memory_mb"] > 0 and r["time_vs_reference"] > 0
+    operator_runs = [r for r in result["runs"] if r["operator"] is not None]
+    assert [(r["operator"], r["pattern"]) for r in operator_runs] == [("performer(8)", "Full()"), ("linformer(4)", "Full()")]
+    table = (out / "results.md").read_text()
+    assert "| `performer(8)` | 8 (features) |" in table and "| `linformer(4)` | 4 (rank) |" in table
+    assert "| `TopK(k=4)` | 4.0 (routed) |" in table
+
+
+def test_study_operators_build_into_every_block():
+    from graphattn.experiments.sequence_classification import _model
+    from graphattn.nn import LinearAttention, Linformer
+
+    for text, kind in (("performer(8)", LinearAttention), ("linformer(4)", Linformer)):
+        cfg = StudyConfig.from_options(task="listops", patterns=(text,), hidden=16, heads=2).run_config(text, 0)
+        model = _model(cfg, cfg.parsed_pattern(), 20, 10, max_length=24)
+        assert [type(b.attn.operator) for b in model.blocks] == [kind, kind]
+    assert model.blocks[0].attn.operator.max_length == 24 and model.blocks[0].attn.operator.rank == 4
+
+
+@pytest.mark.parametrize("text, match", [
+    ("reformer(64)", "neither an operator .*performer\\(M\\).*linformer\\(K\\).* nor a pattern"),
+    ("performer(0)", "performer\\(M\\) with one positive int"),
+    ("linformer", "linformer\\(K\\) with one positive int"),
+    ("performer(64, 2)", "one positive int"),
+])
+def test_unknown_or_malformed_operators_are_refused(text, match):
+    with pytest.raises(ValueError, match=match):
+        StudyConfig.from_options(task="listops", patterns=("Full()", text))
+
+
+def test_an_operator_needs_full_attention_and_a_bad_branch_returns_2(capsys):
+    from graphattn.experiments.sequence_config import SequenceConfig
+
+    assert SequenceConfig.from_options(task="text", operator="performer(16)").pattern == "Full()"
+    with pytest.raises(ValueError, match="attends along Full\\(\\); pattern must be Full\\(\\)"):
+        SequenceConfig.from_options(task="listops", pattern="Window(2)", operator="linformer(8)")
+    assert main(["study", "listops", "--patterns", "Full()", "favor(64)", "--no-progress"]) == 2
+    assert "neither an operator" in capsys.readouterr().err

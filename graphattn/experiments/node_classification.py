@@ -58,7 +58,7 @@ from typing import Any
 from ..train import world_size
 from .metrics import classification
 from .node_batches import NodeBatches, WholeGraph, check_loader
-from .node_config import ARCHITECTURES, BASELINE_MODELS, GRAPHATTN_MODELS, MODELS, NodeConfig
+from .node_config import ARCHITECTURES, GRAPHATTN_MODELS, MODELS, NodeConfig
 from .node_config import NODE_DATASETS as DATASETS
 from .node_data import NodeData
 from .node_models import build, identity
@@ -81,7 +81,7 @@ def batches(config: NodeConfig, data: NodeData, run: SeedRun, seed: int, splits:
 
 def row(config: NodeConfig, name: str) -> dict[str, Any]:
     """What a node run's row adds: the positional encoding, the split, and how it was batched."""
-    extra: dict[str, Any] = {"encoding": "none" if name in BASELINE_MODELS else config.positional.encoding,
+    extra: dict[str, Any] = {"encoding": config.positional.encoding if name in GRAPHATTN_MODELS else "none",
                              "split": config.split}
     if config.batching.loader != "full" or world_size() > 1:
         extra.update(loader=config.batching.loader, batch_size=config.batching.batch_size, processes=world_size())

@@ -20,23 +20,30 @@ from .pieces import (
     resolve_workers,
 )
 
-__all__ = ["NodeConfig", "NodeBatchConfig", "GRAPHATTN_MODELS", "BASELINE_MODELS", "TUNED_MODELS", "MODELS",
-           "DEFAULT_MODELS", "PLANETOID_DATASETS", "SHCHUR_DATASETS", "NODE_DATASETS", "LOADERS", "ARCHITECTURES",
+__all__ = ["NodeConfig", "NodeBatchConfig", "GRAPHATTN_MODELS", "LOCAL_GLOBAL_MODELS", "BASELINE_MODELS", "TUNED_MODELS",
+           "MODELS", "DEFAULT_MODELS", "PLANETOID_DATASETS", "SHCHUR_DATASETS", "NODE_DATASETS", "LOADERS", "ARCHITECTURES",
            "SPLITS", "NORMS", "DEFAULT_BATCH_SIZE", "DEFAULT_NEIGHBORS"]
 
 #: graphattn models, named after the pattern they attend along (see ``node_models.pattern_for``);
 #: ``exphormer`` is Exphormer's interaction graph: the graph, virtual nodes and an expander.
 GRAPHATTN_MODELS = ("graph", "graph+virtual", "graph+expander", "exphormer", "graph+bigbird", "full")
+#: graphattn's :class:`~graphattn.models.LocalGlobalNetwork` (SGFormer's and Polynormer's shape): GCN message
+#: passing beside linear global attention over every node of the step's graph (the whole graph, or the
+#: mini-batch's subgraph), Polynormer's sigmoid kernel; ``local-only`` is the same model without the global
+#: branch, the twin its cost and accuracy are measured against. They read ``hidden``, ``heads``, ``layers``,
+#: ``dropout``, ``lr`` and ``weight_decay`` (neither ``architecture`` nor positional features).
+LOCAL_GLOBAL_MODELS = ("local-global", "local-only")
 #: ``gcn`` and ``gat`` keep their published Planetoid recipes (.baselines); ``gcn+`` and ``gat+`` are
 #: Luo et al.'s tuned GCN and GAT (graphattn.models.GNNPlus without attention), trained with the
 #: run's own width, depth, dropout, norm, residual, lr and weight decay, as the plus architecture is.
 TUNED_MODELS = ("gcn+", "gat+")
 BASELINE_MODELS = ("gcn", "gat", *TUNED_MODELS)
-MODELS = (*GRAPHATTN_MODELS, *BASELINE_MODELS)
+MODELS = (*GRAPHATTN_MODELS, *LOCAL_GLOBAL_MODELS, *BASELINE_MODELS)
 #: ``full`` is left out by default: dense attention over all N nodes costs N^2 per head and
 #: layer (7.3M scores on Cora), minutes per run on a laptop CPU; ask for it with ``models``.
-#: ``graph+bigbird`` (global attention made for batches of nodes) is asked for by name too.
-DEFAULT_MODELS = tuple(m for m in MODELS if m not in ("full", "graph+bigbird"))
+#: ``graph+bigbird`` (global attention made for batches of nodes) and the local-global pair are asked for
+#: by name too.
+DEFAULT_MODELS = tuple(m for m in MODELS if m not in ("full", "graph+bigbird", *LOCAL_GLOBAL_MODELS))
 PLANETOID_DATASETS = ("Cora", "CiteSeer", "PubMed")
 #: Shchur et al.'s co-purchase and co-author graphs; no split is published.
 SHCHUR_DATASETS = ("Amazon-Computers", "Amazon-Photo", "Coauthor-CS", "Coauthor-Physics")
@@ -199,13 +206,15 @@ class NodeConfig(Options):
         # the layers also set the neighbour loader's default hops, which the baselines read too
         neighbor = self.batching.loader == "neighbor"
         ours = any(m in GRAPHATTN_MODELS for m in self.models)
+        local_global = any(m in LOCAL_GLOBAL_MODELS for m in self.models)
         refuse_unused(self, ("architecture", "encoding"), ours,
-                      f"they set the graphattn models, and models={self.models} has none")
+                      f"they set the models of {GRAPHATTN_MODELS}, and models={self.models} has none "
+                      f"({', '.join(LOCAL_GLOBAL_MODELS)} have their own architecture and no positional features)")
         refuse_unused(self, ("hidden", *(() if neighbor else ("layers",)), "dropout", "lr", "weight_decay"),
-                      ours or any(m in TUNED_MODELS for m in self.models),
+                      ours or local_global or any(m in TUNED_MODELS for m in self.models),
                       f"they set the graphattn models and gcn+ / gat+, and models={self.models} has none (GCN and "
                       "GAT keep their published recipes)")
-        refuse_unused(self, ("heads",), ours or "gat+" in self.models,
+        refuse_unused(self, ("heads",), ours or local_global or "gat+" in self.models,
                       f"they set the graphattn models and gat+, and models={self.models} has none")
 
     @property

@@ -15,17 +15,18 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-from ..models import GNNPlus, GraphAttentionNetwork, GraphTransformer
+from ..models import GNNPlus, GraphAttentionNetwork, GraphTransformer, LocalGlobalNetwork
 from ..models.plus import gcn_adjacency
 from ..ops import AttentionGraph
 from ..train import set_seed
 from .baselines import BASELINES
 from .harness import InputDropout, Optimization
-from .node_config import TUNED_MODELS, NodeConfig
+from .node_config import LOCAL_GLOBAL_MODELS, TUNED_MODELS, NodeConfig
 from .node_data import encoding_module
 from .seeds import SeedRun
 
-__all__ = ["build", "pattern_for", "identity", "LaysPattern", "NodeAttentionNetwork", "NodeTransformer", "NodePlus"]
+__all__ = ["build", "pattern_for", "identity", "LaysPattern", "NodeAttentionNetwork", "NodeTransformer", "NodePlus",
+           "NodeLocalGlobal"]
 
 
 def pattern_for(name: str, edge_index: Tensor, num_nodes: int, config: NodeConfig, seed: int):
@@ -139,6 +140,25 @@ class NodePlus(LaysPattern, GNNPlus):
         return GNNPlus.forward(self, x, graph.edge_index, attention=attention, adjacency=adjacency)
 
 
+class NodeLocalGlobal(LocalGlobalNetwork):
+    """:class:`~graphattn.models.LocalGlobalNetwork` called as the harness calls it, ``model(x,
+    graph)`` with ``graph`` a PyG ``Data`` of nodes: GCN along its edges, the global branch over
+    all its nodes (over each seed's own with a disjoint batch's ``batch``). It reads every node of
+    a mini-batch (``hops`` is ``None``), the local-only twin too, so both cost the same batches."""
+
+    hops = None
+
+    def forward(self, x: Tensor, graph: Data) -> Tensor:  # type: ignore[override]
+        if not isinstance(graph, Data):
+            raise TypeError(f"graph must be a torch_geometric Data of nodes, got {type(graph).__name__}")
+        return super().forward(x, graph.edge_index, batch=graph.batch if "batch" in graph else None)
+
+
+def _local_global_text(name: str) -> str:
+    """What the rows say a local-global model attends along."""
+    return "GCN + linear global attention (sigmoid)" if name == "local-global" else "GCN (local only)"
+
+
 def _flags(name: str, config: NodeConfig, pattern) -> dict[str, Any]:
     """The switches that follow from the pattern. With ``Full()``: no dropout on the N^2
     attention weights (so the fused SDPA kernel runs; drawing N^2 H random numbers per layer
@@ -171,6 +191,9 @@ def identity(name: str, data, config: NodeConfig, seed: int) -> dict[str, Any]:
     plus = {k: options[k] for k in ("lr", "weight_decay", "hidden", "heads", "layers", "dropout", "norm", "residual")}
     if name in TUNED_MODELS:
         return {**ident, "pattern": _tuned_pattern(name), **plus}
+    if name in LOCAL_GLOBAL_MODELS:
+        return {**ident, "pattern": _local_global_text(name),
+                **{k: options[k] for k in ("lr", "weight_decay", "hidden", "heads", "layers", "dropout")}}
     pattern = pattern_for(name, data.edge_index, data.num_nodes, config, seed)
     if config.architecture == "plus":
         return {**ident, "architecture": "plus", "pattern": repr(pattern), **plus,
@@ -186,6 +209,12 @@ def build(name: str, data, config: NodeConfig, seed: int) -> SeedRun:
     set_seed(seed)
     device = config.run.device
     ident = identity(name, data, config, seed)
+    if name in LOCAL_GLOBAL_MODELS:
+        m = config.model
+        model = NodeLocalGlobal(data.num_features, m.hidden, data.num_classes, m.layers, m.heads, dropout=m.dropout,
+                                global_branch=name == "local-global")
+        return SeedRun(model.to(device), Optimization("adam", config.training.lr, config.training.weight_decay),
+                       ident["pattern"], ident)
     if name in TUNED_MODELS or config.architecture == "plus":
         return _build_plus(name, data, config, seed, ident)
     if name in BASELINES:

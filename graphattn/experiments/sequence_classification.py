@@ -59,6 +59,7 @@ from ..models import GraphTransformer
 from ..nn.encodings import RotaryEncoding, SinusoidalEncoding
 from ..patterns import Pattern
 from ..train import TrainConfig, peak_memory_mb, reset_peak_memory, set_seed
+from .attention_spec import parse_operator
 from .harness import EVAL_BATCH, Batch, ExampleBatches, Optimization, predict, train_model
 from .metrics import classification
 from .registry import Task
@@ -81,16 +82,18 @@ class SequenceTransformer(GraphTransformer):
         if not isinstance(edges, Data):
             return super().forward(x, edges, *args, **kwargs)
         pos = None if self.position is not None and self.pattern.extra_nodes else edges.pos
-        return super().forward(x, self.pattern, batch=edges.batch, pos=pos)
+        return super().forward(x, self.pattern, batch=edges.batch, pos=pos, **kwargs)
 
 
-def _model(cfg: SequenceConfig, pattern: Pattern, in_channels: int, num_classes: int) -> SequenceTransformer:
+def _model(cfg: SequenceConfig, pattern: Pattern, in_channels: int, num_classes: int,
+           max_length: int) -> SequenceTransformer:
     m = cfg.model
+    operator = None if cfg.operator is None else parse_operator(cfg.operator).build(max_length)
     return SequenceTransformer(
         in_channels, m.hidden, num_classes, num_layers=m.layers, heads=m.heads, pattern=pattern,
         pooling=cfg.pooling, dropout=m.dropout, embedding=cfg.task in ("text", "listops"),
         feature_encoding=SinusoidalEncoding(m.hidden) if cfg.position == "sinusoidal" else None,
-        position=RotaryEncoding(m.hidden // m.heads) if cfg.position == "rope" else None,
+        position=RotaryEncoding(m.hidden // m.heads) if cfg.position == "rope" else None, operator=operator,
     )
 
 
@@ -107,6 +110,28 @@ def keys_per_query(pattern: Pattern, lengths: Iterable[int]) -> float:
     lengths = list(lengths)
     edges = {n: pattern.edge_index(n).size(1) for n in set(lengths)}
     return sum(edges[n] for n in lengths) / max(sum(lengths), 1)
+
+
+def _cost(cfg: SequenceConfig, pattern: Pattern, model: SequenceTransformer, test: list[Data],
+          device: torch.device) -> tuple[float, str]:
+    """``(keys_per_query, what it counts)`` on the first :data:`KEY_SAMPLE` test examples: a fixed
+    pattern's edges over nodes (``"keys"``); a data-dependent pattern's edges over nodes as the
+    trained ``model`` chose them, the mean over its layers (``"keys (routed)"``); an operator's
+    size (``"rank"``: Linformer's summaries per query; ``"features"``: Performer's)."""
+    sample = test[:KEY_SAMPLE]
+    if cfg.operator is not None:
+        spec = parse_operator(cfg.operator)
+        return float(spec.size), spec.unit
+    if not pattern.data_dependent:
+        return keys_per_query(pattern, (d.num_nodes for d in sample)), "keys"
+    edges = nodes = 0
+    model.eval()
+    with torch.no_grad():
+        for batch in (b.to(device) for b in ExampleBatches(sample, 16)):  # a few at a time: edges are listed
+            _, weights = model(batch.x, batch.graph, return_attention_weights=True)
+            edges += sum(edge_index.size(1) for edge_index, _ in weights)
+            nodes += len(weights) * batch.graph.num_nodes
+    return edges / max(nodes, 1), "keys (routed)"
 
 
 def _mean_probability(log_probs: list[torch.Tensor], split: list[Data]) -> tuple[float, float]:
@@ -138,11 +163,12 @@ def _run(cfg: SequenceConfig) -> dict:
     objective = classification(t.label_smoothing)
     optimization = Optimization("adamw", t.lr, t.weight_decay, clip=1.0, warmup=t.warmup, schedule=t.schedule)
     val_batches, test_batches = ExampleBatches(val, EVAL_BATCH), ExampleBatches(test, EVAL_BATCH)
+    longest = max(d.num_nodes for split in (train, val, test) for d in split)  # Linformer mixes this many
     reset_peak_memory(device)
     members, histories, val_lp, test_lp = [], [], [], []
     for member_seed in range(seed, seed + cfg.ensemble):
         set_seed(member_seed)
-        model = _model(cfg, pattern, info["in_channels"], num_classes).to(device)
+        model = _model(cfg, pattern, info["in_channels"], num_classes, longest).to(device)
         history = train_model(model, ExampleBatches(train, t.batch_size, shuffle=True, seed=member_seed), val_batches,
                               objective, optimization,
                               TrainConfig(epochs=t.epochs, patience=t.patience, progress=cfg.run.progress),
@@ -154,18 +180,20 @@ def _run(cfg: SequenceConfig) -> dict:
                         "best_val_acc": history.best_metrics.get("val_acc"), "best_epoch": history.best_epoch,
                         "epochs_run": history.epochs_run, "time_per_epoch_s": history.mean_epoch_time_s})
     test_acc, test_loss = _mean_probability(test_lp, test)
+    keys, counted = _cost(cfg, pattern, model, test, device)
     first = histories[0]
     rows = [{"epoch": r.epoch, "loss": r.loss, **r.metrics} for r in first.rows]
     epochs = sum(h.epochs_run for h in histories)
     member_acc = [m["test_acc"] for m in members]
     metrics = {
-        "task": cfg.task, "dataset": SEQUENCE_TASKS[cfg.task].dataset, "pattern": repr(pattern), "pooling": cfg.pooling,
+        "task": cfg.task, "dataset": SEQUENCE_TASKS[cfg.task].dataset, "pattern": repr(pattern),
+        "operator": cfg.operator, "pooling": cfg.pooling,
         "position": cfg.position, "test_acc": test_acc, "test_loss": test_loss,
         "best_val_acc": _mean_probability(val_lp, val)[0], "best_epoch": first.best_epoch,
         "epochs_run": first.epochs_run, "stopped_early": first.stopped_early,
         "time_per_epoch_s": sum(h.mean_epoch_time_s * h.epochs_run for h in histories) / max(epochs, 1),
         "data_prep_s": data_s, "peak_memory_mb": peak_memory_mb(device), "device": str(device),
-        "keys_per_query": keys_per_query(pattern, (d.num_nodes for d in test[:KEY_SAMPLE])),
+        "keys_per_query": keys, "keys_counted": counted,
         "num_train": len(train), "num_val": len(val), "num_test": len(test), "num_classes": num_classes,
         "parameters": sum(p.numel() for p in model.parameters()), "data": info,
         "ensemble": cfg.ensemble, "members": members,
@@ -182,6 +210,7 @@ def report(m: dict) -> str:
     """What ``graphattn text`` (``speech``, ...) prints: the task, the split sizes, the accuracies
     (each model's of an ensemble too), epochs, time, memory, parameters, where results went."""
     rows = [("task", f"{m['task']} ({m['dataset']})"), ("pattern", m["pattern"]),
+            *([("operator", m["operator"])] if m.get("operator") else []),
             ("pooling / position", f"{m['pooling']} / {m['position']}"),
             ("train / val / test", f"{m['num_train']} / {m['num_val']} / {m['num_test']}"),
             ("test_acc", m["test_acc"]), ("best_val_acc", m["best_val_acc"])]

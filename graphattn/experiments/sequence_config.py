@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..checks import MAX_SEED, check_choice, check_int, check_probability
+from .attention_spec import parse_operator
 from .options import Options, document, option, piece, refuse_unused
 from .pieces import BatchTrainingConfig, ModelConfig, RunConfig, SplitConfig
 
@@ -140,6 +141,9 @@ class SequenceConfig(Options):
 
     task: str = "text"
     pattern: str | None = option(None, 'attention pattern, e.g. "Window(4)"; unset: the task\'s default')
+    operator: str | None = option(None, "attention operator computing Full() in place of the pattern's kernels: "
+                                        "performer(M) (FAVOR+, M random features) or linformer(K) (rank K); "
+                                        "unset: none")
     pooling: str | None = option(None, "cls (text only), mean or max (feature-wise over the nodes); unset: "
                                        "the task's default", choices=POOLINGS)
     position: str = option("sinusoidal", "positional encoding (2-D for images)", choices=POSITIONS)
@@ -181,6 +185,7 @@ class SequenceConfig(Options):
         if self.ensemble is None:
             object.__setattr__(self, "ensemble", recipe.ensemble)
         check_int(self.ensemble, "ensemble", 1, MAX_SEED - self.split.seed + 1)  # every member's seed is valid
+        self._operator()
         object.__setattr__(self, "pattern", repr(self.parsed_pattern()))
         if self.pooling is None:
             object.__setattr__(self, "pooling", recipe.pooling)
@@ -203,6 +208,21 @@ class SequenceConfig(Options):
             raise ValueError(f"position='rope' needs hidden / heads divisible by {4 if self.task == 'image' else 2}")
         if self.position == "sinusoidal" and self.task == "image" and hidden % 2:
             raise ValueError("2-D sinusoidal positions need an even hidden")
+
+    def _operator(self) -> None:
+        """Check ``operator`` and store it canonically; an operator attends along ``Full()``, so
+        the pattern must be ``Full()`` (unset: set to it)."""
+        if self.operator is None:
+            return
+        try:
+            object.__setattr__(self, "operator", str(parse_operator(self.operator)))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"operator: {e}") from None
+        if self.pattern is None:
+            object.__setattr__(self, "pattern", "Full()")
+        elif repr(self.parsed_pattern()) != "Full()":
+            raise ValueError(f"operator={self.operator!r} attends along Full(); pattern must be Full() or unset, "
+                             f"got {self.pattern!r}")
 
     @property
     def recipe(self) -> SequenceTask:

@@ -1,12 +1,16 @@
-"""Attention patterns side by side on one sequence task: accuracy against cost.
+"""Attention patterns and operators side by side on one sequence task: accuracy against cost.
 
-Every pattern of :class:`StudyConfig` ``patterns`` is trained with every seed under one
-protocol, the :mod:`~graphattn.experiments.sequence_classification` run with the same model,
-data, budget and early stopping; only the pattern differs. Per pattern the study reports the
-mean ± std test accuracy over seeds (sample std; 0 for one seed), the time per epoch
-(training plus validation), the peak memory and the keys per query (edges over nodes on the
-first 256 test examples: what the pattern costs, whatever the kernel). Against the
-reference pattern (``Full()`` when it is compared, else the first) it gives the accuracy
+Every branch of :class:`StudyConfig` ``patterns`` (a pattern, or an attention operator along
+``Full()``: ``performer(M)``, ``linformer(K)``, see :mod:`.attention_spec`) is trained with every
+seed under one protocol, the :mod:`~graphattn.experiments.sequence_classification` run with the
+same model, data, budget and early stopping; only the attention differs. Per branch the study
+reports the mean ± std test accuracy over seeds (sample std; 0 for one seed), the time per epoch
+(training plus validation), the peak memory and the keys per query: for a fixed pattern its
+edges over nodes on the first 256 test examples (what the pattern costs, whatever the kernel);
+for a data-dependent one (``LSH``, ``KMeans``, ``TopK``) the edges the trained model chose there,
+the mean over its layers and seeds (marked "routed"); for an operator its size instead, which no
+edge count gives (Linformer's rank: summaries per query; Performer's random features). Against
+the reference branch (``Full()`` when it is compared, else the first) it gives the accuracy
 difference in points and the time and memory as fractions.
 
 Peak memory: on CUDA the tensors' peak of the run; on CPU the peak resident set of the process,
@@ -56,8 +60,8 @@ def _one(cfg) -> dict:
 
 
 #: What a run's results.json must hold to be read back (older layouts lack some).
-RUN_KEYS = ("pattern", "test_acc", "best_val_acc", "epochs_run", "time_per_epoch_s", "peak_memory_mb", "keys_per_query",
-            "parameters", "dataset", "data", "num_train", "num_val", "num_test", "device")
+RUN_KEYS = ("pattern", "operator", "keys_counted", "test_acc", "best_val_acc", "epochs_run", "time_per_epoch_s",
+            "peak_memory_mb", "keys_per_query", "parameters", "dataset", "data", "num_train", "num_val", "num_test", "device")
 
 
 def _finished(folder: Path, options: dict) -> dict | None:
@@ -96,11 +100,17 @@ def _run_one(cfg, isolate: bool) -> dict:
         return pool.submit(_one, cfg).result()
 
 
+def branch(run: dict) -> str:
+    """What a run compares: its operator (``performer(64)``), else its pattern."""
+    return run.get("operator") or run["pattern"]
+
+
 def summarise(runs: list[dict]) -> list[dict]:
-    """One row per pattern (in the order first seen) over its seeds."""
+    """One row per branch (in the order first seen) over its seeds; ``pattern`` names the
+    branch (a pattern, or an operator along ``Full()``)."""
     by: dict[str, list[dict]] = {}
     for r in runs:
-        by.setdefault(r["pattern"], []).append(r)
+        by.setdefault(branch(r), []).append(r)
     rows = []
     for pattern, rs in by.items():
         accs = [r["test_acc"] for r in rs]
@@ -111,7 +121,8 @@ def summarise(runs: list[dict]) -> list[dict]:
             "epochs_mean": statistics.fmean(r["epochs_run"] for r in rs),
             "time_per_epoch_s": statistics.fmean(r["time_per_epoch_s"] for r in rs),
             "peak_memory_mb": max(r["peak_memory_mb"] for r in rs),
-            "keys_per_query": rs[0]["keys_per_query"], "parameters": rs[0]["parameters"],
+            "keys_per_query": statistics.fmean(r["keys_per_query"] for r in rs),
+            "keys_counted": rs[0].get("keys_counted", "keys"), "parameters": rs[0]["parameters"],
         })
     ref = next((r for r in rows if r["pattern"] == "Full()"), rows[0])
     for r in rows:
@@ -122,16 +133,24 @@ def summarise(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def _keys(row: dict) -> str:
+    """The keys-per-query cell: a number for a fixed pattern, marked when counted otherwise."""
+    counted = row.get("keys_counted", "keys")
+    if counted in ("rank", "features"):
+        return f"{row['keys_per_query']:.0f} ({counted})"
+    return f"{row['keys_per_query']:.1f}" + (" (routed)" if counted == "keys (routed)" else "")
+
+
 def markdown_table(rows: list[dict]) -> str:
     """The study table: accuracy, its difference to the reference, cost and its fraction."""
     ref = rows[0]["reference"]
-    lines = [f"| pattern | keys / query | test acc (%) | vs {ref} (points) | s / epoch | time vs {ref} "
+    lines = [f"| attention | keys / query | test acc (%) | vs {ref} (points) | s / epoch | time vs {ref} "
              f"| peak MiB | memory vs {ref} | epochs | runs |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         pattern = r["pattern"].replace("|", "\\|")  # a bare | would end the table cell, even in backticks
         acc = format_mean_std(r["test_acc_mean"], r["test_acc_std"], r["runs"], scale=100)
-        lines.append(f"| `{pattern}` | {r['keys_per_query']:.1f} | {acc} | {r['acc_vs_reference_points']:+.1f} | "
+        lines.append(f"| `{pattern}` | {_keys(r)} | {acc} | {r['acc_vs_reference_points']:+.1f} | "
                      f"{r['time_per_epoch_s']:.2f} | {r['time_vs_reference']:.2f} | {r['peak_memory_mb']:.0f} | "
                      f"{r['memory_vs_reference']:.2f} | {r['epochs_mean']:.1f} | {r['runs']} |")
     return "\n".join(lines)

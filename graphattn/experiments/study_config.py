@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from ..checks import check_bool, check_int
+from .attention_spec import parse_attention
 from .options import document, option, piece
 from .pieces import RunConfig
 from .sequence_config import SEQUENCE_TASKS, SequenceConfig, SequenceTrainingConfig
@@ -20,12 +21,16 @@ class StudyConfig(SequenceConfig):
     run per pattern and seed, everything else equal. Seeds are ``seed``, ``seed + 1``, ...;
     results go to ``out`` (unset: ``runs/study/<task>``), one folder per run, and a run whose
     ``results.json`` is there with the same settings is not run again (resume by rerunning).
-    ``patterns`` unset is the task's study set (:data:`~.sequence_config.SEQUENCE_TASKS`).
+    ``patterns`` unset is the task's study set (:data:`~.sequence_config.SEQUENCE_TASKS`). A
+    branch is a pattern text or an attention operator (:mod:`.attention_spec`: ``performer(M)``,
+    ``linformer(K)``), which runs along ``Full()``; both are stored canonically.
     """
 
     pattern: str | None = None  # one per run, from ``patterns``
-    patterns: tuple[str, ...] | None = option(None, "the patterns compared; unset: the task's study set",
-                                              metavar="PATTERN")
+    operator: str | None = None  # one per run, from ``patterns``
+    patterns: tuple[str, ...] | None = option(None, "the branches compared: patterns (Window(8), LSH(8), ...) or "
+                                                    "operators along Full() (performer(M), linformer(K)); unset: "
+                                                    "the task's study set", metavar="ATTENTION")
     ensemble: int | None = option(1, "models per run, trained from seeds seed, seed + 1, ... and classifying by "
                                      "their mean probabilities (a study compares single models)")
     training: SequenceTrainingConfig = piece(
@@ -44,19 +49,30 @@ class StudyConfig(SequenceConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "pattern", None)
+        object.__setattr__(self, "operator", None)
         patterns = SEQUENCE_TASKS[self.task].study if self.patterns is None else self.patterns
         if isinstance(patterns, str) or not patterns:
             raise ValueError(f"patterns must be a non-empty list of pattern texts, got {patterns!r}")
-        object.__setattr__(self, "patterns", tuple(self.run_config(p, self.split.seed).pattern for p in patterns))
+        object.__setattr__(self, "patterns", tuple(_branch(self.run_config(p, self.split.seed)) for p in patterns))
         check_int(self.seeds, "seeds")
         check_bool(self.isolate, "isolate")
 
-    def run_config(self, pattern: str, seed: int, out: str | None = None) -> SequenceConfig:
-        """The :class:`SequenceConfig` of one run (validates ``pattern``)."""
+    def run_config(self, attention: str, seed: int, out: str | None = None) -> SequenceConfig:
+        """The :class:`SequenceConfig` of one run of branch ``attention``, a pattern text or an
+        operator (``performer(64)``, run along ``Full()``); raises ``ValueError`` for neither."""
+        try:
+            pattern, operator = parse_attention(attention)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"patterns: {e}") from None
         own = {f.name: getattr(self, f.name) for f in fields(SequenceConfig)}
-        return SequenceConfig(**{**own, "pattern": pattern, "split": replace(self.split, seed=seed),
-                                 "run": replace(self.run, out=out)})
+        return SequenceConfig(**{**own, "pattern": pattern, "operator": None if operator is None else str(operator),
+                                 "split": replace(self.split, seed=seed), "run": replace(self.run, out=out)})
 
     @property
     def out_dir(self) -> Path:
         return Path(self.run.out) if self.run.out is not None else Path("runs") / "study" / self.task
+
+
+def _branch(cfg: SequenceConfig) -> str:
+    """A run's branch in the study: its operator, else its pattern (canonical text)."""
+    return cfg.operator if cfg.operator is not None else cfg.pattern
