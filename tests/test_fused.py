@@ -332,3 +332,16 @@ def test_every_kernel_variant_compiles_for_cuda_without_a_gpu():
     script = Path(__file__).with_name("fused_ptx.py")
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("spec, reason", [
+    (dict(score="gat"), "gat scores"), (dict(score="gatv2"), "gatv2 scores"), (dict(score="additive"), "additive scores"),
+    (dict(keep=torch.ones(2, 1)), "keep"), (dict(edge_k=torch.ones(2, 1, 4)), "edge_k"),
+])
+def test_what_the_kernel_does_not_compute_is_refused_never_ignored(spec, reason):
+    # TransformerConv's caller-drawn dropout mask (keep) and GAT's score-only edge term (edge_k) must
+    # send auto elsewhere on CUDA, not run here without them
+    graph = AttentionGraph.build(torch.tensor([[0, 1], [1, 0]]), 2)
+    reasons = fused.Fused().unsupported(graph, ScoreSpec(device=DEVICE, shape=(1, 4, 4), **spec))
+    assert len(reasons) == 1 and reason in reasons[0]
+    assert fused.Fused().unsupported(graph, ScoreSpec(device=DEVICE, shape=(1, 4, 4), edge_kv=torch.ones(2, 1, 4))) == []

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .fused_plan import SHORT, FusedPlan, Tiling, plan_fused
 from .graph import AttentionGraph
-from .kernel import DOT_ONLY, Kernel, KernelResult
+from .kernel import EDGE_KV, Kernel, KernelResult, dot_only
 from .scores import ScoreSpec
 
 __all__ = ["Fused", "fused_attention", "fused_unsupported", "dropout_keep", "FusedPlan", "plan_fused",
@@ -344,7 +344,7 @@ class Fused(Kernel[FusedPlan]):
 
     def unsupported(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
         heads, channels, value_channels = spec.shape
-        reasons = [DOT_ONLY] if spec.score != "dot" else []
+        reasons = [r for r in dot_only(spec) if r != EDGE_KV]  # it adds edge features to keys and values itself
         if spec.transformed:
             reasons.append("a torch.func transform (its custom op has no functorch rule in this torch)")
         edges = graph.num_edges if graph.pattern is None else None  # a pattern's edges are not counted to refuse
