@@ -19,6 +19,7 @@ import os
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import SupportsFloat, SupportsIndex, SupportsInt
 
 import matplotlib
 import torch
@@ -59,7 +60,9 @@ def _figure(size: tuple[int, int] | None, figsize: tuple[float, float] | None, d
 def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
     if path is None:
         return fig
-    path = Path(check_path(path, "path"))
+    checked = check_path(path, "path")
+    assert checked is not None  # check_path returns None only when optional
+    path = Path(checked)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
     return fig
@@ -308,6 +311,25 @@ def plot_history(history: Sequence[Mapping[str, float]] | Mapping[str, Sequence[
     return _save(fig, path)
 
 
+def _number(row: Mapping[str, object], key: str) -> float:
+    """``float(row[key])``; a value float() does not take raises its TypeError, naming the key."""
+    value = row[key]
+    if not isinstance(value, (SupportsFloat, SupportsIndex, str)):
+        raise TypeError(f"summary rows' {key!r} must be a number, got {value!r}")
+    return float(value)
+
+
+def _runs(rows: Sequence[Mapping[str, object]]) -> int:
+    """The fewest ``runs`` (seeds) of ``rows``."""
+    counts = []
+    for row in rows:
+        value = row["runs"]
+        if not isinstance(value, (SupportsInt, SupportsIndex, str)):
+            raise TypeError(f"summary rows' 'runs' must be an int, got {value!r}")
+        counts.append(int(value))
+    return min(counts)
+
+
 def _spread(runs: int) -> str:
     return f"error bars: ± 1 std over {runs} seeds" if runs > 1 else "1 seed: no spread to show"
 
@@ -325,9 +347,9 @@ def plot_bars(summary: Sequence[Mapping[str, object]], title: str, *, key: str =
                                or check_float(limits[0], "limits[0]") >= check_float(limits[1], "limits[1]")):
         raise ValueError(f"limits must be None or (low, high) with low < high, got {limits!r}")
     names = [str(row["model"]) for row in summary]
-    means = [scale * float(row[f"{key}_mean"]) for row in summary]
-    stds = [scale * float(row[f"{key}_std"]) for row in summary]
-    runs = min(int(row["runs"]) for row in summary)
+    means = [scale * _number(row, f"{key}_mean") for row in summary]
+    stds = [scale * _number(row, f"{key}_std") for row in summary]
+    runs = _runs(summary)
     fig = Figure(figsize=(1.2 * len(names) + 2.5, 3.8), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     ax.bar(range(len(names)), means, yerr=stds if runs > 1 else None, capsize=4, color="tab:blue", alpha=0.8)
@@ -353,18 +375,18 @@ def plot_accuracy_cost(rows: Sequence[Mapping[str, object]], title: str, path: s
 
     check_float(min_span, "min_span", above=0)
     fig = Figure(figsize=(10, 4.5 + 0.2 * len(rows)), dpi=DPI, layout="constrained")
-    accs = [100 * float(r["test_acc_mean"]) for r in rows]
-    stds = [100 * float(r["test_acc_std"]) for r in rows]
+    accs = [100 * _number(r, "test_acc_mean") for r in rows]
+    stds = [100 * _number(r, "test_acc_std") for r in rows]
     low, high = min(a - s for a, s in zip(accs, stds)), max(a + s for a, s in zip(accs, stds))
     span = min(100.0, max(min_span, high - low + 2))  # a window of span points around the results, inside 0-100
     y0 = min(max(0.0, (low + high - span) / 2), 100.0 - span)
-    runs = min(int(r["runs"]) for r in rows)
+    runs = _runs(rows)
     for ax, key, label in zip(fig.subplots(1, 2), ("time_per_epoch_s", "peak_memory_mb"),
                               ("time per epoch (s)", "peak memory (MiB)")):
         for i, r in enumerate(rows):
-            ax.errorbar(float(r[key]), accs[i], yerr=stds[i] if runs > 1 else None, fmt="o", capsize=3,
+            ax.errorbar(_number(r, key), accs[i], yerr=stds[i] if runs > 1 else None, fmt="o", capsize=3,
                         color=f"C{i % 10}", label=str(r["pattern"]))
-        ax.set_xlim(0, 1.15 * max(float(r[key]) for r in rows))
+        ax.set_xlim(0, 1.15 * max(_number(r, key) for r in rows))
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.set_ylim(y0, y0 + span)
         ax.set_xlabel(label)
@@ -383,13 +405,13 @@ def plot_metric_time(summary: Sequence[Mapping[str, object]], metric: str, title
     at 0, so ratios of cost read off the picture; ``label`` names the metric's axis."""
     fig = Figure(figsize=(6.5, 4.2), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    runs = min(int(row["runs"]) for row in summary)
+    runs = _runs(summary)
     for i, row in enumerate(summary):
-        x, y = float(row["epoch_time_s"]), scale * float(row[f"test_{metric}_mean"])
-        ax.errorbar(x, y, yerr=scale * float(row[f"test_{metric}_std"]) if runs > 1 else None, fmt="o", capsize=3,
+        x, y = _number(row, "epoch_time_s"), scale * _number(row, f"test_{metric}_mean")
+        ax.errorbar(x, y, yerr=scale * _number(row, f"test_{metric}_std") if runs > 1 else None, fmt="o", capsize=3,
                     color=f"C{i % 10}")
         ax.annotate(str(row["model"]), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xlim(0, 1.2 * max(float(row["epoch_time_s"]) for row in summary))
+    ax.set_xlim(0, 1.2 * max(_number(row, "epoch_time_s") for row in summary))
     ax.set_xlabel("time per epoch (s)")
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
