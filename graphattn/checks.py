@@ -13,6 +13,7 @@ import math
 import numbers
 import os
 from collections.abc import Sequence
+from typing import Literal, overload
 
 import torch
 from torch import Tensor, nn
@@ -82,6 +83,12 @@ def check_bool(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
     return value
+
+
+@overload
+def check_path(value: object, name: str, *, optional: Literal[False] = False) -> str: ...
+@overload
+def check_path(value: object, name: str, *, optional: bool) -> str | None: ...
 
 
 def check_path(value: object, name: str, *, optional: bool = False) -> str | None:

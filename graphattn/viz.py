@@ -60,9 +60,7 @@ def _figure(size: tuple[int, int] | None, figsize: tuple[float, float] | None, d
 def _save(fig: Figure, path: str | os.PathLike | None) -> Figure:
     if path is None:
         return fig
-    checked = check_path(path, "path")
-    assert checked is not None  # check_path returns None only when optional
-    path = Path(checked)
+    path = Path(check_path(path, "path"))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
     return fig
