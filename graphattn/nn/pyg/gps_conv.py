@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,7 @@ from ...checks import check_int, check_module, check_probability
 from ...ops import AttentionGraph
 from ...patterns import Full, Pattern, parse_pattern
 from ..operator import check_operator
+from ..reset import reset_parameters
 from .common import check_backend
 
 __all__ = ["GPSConv", "GraphMultiheadAttention", "ATTN_TYPES"]
@@ -176,7 +177,7 @@ class GPSConv(nn.Module):
 
     def reset_parameters(self) -> None:
         if self.conv is not None:
-            _reset(self.conv, "conv")
+            reset_parameters(self.conv, "conv")
         if self.attn is not None:
             self.attn._reset_parameters()
         reset(self.mlp)
@@ -184,7 +185,7 @@ class GPSConv(nn.Module):
             nn.init.normal_(self.virtual, std=0.02)
         for name, norm in (("norm1", self.norm1), ("norm2", self.norm2), ("norm3", self.norm3)):
             if norm is not None:
-                _reset(norm, name)
+                reset_parameters(norm, name)
 
     @classmethod
     def from_pyg(cls, gps: nn.Module, *, pattern: Pattern | str = "Full()", backend: str = "auto") -> GPSConv:
@@ -270,18 +271,6 @@ def _pattern(attn_type: object) -> Pattern | None:
 def _takes_batch(norm: nn.Module | None) -> bool:
     """Whether a norm takes ``batch`` (GraphNorm, PyG's LayerNorm in graph mode, ...), as PyG checks."""
     return norm is not None and "batch" in inspect.signature(norm.forward).parameters
-
-
-@runtime_checkable
-class _Resettable(Protocol):
-    def reset_parameters(self) -> None: ...
-
-
-def _reset(module: object, name: str) -> None:
-    """``module.reset_parameters()``; a module without one raises the AttributeError it always did."""
-    if not isinstance(module, _Resettable):
-        raise AttributeError(f"{name} ({type(module).__name__}) has no reset_parameters() to reset it with")
-    module.reset_parameters()
 
 
 def _resolve(resolver: Any, query: object, name: str, expected: str, *args: object, **kwargs: Any) -> nn.Module:
