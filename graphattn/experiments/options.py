@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import field as _field
 from dataclasses import fields, is_dataclass, replace
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 __all__ = ["option", "piece", "Setting", "option_fields", "Options", "document", "refuse_unused", "resolved"]
 
@@ -68,6 +68,8 @@ def option_fields(cls: type) -> Iterator[Setting]:
 
 class Options:
     """What a composed config can do with flat option names (mixed into each experiment config)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # every config is a dataclass (the registry checks it)
 
     @classmethod
     def from_options(cls: type[Opts], **options: Any) -> Opts:
@@ -130,6 +132,8 @@ def document(cls: C) -> C:
         raise TypeError(f"{cls.__name__}: option names repeat: {sorted(n for n in set(names) if names.count(n) > 1)}")
     lines = [f"        {s.name}{f' ({s.piece})' if s.piece else ''}: {s.help} (default: ``{s.default!r}``)"
              for s in settings]
+    if cls.__doc__ is None:
+        raise TypeError(f"{cls.__name__} needs a docstring: @document appends its options to it")
     cls.__doc__ = (f"{cls.__doc__.rstrip()}\n\n    Options (flat names; in parentheses the piece holding them):\n"
                    + "\n".join(lines) + "\n")
     return cls
