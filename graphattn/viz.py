@@ -19,7 +19,7 @@ import os
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import SupportsFloat, SupportsIndex, SupportsInt
+from typing import Any
 
 import matplotlib
 import torch
@@ -309,30 +309,11 @@ def plot_history(history: Sequence[Mapping[str, float]] | Mapping[str, Sequence[
     return _save(fig, path)
 
 
-def _number(row: Mapping[str, object], key: str) -> float:
-    """``float(row[key])``; a value float() does not take raises its TypeError, naming the key."""
-    value = row[key]
-    if not isinstance(value, (SupportsFloat, SupportsIndex, str)):
-        raise TypeError(f"summary rows' {key!r} must be a number, got {value!r}")
-    return float(value)
-
-
-def _runs(rows: Sequence[Mapping[str, object]]) -> int:
-    """The fewest ``runs`` (seeds) of ``rows``."""
-    counts = []
-    for row in rows:
-        value = row["runs"]
-        if not isinstance(value, (SupportsInt, SupportsIndex, str)):
-            raise TypeError(f"summary rows' 'runs' must be an int, got {value!r}")
-        counts.append(int(value))
-    return min(counts)
-
-
 def _spread(runs: int) -> str:
     return f"error bars: ± 1 std over {runs} seeds" if runs > 1 else "1 seed: no spread to show"
 
 
-def plot_bars(summary: Sequence[Mapping[str, object]], title: str, *, key: str = "test_acc", scale: float = 100.0,
+def plot_bars(summary: Sequence[Mapping[str, Any]], title: str, *, key: str = "test_acc", scale: float = 100.0,
               label: str = "test accuracy (%)", limits: tuple[float, float] | None = (0.0, 100.0),
               path: str | os.PathLike | None = None) -> Figure:
     """A bar per model of ``summary`` (rows with ``model``, ``runs``, ``<key>_mean`` and
@@ -345,9 +326,9 @@ def plot_bars(summary: Sequence[Mapping[str, object]], title: str, *, key: str =
                                or check_float(limits[0], "limits[0]") >= check_float(limits[1], "limits[1]")):
         raise ValueError(f"limits must be None or (low, high) with low < high, got {limits!r}")
     names = [str(row["model"]) for row in summary]
-    means = [scale * _number(row, f"{key}_mean") for row in summary]
-    stds = [scale * _number(row, f"{key}_std") for row in summary]
-    runs = _runs(summary)
+    means = [scale * float(row[f"{key}_mean"]) for row in summary]
+    stds = [scale * float(row[f"{key}_std"]) for row in summary]
+    runs = min(int(row["runs"]) for row in summary)
     fig = Figure(figsize=(1.2 * len(names) + 2.5, 3.8), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
     ax.bar(range(len(names)), means, yerr=stds if runs > 1 else None, capsize=4, color="tab:blue", alpha=0.8)
@@ -362,7 +343,7 @@ def plot_bars(summary: Sequence[Mapping[str, object]], title: str, *, key: str =
     return _save(fig, path)
 
 
-def plot_accuracy_cost(rows: Sequence[Mapping[str, object]], title: str, path: str | os.PathLike | None = None,
+def plot_accuracy_cost(rows: Sequence[Mapping[str, Any]], title: str, path: str | os.PathLike | None = None,
                        *, min_span: float = 10.0) -> Figure:
     """Test accuracy (mean ± 1 std over seeds, in %) of each pattern against its time per epoch
     and against its peak memory. The cost axes start at 0, so ratios read off the picture; the
@@ -373,18 +354,18 @@ def plot_accuracy_cost(rows: Sequence[Mapping[str, object]], title: str, path: s
 
     check_float(min_span, "min_span", above=0)
     fig = Figure(figsize=(10, 4.5 + 0.2 * len(rows)), dpi=DPI, layout="constrained")
-    accs = [100 * _number(r, "test_acc_mean") for r in rows]
-    stds = [100 * _number(r, "test_acc_std") for r in rows]
+    accs = [100 * float(r["test_acc_mean"]) for r in rows]
+    stds = [100 * float(r["test_acc_std"]) for r in rows]
     low, high = min(a - s for a, s in zip(accs, stds)), max(a + s for a, s in zip(accs, stds))
     span = min(100.0, max(min_span, high - low + 2))  # a window of span points around the results, inside 0-100
     y0 = min(max(0.0, (low + high - span) / 2), 100.0 - span)
-    runs = _runs(rows)
+    runs = min(int(r["runs"]) for r in rows)
     for ax, key, label in zip(fig.subplots(1, 2), ("time_per_epoch_s", "peak_memory_mb"),
                               ("time per epoch (s)", "peak memory (MiB)")):
         for i, r in enumerate(rows):
-            ax.errorbar(_number(r, key), accs[i], yerr=stds[i] if runs > 1 else None, fmt="o", capsize=3,
+            ax.errorbar(float(r[key]), accs[i], yerr=stds[i] if runs > 1 else None, fmt="o", capsize=3,
                         color=f"C{i % 10}", label=str(r["pattern"]))
-        ax.set_xlim(0, 1.15 * max(_number(r, key) for r in rows))
+        ax.set_xlim(0, 1.15 * max(float(r[key]) for r in rows))
         ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.set_ylim(y0, y0 + span)
         ax.set_xlabel(label)
@@ -395,7 +376,7 @@ def plot_accuracy_cost(rows: Sequence[Mapping[str, object]], title: str, path: s
     return _save(fig, path)
 
 
-def plot_metric_time(summary: Sequence[Mapping[str, object]], metric: str, title: str, *, label: str,
+def plot_metric_time(summary: Sequence[Mapping[str, Any]], metric: str, title: str, *, label: str,
                      scale: float = 1.0, path: str | os.PathLike | None = None) -> Figure:
     """The test ``metric`` of each model of ``summary`` (summary rows: ``model``, ``runs``,
     ``test_<metric>_mean`` / ``_std``, ``epoch_time_s``; times ``scale``, ± 1 std over the
@@ -403,13 +384,13 @@ def plot_metric_time(summary: Sequence[Mapping[str, object]], metric: str, title
     at 0, so ratios of cost read off the picture; ``label`` names the metric's axis."""
     fig = Figure(figsize=(6.5, 4.2), dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    runs = _runs(summary)
+    runs = min(int(row["runs"]) for row in summary)
     for i, row in enumerate(summary):
-        x, y = _number(row, "epoch_time_s"), scale * _number(row, f"test_{metric}_mean")
-        ax.errorbar(x, y, yerr=scale * _number(row, f"test_{metric}_std") if runs > 1 else None, fmt="o", capsize=3,
+        x, y = float(row["epoch_time_s"]), scale * float(row[f"test_{metric}_mean"])
+        ax.errorbar(x, y, yerr=scale * float(row[f"test_{metric}_std"]) if runs > 1 else None, fmt="o", capsize=3,
                     color=f"C{i % 10}")
         ax.annotate(str(row["model"]), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xlim(0, 1.2 * max(_number(row, "epoch_time_s") for row in summary))
+    ax.set_xlim(0, 1.2 * max(float(row["epoch_time_s"]) for row in summary))
     ax.set_xlabel("time per epoch (s)")
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)

@@ -108,7 +108,7 @@ def choose_kernel(graph: AttentionGraph, spec: ScoreSpec, backend: str = "auto")
     """The kernel :func:`attention` runs for this call (kept on the graph per kind of call)."""
     kind = _call_kind(backend, spec)
     kernel = graph.choices.get(kind)
-    if kernel is None:
+    if not isinstance(kernel, Kernel):  # None: not chosen yet for this kind of call (choices hold Kernels only)
         kernel = graph.choices[kind] = _choose(graph, spec, backend)
     return kernel
 

@@ -13,7 +13,7 @@ reused by every layer and the backward pass.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import torch
 from torch import Tensor
@@ -21,9 +21,6 @@ from torch import Tensor
 from ..checks import MAX_INDEX, check_bool, check_int, check_tensor
 from ..patterns import Pattern, batch_edge_index, check_sizes, sizes_from_batch
 from .adjacency import as_edge_index
-
-if TYPE_CHECKING:
-    from .kernel import Kernel
 
 __all__ = ["AttentionGraph", "Layout", "CSR"]
 
@@ -112,7 +109,7 @@ class AttentionGraph:
         self._edge_index = edge_index
         self._csr: CSR | None = None
         self._plans: dict[object, object] = {}
-        self.choices: dict[object, Kernel] = {}  # what ``auto`` picked, per kind of call (ops.dispatch)
+        self.choices: dict[object, object] = {}  # what ``auto`` picked, per kind of call (ops.dispatch)
 
     # ------------------------------------------------------------------ building
     @classmethod
