@@ -13,9 +13,12 @@ import math
 import numbers
 import os
 from collections.abc import Sequence
+from typing import Literal, TypeVar, cast, overload
 
 import torch
 from torch import Tensor, nn
+
+T = TypeVar("T")
 
 __all__ = ["check_int", "check_float", "check_probability", "check_choice", "check_bool", "check_path", "all_finite",
            "check_device", "check_tensor", "check_int_list", "check_allocation", "memory_budget", "check_module",
@@ -70,11 +73,11 @@ def check_probability(value: object, name: str) -> float:
     return float(value)
 
 
-def check_choice(value: object, name: str, choices: Sequence[object]) -> object:
+def check_choice(value: object, name: str, choices: Sequence[T]) -> T:
     """``value`` if it is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
-    return value
+    return cast(T, value)  # equal to one of the choices (for the str choices of graphattn: a str)
 
 
 def check_bool(value: object, name: str) -> bool:
@@ -82,6 +85,12 @@ def check_bool(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
     return value
+
+
+@overload
+def check_path(value: object, name: str, *, optional: Literal[False] = False) -> str: ...
+@overload
+def check_path(value: object, name: str, *, optional: bool) -> str | None: ...
 
 
 def check_path(value: object, name: str, *, optional: bool = False) -> str | None:

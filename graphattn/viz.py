@@ -19,6 +19,7 @@ import os
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import torch
@@ -312,7 +313,7 @@ def _spread(runs: int) -> str:
     return f"error bars: ± 1 std over {runs} seeds" if runs > 1 else "1 seed: no spread to show"
 
 
-def plot_bars(summary: Sequence[Mapping[str, object]], title: str, *, key: str = "test_acc", scale: float = 100.0,
+def plot_bars(summary: Sequence[Mapping[str, Any]], title: str, *, key: str = "test_acc", scale: float = 100.0,
               label: str = "test accuracy (%)", limits: tuple[float, float] | None = (0.0, 100.0),
               path: str | os.PathLike | None = None) -> Figure:
     """A bar per model of ``summary`` (rows with ``model``, ``runs``, ``<key>_mean`` and
@@ -342,7 +343,7 @@ def plot_bars(summary: Sequence[Mapping[str, object]], title: str, *, key: str =
     return _save(fig, path)
 
 
-def plot_accuracy_cost(rows: Sequence[Mapping[str, object]], title: str, path: str | os.PathLike | None = None,
+def plot_accuracy_cost(rows: Sequence[Mapping[str, Any]], title: str, path: str | os.PathLike | None = None,
                        *, min_span: float = 10.0) -> Figure:
     """Test accuracy (mean ± 1 std over seeds, in %) of each pattern against its time per epoch
     and against its peak memory. The cost axes start at 0, so ratios read off the picture; the
@@ -375,7 +376,7 @@ def plot_accuracy_cost(rows: Sequence[Mapping[str, object]], title: str, path: s
     return _save(fig, path)
 
 
-def plot_metric_time(summary: Sequence[Mapping[str, object]], metric: str, title: str, *, label: str,
+def plot_metric_time(summary: Sequence[Mapping[str, Any]], metric: str, title: str, *, label: str,
                      scale: float = 1.0, path: str | os.PathLike | None = None) -> Figure:
     """The test ``metric`` of each model of ``summary`` (summary rows: ``model``, ``runs``,
     ``test_<metric>_mean`` / ``_std``, ``epoch_time_s``; times ``scale``, ± 1 std over the

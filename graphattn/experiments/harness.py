@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from ..train import History, TrainConfig, all_reduce_sum, fit, is_main, world_size
 from ..train.distributed import gather_objects
-from .metrics import Metric, Objective
+from .metrics import Loss, Metric, Objective
 
 __all__ = ["Batch", "Batches", "ExampleBatches", "SplitExampleBatches", "BUCKET_POOL", "Optimization", "train_model",
            "train_epoch", "evaluate", "predict", "drop_input", "InputDropout", "lr_factor", "EVAL_BATCH"]
@@ -255,7 +255,7 @@ def _shown(batches: Iterable[Batch], desc: str, progress: bool) -> Iterable[Batc
     return tqdm(batches, total=total, desc=desc, leave=False, file=sys.stderr)
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Batches, loss: Callable, *,
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Batches, loss: Loss, *,
                 device: torch.device, scheduler=None, clip: float | None = None,
                 augment: Callable[[Batch], Batch] | None = None, progress: bool = False) -> float:
     """One pass over ``batches`` with one optimiser step per batch; returns the mean training
@@ -276,6 +276,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Bat
             value.backward()
             done = value.item() * n
         else:  # this process's share of a global batch
+            assert rows is not None, "a share of a global batch names its targets"
             if rows.numel():
                 summed = loss(out[rows], batch.y[rows], reduction="sum")
             else:  # nothing to score here, but DDP needs every process's backward
@@ -309,7 +310,7 @@ def evaluate(model: nn.Module, batches: Batches, metrics: Sequence[Metric], spli
     sums = torch.zeros(len(splits), len(metrics), 2, dtype=torch.float64)
     gathered: dict[tuple[int, int], list[tuple[Tensor, Tensor]]] = {}
     for batch in _shown(batches, "scoring", progress):
-        if all(batch.rows(s) is not None and not batch.rows(s).numel() for s in splits):
+        if all(_none_of(batch, s) for s in splits):
             continue
         batch = batch.to(device)
         out = model(batch.x, batch.graph)
@@ -334,6 +335,12 @@ def evaluate(model: nn.Module, batches: Batches, metrics: Sequence[Metric], spli
                 value = float(sums[i, j, 0] / max(float(sums[i, j, 1]), 1.0))
             out_metrics[f"{split}_{metric.name}"] = value
     return out_metrics
+
+
+def _none_of(batch: Batch, split: str) -> bool:
+    """Whether ``batch`` holds no target of ``split`` (``None`` targets: every row is one)."""
+    rows = batch.rows(split)
+    return rows is not None and not rows.numel()
 
 
 def _rows(out: Tensor, batch: Batch, split: str) -> tuple[Tensor, Tensor]:

@@ -17,13 +17,14 @@ picks or writes its loss and metrics; nothing else in the harness changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["Metric", "Accuracy", "CrossEntropy", "MeanAbsoluteError", "AveragePrecision", "CrossEntropyLoss",
-           "L1Loss", "MultiLabelBCELoss", "Objective", "classification", "average_precision"]
+           "L1Loss", "Loss", "MultiLabelBCELoss", "Objective", "classification", "average_precision"]
 
 
 class Metric:
@@ -128,6 +129,13 @@ class AveragePrecision(Metric):
 # ---------------------------------------------------------------------------------- losses
 
 
+class Loss(Protocol):
+    """A training loss: ``loss(out, y)``, the mean over the targets, or their sum with
+    ``reduction="sum"`` (a process's share of a global batch)."""
+
+    def __call__(self, out: Tensor, y: Tensor, reduction: str = "mean") -> Tensor: ...
+
+
 @dataclass(frozen=True)
 class CrossEntropyLoss:
     """Cross-entropy against labels smoothed by ``label_smoothing`` = ``eps``: the target puts
@@ -171,7 +179,7 @@ class Objective:
             GAT's protocol then looks at the validation loss.
     """
 
-    loss: object
+    loss: Loss
     metrics: tuple[Metric, ...]
     monitor: str
     tie_break: str | None = None

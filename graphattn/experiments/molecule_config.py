@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypedDict
 
 from ..checks import check_choice, check_float, check_int, check_probability
 from .options import Options, document, option, piece
@@ -37,11 +38,35 @@ MOLECULE_MODELS = (*GPS_MODELS, *TUNED_MOLECULE_MODELS)
 BUDGET_NAMES = ("cpu", "published")
 MOLECULE_ENCODINGS = ("random_walk", "laplacian", "none")
 
+class Budget(TypedDict):
+    """What an unset setting becomes under one (dataset, budget)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    warmup: int
+    layers: int
+    parameters: int
+    attn_dropout: float
+    bucket: bool
+
+
+class DatasetDefaults(TypedDict):
+    """A dataset's settings that do not depend on the budget."""
+
+    local: str
+    pooling: str
+    encoding: str
+    encoding_dim: int
+    models: tuple[str, ...]
+
+
 #: (dataset, budget) -> what an unset setting becomes. ``cpu`` was calibrated by timing the
 #: first epochs of each model at the budget's width on a shared 2-core machine (see the
 #: molecules page of the results): the epochs are what the slowest default model (``gps``,
 #: full attention) fits into about 30 minutes there, the warmup a twentieth of them.
-BUDGETS: dict[tuple[str, str], dict[str, float | int | bool]] = {
+BUDGETS: dict[tuple[str, str], Budget] = {
     ("ZINC", "published"): {"epochs": 2000, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-5, "warmup": 50,
                             "layers": 10, "parameters": 500_000, "attn_dropout": 0.5, "bucket": False},
     ("ZINC", "cpu"): {"epochs": 60, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-5, "warmup": 3,
@@ -54,7 +79,7 @@ BUDGETS: dict[tuple[str, str], dict[str, float | int | bool]] = {
 #: dataset -> what does not depend on the budget: GraphGPS's local layer, pooling and
 #: encoding (RWSE for ZINC as GraphGPS; for Peptides-func RWSE too, where GraphGPS used LapPE:
 #: PyG's eigensolver takes ~65 ms a peptide, 17 minutes for the set), the models run by default.
-DATASET_DEFAULTS: dict[str, dict[str, object]] = {
+DATASET_DEFAULTS: dict[str, DatasetDefaults] = {
     "ZINC": {"local": "gine", "pooling": "add", "encoding": "random_walk", "encoding_dim": 20,
              "models": ("gps", "exphormer", "bigbird", "gine+", "gatedgcn+")},
     "Peptides-func": {"local": "gatedgcn", "pooling": "mean", "encoding": "random_walk", "encoding_dim": 16,
@@ -169,19 +194,22 @@ class MoleculeConfig(Options):
         object.__setattr__(self, "model", replace(m, parameters=m.parameters or budget["parameters"],
                                                   layers=m.layers or budget["layers"], local=m.local or defaults["local"],
                                                   attn_dropout=attn_dropout))
-        unset = {name: budget[name] for name in ("epochs", "batch_size", "lr", "weight_decay", "warmup")
-                 if getattr(t, name) is None}
-        object.__setattr__(self, "training", replace(t, **unset))
+        object.__setattr__(self, "training", replace(
+            t, epochs=budget["epochs"] if t.epochs is None else t.epochs,
+            batch_size=budget["batch_size"] if t.batch_size is None else t.batch_size,
+            lr=budget["lr"] if t.lr is None else t.lr,
+            weight_decay=budget["weight_decay"] if t.weight_decay is None else t.weight_decay,
+            warmup=budget["warmup"] if t.warmup is None else t.warmup))
 
     @property
     def bucket(self) -> bool:
         """Whether training batches hold molecules of similar size (the budget's choice)."""
-        return bool(BUDGETS[(self.dataset, self.budget)]["bucket"])
+        return BUDGETS[(self.dataset, self.budget)]["bucket"]
 
     @property
     def pooling(self) -> str:
         """GraphGPS's readout for the dataset: the sum (ZINC) or the mean (Peptides-func)."""
-        return str(DATASET_DEFAULTS[self.dataset]["pooling"])
+        return DATASET_DEFAULTS[self.dataset]["pooling"]
 
     @property
     def out_dir(self) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -13,6 +14,7 @@ from torch_geometric.data import Data
 
 from .harness import Batch
 from .molecule_config import MoleculeConfig
+from .options import resolved
 
 __all__ = ["MoleculeData", "structural_features", "RandomSigns", "PE_VERSION", "ZINC_ATOMS", "ZINC_BONDS"]
 
@@ -52,13 +54,14 @@ class MoleculeData:
     def __init__(self, config: MoleculeConfig):
         from ..datasets import load_peptides_func, load_zinc
 
-        where = {"root": config.data.root, "mirror": config.data.mirror, "progress": config.run.progress}
+        root, mirror, progress = config.data.root, config.data.mirror, config.run.progress
         if config.dataset == "ZINC":
-            sets, self.atoms, self.bonds, self.targets = load_zinc(**where), (ZINC_ATOMS,), (ZINC_BONDS,), 1
+            sets = load_zinc(root=root, mirror=mirror, progress=progress)
+            self.atoms, self.bonds, self.targets = (ZINC_ATOMS,), (ZINC_BONDS,), 1
         else:
             from ogb.utils.features import get_atom_feature_dims, get_bond_feature_dims
 
-            sets = load_peptides_func(**where)
+            sets = load_peptides_func(root=root, mirror=mirror, progress=progress)
             self.atoms, self.bonds, self.targets = tuple(get_atom_feature_dims()), tuple(get_bond_feature_dims()), 10
         limit = config.limit
         self.graphs = {s: [sets[s][i] for i in range(len(sets[s]) if limit is None else min(limit, len(sets[s])))]
@@ -72,18 +75,18 @@ class MoleculeData:
         from ..datasets.roots import data_root
         from ..datasets.sources import files
 
+        encoding, dim = resolved(config.encoding, "encoding"), resolved(config.encoding_dim, "encoding_dim")
         for split, graphs in self.graphs.items():
             if config.limit is not None:  # a smoke run: a few graphs, no cache
-                pe = structural_features(graphs, config.encoding, config.encoding_dim)
+                pe = structural_features(graphs, encoding, dim)
             else:
                 source = config.dataset.lower()  # the catalogue's name: zinc, peptides-func
                 key = {"version": PE_VERSION, "dataset": config.dataset, "split": split, "graphs": len(graphs),
-                       "encoding": config.encoding, "dim": config.encoding_dim,
+                       "encoding": encoding, "dim": dim,
                        "sources": [spec.sha256 for spec in files(source)]}
                 folder = data_root(config.data.root) / files(source)[0].path.split("/")[0]  # beside the sources
-                path = folder / f"graphattn-{config.encoding}-{config.encoding_dim}-{split}.pt"
-                pe = cached(path, key, lambda graphs=graphs: structural_features(graphs, config.encoding,
-                                                                                 config.encoding_dim),
+                path = folder / f"graphattn-{encoding}-{dim}-{split}.pt"
+                pe = cached(path, key, partial(structural_features, graphs, encoding, dim),
                             f"{config.dataset} {split} structural features")
             start = 0
             for graph in graphs:

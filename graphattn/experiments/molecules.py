@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from functools import cache, partial
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -41,6 +41,7 @@ from .harness import EVAL_BATCH, ExampleBatches, Optimization, SplitExampleBatch
 from .metrics import AveragePrecision, L1Loss, MeanAbsoluteError, MultiLabelBCELoss, Objective
 from .molecule_config import GPS_MODELS, MoleculeConfig
 from .molecule_data import MoleculeData, RandomSigns
+from .options import resolved
 from .published import published_table
 from .registry import SeedTask
 from .results import markdown_table, write_json, write_text
@@ -65,17 +66,29 @@ def pattern_for(name: str, config: MoleculeConfig, seed: int):
     return None
 
 
+class _Vocabularies(Protocol):
+    """What a model's shape depends on: a :class:`~.molecule_data.MoleculeData`, or these alone."""
+
+    @property
+    def atoms(self) -> tuple[int, ...]: ...
+    @property
+    def bonds(self) -> tuple[int, ...]: ...
+    @property
+    def targets(self) -> int: ...
+
+
 def _local(name: str, config: MoleculeConfig) -> str:
-    return config.model.local if name in GPS_MODELS else _TUNED_LOCAL[name]
+    return resolved(config.model.local, "local") if name in GPS_MODELS else _TUNED_LOCAL[name]
 
 
-def _model(name: str, data: MoleculeData, config: MoleculeConfig, seed: int, width: int) -> MoleculeGPS:
+def _model(name: str, data: _Vocabularies, config: MoleculeConfig, seed: int, width: int) -> MoleculeGPS:
     m, local = config.model, _local(name, config)
     bonds = CategoricalEncoder(data.bonds, width) if local != "gcn" else None
-    return MoleculeGPS(CategoricalEncoder(data.atoms, width), width, data.targets, m.layers, m.heads,
+    return MoleculeGPS(CategoricalEncoder(data.atoms, width), width, data.targets, resolved(m.layers, "layers"), m.heads,
                        pattern_for(name, config, seed), edge_dim=bonds,
-                       pe_dim=0 if config.encoding == "none" else config.encoding_dim, dropout=m.dropout,
-                       pooling=config.pooling, local=local, attn_dropout=m.attn_dropout)
+                       pe_dim=0 if config.encoding == "none" else resolved(config.encoding_dim, "encoding_dim"),
+                       dropout=m.dropout, pooling=config.pooling, local=local,
+                       attn_dropout=resolved(m.attn_dropout, "attn_dropout"))
 
 
 def fit_width(make, parameters: int, multiple: int) -> int:
@@ -112,7 +125,8 @@ def _width(name: str, data: MoleculeData, config: MoleculeConfig) -> int:
 def _fitted(name: str, config: MoleculeConfig, atoms: tuple[int, ...], bonds: tuple[int, ...], targets: int) -> int:
     shape = SimpleNamespace(atoms=atoms, bonds=bonds, targets=targets)
     with torch.random.fork_rng(devices=[]):  # building draws initial weights: leave the caller's RNG alone
-        return fit_width(lambda width: _model(name, shape, config, 0, width), config.model.parameters, config.model.heads)
+        return fit_width(lambda width: _model(name, shape, config, 0, width), resolved(config.model.parameters, "parameters"),
+                         config.model.heads)
 
 
 def identity(name: str, data: MoleculeData, config: MoleculeConfig, seed: int) -> dict[str, Any]:
@@ -129,7 +143,8 @@ def build(name: str, data: MoleculeData, config: MoleculeConfig, seed: int) -> S
     set_seed(seed)
     model = _model(name, data, config, seed, width)
     t = config.training
-    optimization = Optimization("adamw", t.lr, t.weight_decay, clip=1.0, warmup=t.warmup, schedule="cosine")
+    optimization = Optimization("adamw", resolved(t.lr, "lr"), resolved(t.weight_decay, "weight_decay"), clip=1.0,
+                                warmup=resolved(t.warmup, "warmup"), schedule="cosine")
     pattern = pattern_for(name, config, seed)
     local = {"gine": "GINE", "gatedgcn": "GatedGCN", "gcn": "GCN"}[_local(name, config)]
     text = f"{local} + attention along {pattern!r}" if pattern is not None else f"{local} (no attention)"
@@ -143,8 +158,8 @@ def batches(config: MoleculeConfig, data: MoleculeData, run: SeedRun, seed: int,
     """Shuffled training batches (their order drawn from ``(seed, epoch)``; of molecules of
     similar size if the budget buckets); scoring batches of each split on its own, sorted by size."""
     if train:
-        return ExampleBatches(data.graphs["train"], config.training.batch_size, shuffle=True, seed=seed, by_epoch=True,
-                              bucket=config.bucket)
+        return ExampleBatches(data.graphs["train"], resolved(config.training.batch_size, "batch_size"), shuffle=True,
+                              seed=seed, by_epoch=True, bucket=config.bucket)
     return SplitExampleBatches({s: data.graphs[s] for s in splits}, EVAL_BATCH, bucket=True)
 
 

@@ -35,6 +35,7 @@ from ..train import rank, world_size
 from .harness import Batch
 from .node_config import NodeConfig
 from .node_data import NodeData
+from .options import resolved
 
 __all__ = ["check_loader", "Subgraphs", "NodeBatches", "WholeGraph"]
 
@@ -63,7 +64,9 @@ class WholeGraph:
     whole = True
 
     def __init__(self, data: NodeData, splits: tuple[str, ...]):
-        self.batch = Batch(data.x, data.graph, data.y, {s: data.masks[s] for s in splits})
+        masks = data.masks
+        assert masks is not None, "a split drawn per seed: pass the data of the seed (NodeData.for_seed)"
+        self.batch = Batch(data.x, data.graph, data.y, {s: masks[s] for s in splits})
 
     def __len__(self) -> int:
         return 1
@@ -96,10 +99,11 @@ class Subgraphs:
         data, b = self.nodes.data, self.config.batching
         if b.loader == "full":
             return 1
+        size = resolved(b.batch_size, "batch_size")  # unset only for the whole graph
         if b.loader == "random":
-            return math.ceil(data.num_nodes / b.batch_size)
+            return math.ceil(data.num_nodes / size)
         seeds = sum(int(data[f"{s}_mask"].sum()) for s in self.splits)  # the splits are disjoint
-        return math.ceil(seeds / b.batch_size)
+        return math.ceil(seeds / size)
 
     def __iter__(self) -> Iterator[tuple[Data, dict[str, Tensor]]]:
         data, b = self.nodes.data, self.config.batching
@@ -120,7 +124,8 @@ class Subgraphs:
         seeds = torch.zeros(data.num_nodes, dtype=torch.bool)
         for s in self.splits:
             seeds |= data[f"{s}_mask"]
-        loader = NeighborLoader(data, num_neighbors=list(b.num_neighbors), input_nodes=seeds, batch_size=b.batch_size,
+        hops = list(resolved(b.num_neighbors, "num_neighbors"))
+        loader = NeighborLoader(data, num_neighbors=hops, input_nodes=seeds, batch_size=b.batch_size,
                                 shuffle=self.train, disjoint=b.disjoint, generator=order)
         it = iter(loader)
         for i in range(len(loader)):

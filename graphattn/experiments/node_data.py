@@ -5,17 +5,28 @@ from __future__ import annotations
 
 import copy
 import warnings
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
-from torch import nn
 from torch_geometric.data import Data
 
 from .node_config import PLANETOID_DATASETS, SHCHUR_DATASETS, NodeConfig
+
+if TYPE_CHECKING:
+    from ..nn.encodings import LaplacianEncoding, RandomWalkEncoding
 
 __all__ = ["NodeData", "encoding_module", "SPARSE_BELOW"]
 
 #: Features with at most this share of non-zeros are kept as a sparse CSR matrix.
 SPARSE_BELOW = 0.1
+
+
+class _Where(TypedDict):
+    """Where the loaders find a dataset (their keyword arguments)."""
+
+    root: str | None
+    mirror: str | None
+    progress: bool
 
 
 class NodeData:
@@ -34,7 +45,7 @@ class NodeData:
 
         from ..datasets import get, load_planetoid, load_shchur
 
-        where = {"root": config.data.root, "mirror": config.data.mirror, "progress": config.run.progress}
+        where: _Where = {"root": config.data.root, "mirror": config.data.mirror, "progress": config.run.progress}
         if config.dataset in PLANETOID_DATASETS:
             dataset = load_planetoid(config.dataset, transform=T.NormalizeFeatures(), **where)
             data, num_classes = dataset[0], dataset.num_classes
@@ -54,7 +65,8 @@ class NodeData:
         device = torch.device(config.run.device)
         self.num_nodes, self.num_features, self.num_classes = data.num_nodes, data.num_features, num_classes
         self.y = data.y.to(device)
-        self.split, self._seeded = config.split, {}
+        self.split = config.split
+        self._seeded: dict[int, NodeData] = {}
         self.masks = {split: getattr(data, f"{split}_mask").to(device) for split in ("train", "val", "test")} \
             if self.split == "public" else None
         self.edge_index = data.edge_index.to(device)
@@ -93,7 +105,7 @@ class NodeData:
         return self._seeded[seed]
 
 
-def encoding_module(config: NodeConfig, width: int) -> nn.Module:
+def encoding_module(config: NodeConfig, width: int) -> LaplacianEncoding | RandomWalkEncoding:
     """The positional encoding of ``config`` (Laplacian or random walk) mapping onto ``width`` channels."""
     from ..nn.encodings import LaplacianEncoding, RandomWalkEncoding
 

@@ -77,6 +77,10 @@ class LaysPattern:
     (:meth:`on_edges`), so a process can score its targets on their ``hops``-hop subgraph.
     """
 
+    _recipe: tuple[str, NodeConfig, int]
+    hops: int | None
+    _last: tuple[Data, AttentionGraph] | None
+
     def lay(self, name: str, config: NodeConfig, seed: int, hops: int | None) -> LaysPattern:
         """Set what the model lays (model ``name`` of ``config``, drawn with ``seed``); returns it."""
         self._recipe, self.hops, self._last = (name, config, seed), hops, None

@@ -11,6 +11,7 @@ from typing import Any
 
 from .metrics import Accuracy
 from .node_config import PLANETOID_DATASETS, NodeConfig
+from .options import resolved
 from .published import published_table
 from .results import markdown_table, write_json, write_text
 
@@ -21,7 +22,8 @@ def title(config: NodeConfig, runs: list[dict[str, Any]]) -> str:
     seeds = sorted({r["seed"] for r in runs})
     b = config.batching
     split = {"public": "public split" if config.dataset in PLANETOID_DATASETS else "its split",
-             "random": "random 60/20/20 split drawn per seed", "per-class": "20 + 30 per class drawn per seed"}[config.split]
+             "random": "random 60/20/20 split drawn per seed",
+             "per-class": "20 + 30 per class drawn per seed"}[resolved(config.split, "split")]
     batches = "" if b.loader == "full" else f", {b.loader} batches of {b.batch_size}"
     return (f"{config.dataset}, {split}{batches}, {len(seeds)} seed{'s' if len(seeds) != 1 else ''}, "
             f"graphattn {config.architecture}")

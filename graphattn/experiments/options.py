@@ -12,9 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import field as _field
 from dataclasses import fields, is_dataclass, replace
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
-__all__ = ["option", "piece", "Setting", "option_fields", "Options", "document", "refuse_unused"]
+__all__ = ["option", "piece", "Setting", "option_fields", "Options", "document", "refuse_unused", "resolved"]
+
+T = TypeVar("T")
+C = TypeVar("C", bound=type)
+Opts = TypeVar("Opts", bound="Options")
 
 
 def option(default: Any, help: str, *, choices: tuple | None = None, metavar: str | None = None,
@@ -65,12 +69,14 @@ def option_fields(cls: type) -> Iterator[Setting]:
 class Options:
     """What a composed config can do with flat option names (mixed into each experiment config)."""
 
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # every config is a dataclass (the registry checks it)
+
     @classmethod
-    def from_options(cls, **options: Any):
+    def from_options(cls: type[Opts], **options: Any) -> Opts:
         """The config with the experiment's defaults and ``options`` (flat names) set."""
         return cls(**_assemble(cls, {f.name: f.default for f in fields(cls) if is_dataclass(f.default)}, options))
 
-    def with_options(self, **options: Any):
+    def with_options(self: Opts, **options: Any) -> Opts:
         """A copy with ``options`` (flat names) changed."""
         pieces = {f.name: getattr(self, f.name) for f in fields(self) if is_dataclass(f.default)}
         return replace(self, **_assemble(type(self), pieces, options))
@@ -109,7 +115,15 @@ def _assemble(cls: type, pieces: dict[str, Any], options: dict[str, Any]) -> dic
     return {**top, **into.get(None, {}), **laid}
 
 
-def document(cls: type) -> type:
+def resolved(value: T | None, name: str) -> T:
+    """A setting that its config's ``__post_init__`` fills in when it is left unset (from a budget,
+    a dataset's defaults): never ``None`` on a constructed config, so ``None`` here is a bug."""
+    if value is None:
+        raise RuntimeError(f"{name} is unset: the config's __post_init__ should have resolved it")
+    return value
+
+
+def document(cls: C) -> C:
     """Class decorator: check that the flat names are unique, and append the options with their
     defaults to the docstring (the fields are the one source of both)."""
     settings = list(option_fields(cls))
@@ -118,6 +132,8 @@ def document(cls: type) -> type:
         raise TypeError(f"{cls.__name__}: option names repeat: {sorted(n for n in set(names) if names.count(n) > 1)}")
     lines = [f"        {s.name}{f' ({s.piece})' if s.piece else ''}: {s.help} (default: ``{s.default!r}``)"
              for s in settings]
+    if cls.__doc__ is None:
+        raise TypeError(f"{cls.__name__} needs a docstring: @document appends its options to it")
     cls.__doc__ = (f"{cls.__doc__.rstrip()}\n\n    Options (flat names; in parentheses the piece holding them):\n"
                    + "\n".join(lines) + "\n")
     return cls

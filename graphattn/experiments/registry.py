@@ -53,7 +53,7 @@ class Task:
     name: str
     help: str
     description: str
-    config: type
+    config: type[Options]
     report: Callable[[dict], str]
     runner: Callable[[Any], dict] | None = None
     fixed: Mapping[str, Any] = field(default_factory=dict)

@@ -96,12 +96,15 @@ def _each(key: str) -> str:
 class SequenceTrainingConfig(BatchTrainingConfig):
     """Mini-batch training whose ``epochs``, ``lr`` and ``label_smoothing`` may be left unset, for
     the experiment to fill in its task's recipe (:data:`SEQUENCE_TASKS`); the fields are checked
-    once all three are set."""
+    once all three are set.
 
-    epochs: int | None = option(None, "most epochs; unset: the task's budget")
-    lr: float | None = option(None, "AdamW learning rate; unset: the task's")
-    label_smoothing: float | None = option(None, "share of each training target spread evenly over the classes; "
-                                                 "unset: the task's")
+    Widening the base's fields to ``None`` breaks substitutability until :class:`SequenceConfig`
+    resolves them (the base's checks run only then): hence the ``assignment`` ignores."""
+
+    epochs: int | None = option(None, "most epochs; unset: the task's budget")  # type: ignore[assignment]
+    lr: float | None = option(None, "AdamW learning rate; unset: the task's")  # type: ignore[assignment]
+    label_smoothing: float | None = option(  # type: ignore[assignment]
+        None, "share of each training target spread evenly over the classes; unset: the task's")
 
     def __post_init__(self) -> None:
         if None not in (self.epochs, self.lr, self.label_smoothing):
@@ -110,9 +113,10 @@ class SequenceTrainingConfig(BatchTrainingConfig):
 
 @dataclass(frozen=True)
 class SequenceModelConfig(ModelConfig):
-    """The sequence model, whose ``dropout`` may be left unset for the task's recipe."""
+    """The sequence model, whose ``dropout`` may be left unset for the task's recipe (resolved by
+    :class:`SequenceConfig`; see :class:`SequenceTrainingConfig` on the ignore)."""
 
-    dropout: float | None = option(None, "dropout on the residual branches; unset: the task's")
+    dropout: float | None = option(None, "dropout on the residual branches; unset: the task's")  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.dropout is not None:
@@ -177,11 +181,11 @@ class SequenceConfig(Options):
     def __post_init__(self) -> None:
         check_choice(self.task, "task", TASKS)
         recipe = SEQUENCE_TASKS[self.task]
-        unset = {name: getattr(recipe, name) for name in ("epochs", "lr", "label_smoothing")
-                 if getattr(self.training, name) is None}
-        object.__setattr__(self, "training", replace(self.training, **unset))  # replace checks the result
-        model_unset = {"dropout": recipe.dropout} if self.model.dropout is None else {}
-        object.__setattr__(self, "model", replace(self.model, **model_unset))
+        t, m = self.training, self.model
+        object.__setattr__(self, "training", replace(  # replace checks the result
+            t, epochs=recipe.epochs if t.epochs is None else t.epochs, lr=recipe.lr if t.lr is None else t.lr,
+            label_smoothing=recipe.label_smoothing if t.label_smoothing is None else t.label_smoothing))
+        object.__setattr__(self, "model", replace(m, dropout=recipe.dropout if m.dropout is None else m.dropout))
         if self.ensemble is None:
             object.__setattr__(self, "ensemble", recipe.ensemble)
         check_int(self.ensemble, "ensemble", 1, MAX_SEED - self.split.seed + 1)  # every member's seed is valid

@@ -21,6 +21,7 @@ from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
 from ..patterns import Pattern
+from .options import resolved
 from .sequence_config import SequenceConfig
 from .splits import carve
 
@@ -50,7 +51,7 @@ def _text(cfg: SequenceConfig, pattern: Pattern) -> tuple[list[list[Data]], int,
 
     train, test = load_trec("train", progress=cfg.run.progress), load_trec("test", progress=cfg.run.progress)
     tr, va = _carve(len(train.examples), cfg)
-    tokenizer = Tokenizer(min_freq=2, cls=True, subwords=cfg.subwords)
+    tokenizer = Tokenizer(min_freq=2, cls=True, subwords=resolved(cfg.subwords, "subwords"))
     tokenizer.fit(train.examples[i][0] for i in tr)  # never sees val / test
     add_cls = cfg.pooling == "cls"
 
@@ -156,8 +157,10 @@ def _pixels(cfg: SequenceConfig, pattern: Pattern) -> tuple[list[list[Data]], in
 def _listops(cfg: SequenceConfig, pattern: Pattern) -> tuple[list[list[Data]], int, dict]:
     from ..datasets.listops import VOCABULARY, load_listops
 
-    splits = load_listops(cfg.max_length, (cfg.train_limit, 2000, 2000))  # the data seed is fixed: one task
-    splits = [[_sequence(ids, y) for ids, y in split] for split in splits]
+    train_limit = cfg.train_limit
+    assert train_limit is not None  # ListOps always has one (LISTOPS_TRAIN when limit is unset)
+    encoded = load_listops(cfg.max_length, (train_limit, 2000, 2000))  # the data seed is fixed: one task
+    splits = [[_sequence(ids, y) for ids, y in split] for split in encoded]
     lengths = [d.num_nodes for d in splits[0]]
     return splits, 10, {"in_channels": len(VOCABULARY), "vocabulary": len(VOCABULARY), "max_length": cfg.max_length,
                         "tokens_max": max(lengths), "tokens_mean": sum(lengths) / len(lengths)}

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from ..checks import check_int, check_probability
 from ..nn.attention import SelfAttentionConv
 from ..nn.encodings.base import Prepared
+from ..nn.reset import reset_parameters
 from ..ops import AttentionGraph
 from ..patterns import Pattern
 from .base import AttentionModel
@@ -110,9 +111,9 @@ class GraphAttentionNetwork(AttentionModel):
     def reset_parameters(self) -> None:
         super().reset_parameters()
         for conv in self.convs:
-            conv.reset_parameters()
+            reset_parameters(conv, "convs[i]")
         for skip in self.skips or ():
-            skip.reset_parameters()
+            reset_parameters(skip, "skips[i]")
 
     def _layers(self, h: Tensor, graph: AttentionGraph, weights: list | None, encoding: Prepared | None) -> Tensor:
         for i, conv in enumerate(self.convs):

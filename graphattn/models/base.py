@@ -11,6 +11,7 @@ from torch_geometric.nn import global_max_pool, global_mean_pool
 from ..checks import all_finite, check_bool, check_int, check_module, check_probability
 from ..debug import debugging
 from ..nn.encodings.base import Prepared, check_encoding, prepare
+from ..nn.reset import Resettable, reset_parameters
 from ..ops import AttentionGraph
 from ..patterns import Pattern, parse_pattern
 
@@ -111,8 +112,8 @@ class AttentionModel(nn.Module):
     def reset_parameters(self) -> None:
         self.lin_in.reset_parameters()
         if self.input_norm is not None:
-            self.input_norm.reset_parameters()
-        if self.feature_encoding is not None and hasattr(self.feature_encoding, "reset_parameters"):
+            reset_parameters(self.input_norm, "input_norm")
+        if isinstance(self.feature_encoding, Resettable):  # an encoding without parameters has none
             self.feature_encoding.reset_parameters()
         if self.virtual is not None:
             nn.init.normal_(self.virtual, std=0.02)
@@ -151,12 +152,14 @@ class AttentionModel(nn.Module):
             h = self.input_norm(h)
         if self.feature_encoding is not None:
             h = h + self._encode(graph.real_positions(), n)
-        h = graph.with_virtual(h, self.virtual) if graph.num_virtual else h  # (N + B * k, hidden)
+        if graph.num_virtual:  # _graph refuses a graph whose virtual nodes are not the model's
+            assert self.virtual is not None
+            h = graph.with_virtual(h, self.virtual)  # (N + B * k, hidden)
         weights: list[tuple[Tensor, Tensor]] | None = [] if return_attention_weights else None
         encoding = None if self.position is None else prepare(self.position, graph)  # once for every layer
         h = graph.real(self._layers(h, graph, weights, encoding))  # (N, hidden): virtual nodes dropped
         out = self._readout(h, batch, graph.real_sizes)
-        return (out, weights) if return_attention_weights else out
+        return (out, weights) if weights is not None else out  # weights: a list when return_attention_weights
 
     def _graph(self, edges: AttentionGraph | Pattern | Tensor | None, n: int, batch: Tensor | None,
                pos: Tensor | None, edge_attr: Tensor | None, device: torch.device) -> AttentionGraph:
@@ -232,6 +235,7 @@ class AttentionModel(nn.Module):
         return x.size(0)
 
     def _encode(self, pos: Tensor, n: int) -> Tensor:
+        assert self.feature_encoding is not None  # forward encodes only with one
         enc = self.feature_encoding(pos)
         if not isinstance(enc, Tensor) or enc.shape != (n, self.hidden_channels):
             got = list(enc.shape) if isinstance(enc, Tensor) else type(enc).__name__

@@ -100,7 +100,7 @@ class GraphGPS(nn.Module):
         self.local = local
         self.lin_in = in_channels if isinstance(in_channels, nn.Module) else nn.Linear(in_channels, hidden_channels)
         self.edge_encoder = edge_dim if isinstance(edge_dim, nn.Module) else None
-        conv_edge_dim = None if edge_dim is None or self.edge_encoder is not None else edge_dim
+        conv_edge_dim = edge_dim if isinstance(edge_dim, int) else None  # an int (checked above), a module or None
         self.reads_edges = edge_dim is not None and local in _EDGE_AWARE
         self.lin_pe = nn.Linear(pe_dim, hidden_channels) if pe_dim else None
         self.layers = nn.ModuleList(

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from ..checks import check_bool, check_probability
 from ..nn.block import TransformerBlock
 from ..nn.encodings.base import Prepared
+from ..nn.reset import reset_parameters
 from ..ops import AttentionGraph
 from ..patterns import Pattern
 from .base import AttentionModel
@@ -107,7 +108,7 @@ class GraphTransformer(AttentionModel):
     def reset_parameters(self) -> None:
         super().reset_parameters()
         for block in self.blocks:
-            block.reset_parameters()
+            reset_parameters(block, "blocks[i]")
         self.norm.reset_parameters()
         self.head.reset_parameters()
 

@@ -124,13 +124,14 @@ class GNNPlus(nn.Module):
             edges = gcn_adjacency(edge_index, x.size(0), dtype=h.dtype) if adjacency is None else adjacency.to(h.dtype)
         for layer in range(self.num_layers):
             out = self.convs[layer](h, edges) if self.convs is not None else 0
-            if self.attns is not None:
+            if self.attns is not None and attention is not None:  # checked above: both or neither
                 keys = attention.with_virtual(h, self.virtual[layer]) if self.virtual is not None else h  # (N + k, C)
                 out = out + attention.real(self.attns[layer](keys, attention))  # (N, C)
             if self.skips is not None:
                 out = out + self.skips[layer](h)
             if self.norms is not None:
                 out = self.norms[layer](out)
+            assert isinstance(out, Tensor)  # local and pattern are never both None: a conv or attention gave it
             h = F.dropout(F.relu(out), self.dropout, self.training)
         return self.lin_out(h)
 

@@ -20,6 +20,7 @@ from .encodings.base import prepare as prepare_encoding
 from .inputs import PROJECTIONS, check_edge_attr, check_options, check_x, in_channels_pair, linear
 from .operator import check_operator
 from .pyg.common import attend
+from .reset import Resettable, reset_parameters
 
 __all__ = ["SelfAttentionConv", "PROJECTIONS"]
 
@@ -170,11 +171,11 @@ class SelfAttentionConv(MessagePassing):
     def reset_parameters(self) -> None:
         for lin in (self.lin_query, self.lin_key, self.lin_value, self.lin_edge, self.lin_out, self.lin_skip):
             if lin is not None:
-                lin.reset_parameters()
+                reset_parameters(lin, "a projection")
         if self.att is not None:
             nn.init.uniform_(self.att, -1 / math.sqrt(self.att.size(1)), 1 / math.sqrt(self.att.size(1)))
         for module in (self.position, self.operator):
-            if module is not None and hasattr(module, "reset_parameters"):
+            if isinstance(module, Resettable):  # None, or a module without parameters, has none
                 module.reset_parameters()
 
     @classmethod
@@ -234,7 +235,7 @@ class SelfAttentionConv(MessagePassing):
         bipartite = isinstance(x, tuple)
         if bipartite and len(x) != 2:
             raise ValueError(f"a bipartite x must be a pair (x_src, x_dst), got {len(x)} tensors")
-        x_j, x_i = (x[0], x[1]) if bipartite else (x, x)
+        x_j, x_i = (x[0], x[1]) if isinstance(x, tuple) else (x, x)
         # trusted edges: metadata only; a meta tensor (shape inference) has no values
         values = (debugging() or not isinstance(edges, (AttentionGraph, EdgeIndex))) and not (
             isinstance(x_j, Tensor) and x_j.is_meta)
@@ -260,6 +261,7 @@ class SelfAttentionConv(MessagePassing):
         edge_kv = None
         if edge_attr is not None or self.lin_edge is not None:
             edge_attr = check_edge_attr(edge_attr, self.edge_dim, graph.num_edges, values=values)
+            assert edge_attr is not None and self.lin_edge is not None  # check_edge_attr: both or neither
             edge_kv = self.lin_edge(edge_attr).view(-1, self.heads, self.out_channels // self.heads)  # (E, H, C)
         bias = None
         if self.position is not None:
@@ -271,6 +273,7 @@ class SelfAttentionConv(MessagePassing):
             out, weights = self.operator(q, k, v, graph, dropout=self.dropout if self.training else 0.0,
                                          return_weights=return_attention_weights)
         else:
+            alpha: Tensor | None
             graph = route(q, k, graph)  # a data-dependent pattern: the edges this forward's q and k choose
             if pyg_tools_active(self):
                 out, alpha = self._message_passing(q, k, v, graph.edge_index, edge_kv, bias, (num_src, num_dst))
@@ -330,8 +333,10 @@ class SelfAttentionConv(MessagePassing):
         if self.score == "dot":
             scores = (q_i * k_j).sum(dim=-1) * (q_i.size(-1) ** -0.5)  # (E, H)
         else:
+            assert self.att is not None  # score="additive" learns att
             scores = (torch.tanh(q_i + k_j) * self.att).sum(dim=-1)
         if bias is not None:
+            assert callable(bias)  # a BiasFn (object here for PyG's inspector)
             scores = scores + bias(edge_index_i, edge_index_j)
         if size_i is None:  # PyG sets it from the destination rows; a hand-made call may not
             size_i = int(edge_index_i.max()) + 1 if edge_index_i.numel() else 0
@@ -349,10 +354,12 @@ class SelfAttentionConv(MessagePassing):
         if self.projection == "none":
             q, k = x_i.reshape(-1, heads, channels), x_j.reshape(-1, heads, channels)  # (N, H, C)
             return q, k, k
+        assert self.lin_query is not None  # every projection but "none" has it
         q = self.lin_query(x_i).view(-1, heads, channels)  # (N_dst, H, C)
         if self.projection == "shared":
             k = q if x_j is x_i else self.lin_query(x_j).view(-1, heads, channels)
             return q, k, k
+        assert self.lin_key is not None and self.lin_value is not None  # "separate"
         return q, self.lin_key(x_j).view(-1, heads, channels), self.lin_value(x_j).view(-1, heads, channels)
 
     def __repr__(self) -> str:

@@ -104,10 +104,10 @@ class TransformerBlock(nn.Module):
         (see :class:`SelfAttentionConv`)."""
         res = self.attn(self.norm1(x), edges, edge_attr, return_attention_weights=return_attention_weights,
                         encoding=encoding)
-        h, weights = res if return_attention_weights else (res, None)
+        h, weights = res if isinstance(res, tuple) else (res, None)  # a tuple when return_attention_weights
         x = x + self.drop(h)
         x = x + self.drop(self.ffn(self.norm2(x)))
-        return (x, weights) if return_attention_weights else x
+        return (x, weights) if weights is not None else x
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.channels}, heads={self.heads}, ffn_ratio={self.ffn_ratio})"

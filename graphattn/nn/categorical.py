@@ -44,6 +44,7 @@ class CategoricalEncoder(nn.Module):
 
     def reset_parameters(self) -> None:
         for table in self.tables:
+            assert isinstance(table, nn.Embedding)  # the tables are the Embeddings built above
             nn.init.xavier_uniform_(table.weight)
 
     def forward(self, x: Tensor) -> Tensor:

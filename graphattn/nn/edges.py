@@ -25,7 +25,7 @@ from __future__ import annotations
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import Tensor
@@ -93,12 +93,12 @@ class _Kept:
         return _Kept()
 
 
-def is_sparse(adj: object) -> bool:
+def is_sparse(adj: object) -> TypeGuard[Tensor | SparseTensor]:
     """Whether ``adj`` is a sparse ``adj_t`` (torch sparse or ``SparseTensor``)."""
     return isinstance(adj, SparseTensor) or isinstance(adj, Tensor) and adj.layout != torch.strided
 
 
-def _stamp(adj: object) -> tuple:
+def _stamp(adj: Tensor | SparseTensor) -> tuple:
     """What must not have changed for a prepared adjacency to be reused."""
     if isinstance(adj, SparseTensor):
         parts = (adj.storage._rowptr, adj.storage._row, adj.storage._col, adj.storage._value)
@@ -118,6 +118,9 @@ def prepare(adj: object, num_src: int, num_dst: int, loops: str = "keep", fill_v
             raise ValueError(f"the prepared graph has {adj.num_nodes} nodes but x has {num_src} sources and {num_dst} "
                              f"destinations")
         return Edges(adj.edge_index, adj.edge_index, adj.edge_attr, num_src, num_dst, None, 0, adj)
+    if not isinstance(adj, (Tensor, SparseTensor)):
+        raise TypeError(f"{name} must be an edge_index [2, E], an EdgeIndex, a sparse adj_t, a SparseTensor or a "
+                        f"prepared AttentionGraph, got {type(adj).__name__}")
     fill_key = fill_value if isinstance(fill_value, (str, int, float, type(None))) else id(fill_value)
     key = (num_src, num_dst, loops, fill_key)
     if isinstance(adj, EdgeIndex):
@@ -133,13 +136,13 @@ def prepare(adj: object, num_src: int, num_dst: int, loops: str = "keep", fill_v
         return edges
     if torch.compiler.is_compiling():  # no table lookups in traced code
         return _build(adj, num_src, num_dst, loops, fill_value, name)
-    key = (id(adj), *key)
-    found = _CACHE.get(key)
+    by_id = (id(adj), *key)
+    found = _CACHE.get(by_id)
     if found is not None and found[0]() is adj and found[1] == _stamp(adj):
-        _CACHE.move_to_end(key)
+        _CACHE.move_to_end(by_id)
         return found[2]
     edges = _build(adj, num_src, num_dst, loops, fill_value, name)
-    _CACHE[key] = (weakref.ref(adj, _forget(key)), _stamp(adj), edges)
+    _CACHE[by_id] = (weakref.ref(adj, _forget(by_id)), _stamp(adj), edges)
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
     return edges
@@ -155,10 +158,7 @@ def _forget(key: tuple) -> Any:
     return callback
 
 
-def _build(adj: object, num_src: int, num_dst: int, loops: str, fill_value: Any, name: str) -> Edges:
-    if not isinstance(adj, (Tensor, SparseTensor)):
-        raise TypeError(f"{name} must be an edge_index [2, E], an EdgeIndex, a sparse adj_t, a SparseTensor or a "
-                        f"prepared AttentionGraph, got {type(adj).__name__}")
+def _build(adj: Tensor | SparseTensor, num_src: int, num_dst: int, loops: str, fill_value: Any, name: str) -> Edges:
     kept, num_loops, values = None, 0, None
     trusted = isinstance(adj, EdgeIndex) or is_sparse(adj)  # sparse ids lie inside the matrix's shape
     if not isinstance(adj, EdgeIndex):  # an alias of the same data: the table must not keep the caller's object alive

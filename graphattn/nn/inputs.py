@@ -42,8 +42,7 @@ def check_options(in_channels: object, out_channels: object, heads: object, *, s
                   flags: dict[str, object]) -> tuple[int, int]:
     """Every constructor argument of the layer; returns ``(F_src, F_dst)``."""
     src, dst = in_channels_pair(in_channels)
-    for name, value in (("out_channels", out_channels), ("heads", heads)):
-        check_int(value, name)
+    out_channels, heads = check_int(out_channels, "out_channels"), check_int(heads, "heads")
     if out_channels % heads:
         raise ValueError(f"heads ({heads}) must divide out_channels ({out_channels})")
     if score not in SCORES:

@@ -156,8 +156,9 @@ class LinearAttention(AttentionOperator):
         self.feature_map = feature_map
 
     def reset_parameters(self) -> None:
-        if hasattr(self.feature_map, "reset_parameters"):
-            self.feature_map.reset_parameters()
+        reset = getattr(self.feature_map, "reset_parameters", None)
+        if callable(reset):
+            reset()
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, *, dropout: float = 0.0,
                 return_weights: bool = False) -> tuple[Tensor, None]:

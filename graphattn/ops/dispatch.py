@@ -108,14 +108,14 @@ def choose_kernel(graph: AttentionGraph, spec: ScoreSpec, backend: str = "auto")
     """The kernel :func:`attention` runs for this call (kept on the graph per kind of call)."""
     kind = _call_kind(backend, spec)
     kernel = graph.choices.get(kind)
-    if kernel is None:
+    if not isinstance(kernel, Kernel):  # None: not chosen yet for this kind of call (choices hold Kernels only)
         kernel = graph.choices[kind] = _choose(graph, spec, backend)
     return kernel
 
 
 def _choose(graph: AttentionGraph, spec: ScoreSpec, backend: str) -> Kernel:
     if backend == "auto":
-        skipped = []
+        skipped: list[str] = []
         for kernel in PRIORITY.get(spec.device, PRIORITY["cpu"]):
             reasons = kernel.unsupported(graph, spec) or kernel.declines(graph, spec)
             if not reasons:
@@ -346,6 +346,10 @@ def attention(
         res = kernel.forward(q, k, v, graph, spec, plan, need_weights=return_weights)
     weights = None
     if return_weights:
-        alpha = res.alpha if res.alpha is not None else edge_weights(q, k, graph, spec, res.lse)
+        if res.alpha is not None:
+            alpha = res.alpha
+        else:
+            assert res.lse is not None, f"{kernel!r} returned neither weights nor lse though asked for weights"
+            alpha = edge_weights(q, k, graph, spec, res.lse)
         weights = (graph.edge_index, alpha.to(dtype))
     return AttentionOutput(res.out.to(dtype), weights, kernel.backend, kernel.name)

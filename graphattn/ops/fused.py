@@ -28,6 +28,8 @@ graph with :func:`~graphattn.ops.fused_plan.plan_fused`. Slow twin:
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import torch
 from torch import Tensor
 
@@ -39,17 +41,18 @@ from .scores import ScoreSpec
 __all__ = ["Fused", "fused_attention", "fused_unsupported", "dropout_keep", "FusedPlan", "plan_fused",
            "TRITON_AVAILABLE", "INTERPRETED"]
 
+_kernels: ModuleType | None
 try:
     import triton
 
-    from . import fused_triton as kernels
+    from . import fused_triton as _kernels
 except ImportError:  # the optional extra graphattn[gpu]
-    triton, kernels = None, None
+    triton, _kernels = None, None
 
 #: Whether triton imports here.
-TRITON_AVAILABLE = kernels is not None
+TRITON_AVAILABLE = _kernels is not None
 #: Whether the kernels were defined under Triton's interpreter (``TRITON_INTERPRET=1`` at import).
-INTERPRETED = TRITON_AVAILABLE and not isinstance(kernels._forward_kernel, triton.runtime.JITFunction)
+INTERPRETED = _kernels is not None and not isinstance(_kernels._forward_kernel, triton.runtime.JITFunction)
 #: Input dtypes the kernels read (accumulating in float32, or float64 for float64 inputs).
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 #: The most channels per head a program holds in one tile.
@@ -78,9 +81,17 @@ def fused_unsupported(device: torch.device | str, dtype: torch.dtype | None = No
             reasons.append(f"{count} {name} per head: one tile holds at most {MAX_CHANNELS}")
     if edge_kv and None not in (channels, value_channels) and channels != value_channels:
         reasons.append(f"edge features are added to keys and values, which need equal channels ({channels} != {value_channels})")
-    if dropout and None not in (num_edges, heads) and num_edges * heads >= 2**31:
+    if dropout and num_edges is not None and heads is not None and num_edges * heads >= 2**31:
         reasons.append(f"dropout draws one Philox number per edge and head, at most 2**31 ({num_edges} x {heads})")
     return reasons
+
+
+def _triton_kernels() -> ModuleType:
+    """The Triton kernels (:mod:`graphattn.ops.fused_triton`); only called past
+    :func:`fused_unsupported`, which refuses every call when triton is not installed."""
+    if _kernels is None:
+        raise RuntimeError("triton is not installed (pip install 'graphattn[gpu]')")
+    return _kernels
 
 
 def _pow2(x: int) -> int:
@@ -113,7 +124,7 @@ def _acc(dtype: torch.dtype) -> torch.dtype:
 
 
 def _tl(dtype: torch.dtype):
-    return kernels.tl.float64 if dtype == torch.float64 else kernels.tl.float32
+    return _triton_kernels().tl.float64 if dtype == torch.float64 else _triton_kernels().tl.float32
 
 
 def _items(tiling: Tiling) -> tuple[Tensor, ...]:
@@ -132,12 +143,12 @@ def _forward(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, edge_kv: Tens
                  NEED_EID=bias is not None or edge_kv is not None or seed is not None, ACC=_tl(q.dtype), **tiles)
     groups = triton.cdiv(heads, tiles["BLOCK_H"])
     for first, count, longest, degree in _launches(plan, tiling, ell=True):
-        kernels._forward_kernel[(count, groups)](
+        _triton_kernels()._forward_kernel[(count, groups)](
             q, k, v, _or(bias, q), _or(edge_kv, q), plan.col, plan.perm, *_items(tiling), out, lse, part_out, part_lse,
             _or(seed, plan.col), first, scale, dropout, heads, channels, value_channels, DEGREE=degree,
             **_edge_tile(longest, tiles), **flags)
     if tiling.num_slots:
-        kernels._merge_kernel[(tiling.split_node.numel(), groups)](
+        _triton_kernels()._merge_kernel[(tiling.split_node.numel(), groups)](
             part_out, part_lse, tiling.split_node, tiling.split_ptr, out, lse, heads, value_channels,
             BLOCK_H=tiles["BLOCK_H"], BLOCK_CV=tiles["BLOCK_CV"], ACC=_tl(q.dtype))
     return out, lse
@@ -162,19 +173,19 @@ def _backward(d_out: Tensor, d_lse: Tensor | None, q: Tensor, k: Tensor, v: Tens
     part_dq = q.new_empty(plan.dst.num_slots, heads, channels, dtype=acc)
     need_eid = bias is not None or edge_kv is not None or seed is not None
     for first, count, longest, degree in _launches(plan, plan.dst, ell=True):
-        kernels._dq_kernel[(count, groups)](
+        _triton_kernels()._dq_kernel[(count, groups)](
             q, k, v, bias_, ekv_, plan.col, plan.perm, *_items(plan.dst), d_out, lse, delta, dq, part_dq, seed_, first,
             scale, dropout, heads, channels, value_channels, DEGREE=degree, NEED_EID=need_eid,
             **_edge_tile(longest, tiles), **common)
     _sum_slots(part_dq, plan.dst, dq)
 
     dk, dv = torch.empty_like(k), torch.empty_like(v)
-    d_bias = torch.empty_like(bias) if need_bias else q.new_empty(0)
-    d_ekv = torch.empty_like(edge_kv) if need_ekv else q.new_empty(0)
+    d_bias = _grad_buffer(bias, need_bias, q)
+    d_ekv = _grad_buffer(edge_kv, need_ekv, q)
     part_dk = q.new_empty(plan.src.num_slots, heads, channels, dtype=acc)
     part_dv = q.new_empty(plan.src.num_slots, heads, value_channels, dtype=acc)
     for first, count, longest, _ in _launches(plan, plan.src, ell=False):
-        kernels._dkv_kernel[(count, groups)](
+        _triton_kernels()._dkv_kernel[(count, groups)](
             q, k, v, bias_, ekv_, plan.t_col, plan.t_perm, *_items(plan.src), d_out, lse, delta, dk, dv,
             d_bias if need_bias else q, d_ekv if need_ekv else q, part_dk, part_dv, seed_, first, scale, dropout, heads,
             channels, value_channels, WRITE_DBIAS=need_bias, WRITE_DEKV=need_ekv, **_edge_tile(longest, tiles), **common)
@@ -188,8 +199,17 @@ def _sum_slots(part: Tensor, tiling: Tiling, out: Tensor) -> None:
         return
     features = part[0].numel()
     block = min(_pow2(features), 1024)
-    kernels._sum_slots_kernel[(tiling.split_node.numel(), triton.cdiv(features, block))](
+    _triton_kernels()._sum_slots_kernel[(tiling.split_node.numel(), triton.cdiv(features, block))](
         part, tiling.split_node, tiling.split_ptr, out, features, BLOCK_F=block, ACC=_tl(part.dtype))
+
+
+def _grad_buffer(t: Tensor | None, need: bool, placeholder: Tensor) -> Tensor:
+    """An empty tensor like ``t`` for its gradient, or an empty placeholder when it needs none
+    (autograd asks for the gradient of an input only when the input was given)."""
+    if not need:
+        return placeholder.new_empty(0)
+    assert t is not None, "the gradient of an input that was not given"
+    return torch.empty_like(t)
 
 
 def _or(t: Tensor | None, placeholder: Tensor) -> Tensor:
@@ -217,9 +237,8 @@ def _backward_op(d_out: Tensor, d_lse: Tensor | None, q: Tensor, k: Tensor, v: T
                  scale: float, dropout: float, seed: Tensor | None, need_bias: bool,
                  need_ekv: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     if q.size(0) == 0:
-        return (q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape),
-                bias.new_empty(bias.shape) if need_bias else q.new_empty(0),
-                edge_kv.new_empty(edge_kv.shape) if need_ekv else q.new_empty(0))
+        return (q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape), _grad_buffer(bias, need_bias, q),
+                _grad_buffer(edge_kv, need_ekv, q))
     plan = FusedPlan.unflatten(plan_tensors, plan_ints)
     return _backward(d_out, d_lse, q, k, v, bias, edge_kv, out, lse, plan, scale, dropout, seed, need_bias, need_ekv)
 
@@ -296,7 +315,7 @@ def dropout_keep(plan: FusedPlan, heads: int, dropout: float, seed: int) -> Tens
     keep = torch.empty(plan.num_edges, heads, dtype=torch.int8, device=plan.device)
     block_h = _pow2(heads)
     if plan.num_edges:
-        kernels._keep_mask_kernel[(triton.cdiv(plan.num_edges, 64),)](
+        _triton_kernels()._keep_mask_kernel[(triton.cdiv(plan.num_edges, 64),)](
             _seed(seed, plan.device), keep, plan.num_edges, heads, float(dropout), BLOCK_E=64, BLOCK_H=block_h)
     return keep.bool()
 
@@ -323,13 +342,14 @@ def _check(q: Tensor, k: Tensor, v: Tensor, plan: FusedPlan, bias: Tensor | None
     if plan.num_nodes != q.size(0) or plan.device != q.device:
         raise ValueError(f"plan is for {plan.num_nodes} nodes on {plan.device}; q has {q.size(0)} on {q.device}")
     n, heads, channels = q.shape
-    for name, t, shape in (("bias", bias, (plan.num_edges, heads)), ("edge_kv", edge_kv, (plan.num_edges, heads, channels))):
-        if t is None:
+    for name, given, shape in (("bias", bias, (plan.num_edges, heads)),
+                               ("edge_kv", edge_kv, (plan.num_edges, heads, channels))):
+        if given is None:
             continue
-        if not isinstance(t, Tensor) or not t.is_floating_point() or t.device != q.device:
+        if not isinstance(given, Tensor) or not given.is_floating_point() or given.device != q.device:
             raise TypeError(f"{name} must be a float tensor on {q.device} of shape {list(shape)}")
-        if t.shape != shape:
-            raise ValueError(f"{name} must have shape {list(shape)} (edges in the caller's order), got {list(t.shape)}")
+        if given.shape != shape:
+            raise ValueError(f"{name} must have shape {list(shape)} (edges in the caller's order), got {list(given.shape)}")
     if edge_kv is not None and (edge_kv.dtype != q.dtype or v.size(2) != channels):
         raise ValueError(f"edge_kv needs q's dtype ({q.dtype}) and v with C_v = C = {channels}")
 
@@ -360,7 +380,7 @@ class Fused(Kernel[FusedPlan]):
         return []
 
     def plan(self, graph: AttentionGraph) -> FusedPlan:
-        return plan_fused(graph.edge_index, graph.num_nodes, csr=tuple(graph.csr()))
+        return plan_fused(graph.edge_index, graph.num_nodes, csr=graph.csr())
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: FusedPlan, *,
                 need_weights: bool) -> KernelResult:

@@ -116,10 +116,13 @@ class FusedPlan:
         for first in (6, 12):
             slots, count = ints[at], ints[at + 1]
             flat = ints[at + 2:at + 2 + 3 * count]
-            buckets = tuple(tuple(flat[3 * b:3 * b + 3]) for b in range(count))
-            tilings.append(Tiling(*tensors[first:first + 6], buckets=buckets, num_slots=slots))
+            buckets = tuple((flat[3 * b], flat[3 * b + 1], flat[3 * b + 2]) for b in range(count))
+            node, start, end, slot, split_node, split_ptr = tensors[first:first + 6]
+            tilings.append(Tiling(node, start, end, slot, split_node, split_ptr, buckets=buckets, num_slots=slots))
             at += 2 + 3 * count
-        return cls(num_nodes, *tensors[:6], *tilings, degree=None if degree < 0 else degree)
+        rowptr, col, perm, t_rowptr, t_col, t_perm = tensors[:6]
+        dst, src = tilings
+        return cls(num_nodes, rowptr, col, perm, t_rowptr, t_col, t_perm, dst, src, degree=None if degree < 0 else degree)
 
 
 def plan_fused(edge_index: Tensor, num_nodes: int, *, segment: int = SEGMENT, ell: bool = True,

@@ -13,7 +13,7 @@ reused by every layer and the backward pass.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
 import torch
 from torch import Tensor
@@ -26,6 +26,7 @@ __all__ = ["AttentionGraph", "Layout", "CSR"]
 
 Edges = Any  # Pattern | list of Patterns | edge_index | EdgeIndex | sparse adj_t | SparseTensor
 P = TypeVar("P", covariant=True)
+T = TypeVar("T")
 
 
 class Planner(Protocol[P]):
@@ -108,7 +109,7 @@ class AttentionGraph:
         self.layout = Layout.of(sizes, self.device)
         self._edge_index = edge_index
         self._csr: CSR | None = None
-        self._plans: dict[object, object] = {}
+        self._plans: dict[object, Any] = {}  # plan_key -> what that planner's plan() gave (each with a .to)
         self.choices: dict[object, object] = {}  # what ``auto`` picked, per kind of call (ops.dispatch)
 
     # ------------------------------------------------------------------ building
@@ -154,8 +155,8 @@ class AttentionGraph:
             return edges
         # A graph prepared under inference_mode may be trained with later: it holds no inference tensors.
         with torch.inference_mode(False):
-            edges, batch, lengths, pos, edge_attr = (_normal(t) for t in (edges, batch, lengths, pos, edge_attr))
-            return cls._build(edges, num_nodes, batch, lengths, pos, edge_attr, includes_virtual, trusted)
+            return cls._build(_normal(edges), num_nodes, _normal(batch), _normal(lengths), _normal(pos), _normal(edge_attr),
+                              includes_virtual, trusted)
 
     @classmethod
     def _build(cls, edges: Edges, num_nodes: int | None, batch: Tensor | None, lengths: object, pos: Tensor | None,
@@ -250,8 +251,8 @@ class AttentionGraph:
     @property
     def edge_index(self) -> Tensor:
         """``[2, E]``: row 0 keys ``j``, row 1 queries ``i``; sorted by query for patterns."""
-        if self._edge_index is None:
-            self._edge_index = batch_edge_index(self.pattern, self.sizes).to(self.device)
+        if self._edge_index is None:  # built from a pattern (a graph of edges holds them from the start)
+            self._edge_index = batch_edge_index(cast(Pattern, self.pattern), self.sizes).to(self.device)
         return self._edge_index
 
     @property
@@ -360,19 +361,19 @@ class _VirtualPlanner:
 _VIRTUAL = _VirtualPlanner()
 
 
-def _normal(value: object) -> object:
-    """An inference tensor cloned into a normal one (which autograd may save); anything else as it is."""
-    return value.clone() if isinstance(value, Tensor) and value.is_inference() else value
+def _normal(value: T) -> T:
+    """An inference tensor cloned into a normal one (which autograd may save, of its type); anything else as it is."""
+    return cast(T, value.clone()) if isinstance(value, Tensor) and value.is_inference() else value
 
 
 def _one_pattern(patterns: Sequence[object]) -> Pattern | list[Pattern]:
     """A collated list of patterns: one pattern if they are all equal, else the list."""
-    if not patterns or not all(isinstance(p, Pattern) for p in patterns):
+    found = [p for p in patterns if isinstance(p, Pattern)]
+    if not patterns or len(found) != len(patterns):
         inner = type(patterns[0]).__name__ if patterns else "nothing"
         raise TypeError(f"edges must be a Pattern (or a list of them, one per sequence), an edge_index [2, E], "
                         f"an EdgeIndex or a sparse adj_t; got a {type(patterns).__name__} of {inner}")
-    first = patterns[0]
-    return first if all(p == first for p in patterns[1:]) else list(patterns)
+    return found[0] if all(p == found[0] for p in found[1:]) else found
 
 
 def _sizes(num_nodes: int | None, batch: Tensor | None, lengths: object) -> Tensor:

@@ -164,6 +164,7 @@ def edge_scores(q: Tensor, k: Tensor, graph: AttentionGraph, spec: ScoreSpec) ->
     elif spec.score == "gat":
         scores = spec.activation((q_i + k_j).sum(dim=-1))
     else:
+        assert spec.att is not None  # ops.attention refuses additive / gatv2 scores without att [H, C]
         scores = (spec.activation(q_i + k_j) * spec.att).sum(dim=-1)
     if spec.bias is not None:
         scores = scores + spec.bias(dst, src).to(scores.dtype)

@@ -15,6 +15,8 @@ for speed.
 
 from __future__ import annotations
 
+from typing import overload
+
 import torch
 from torch import Tensor
 
@@ -108,6 +110,12 @@ def reference_attention(
         src, dst = graph.edge_index.to(q.device)
         weights = (probs[:, dst, src] / counts[dst, src]).T  # per edge copy: (E, H)
     return out, weights
+
+
+@overload
+def _dense_edges(values: Tensor, graph: AttentionGraph, n: int) -> Tensor: ...
+@overload
+def _dense_edges(values: Tensor | None, graph: AttentionGraph, n: int) -> Tensor | None: ...
 
 
 def _dense_edges(values: Tensor | None, graph: AttentionGraph, n: int) -> Tensor | None:

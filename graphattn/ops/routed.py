@@ -25,11 +25,12 @@ Reformer's fixed-size chunks of the sorted sequence, groups are kept whole (the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import Tensor
 
-from ..patterns import Groups
+from ..patterns import Groups, Routed
 from .graph import AttentionGraph
 from .kernel import Kernel, KernelResult, Plan, dot_only
 from .masked import explicit, needs_explicit, sdpa
@@ -37,8 +38,10 @@ from .scores import ScoreSpec
 
 __all__ = ["route", "GroupGraph", "Buckets", "BucketPlan", "group_edges"]
 
+G = TypeVar("G", bound=AttentionGraph)
 
-def _derived(base: AttentionGraph, cls: type, edge_index: Tensor | None) -> AttentionGraph:
+
+def _derived(base: AttentionGraph, cls: type[G], edge_index: Tensor | None) -> G:
     """A graph on ``base``'s nodes, sequences and positions (its layout and position plans shared,
     not recomputed) with explicit edges instead of its pattern."""
     graph = cls.__new__(cls)
@@ -54,6 +57,8 @@ def route(q: Tensor, k: Tensor, graph: AttentionGraph) -> AttentionGraph:
     pattern = graph.pattern
     if pattern is None or not pattern.data_dependent:
         return graph
+    if not isinstance(pattern, Routed):
+        raise TypeError(f"{pattern!r} is data_dependent but not a graphattn.patterns.Routed, which defines route()")
     with torch.no_grad():
         chosen = pattern.route(q, k, graph.layout)
     if isinstance(chosen, Groups):
@@ -145,6 +150,14 @@ def _slots(group: Tensor, count: int) -> tuple[Tensor, int, Tensor, Tensor]:
     return slot, length, sizes[:count], node[: count * length].view(count, length)
 
 
+def _groups(graph: AttentionGraph) -> Groups:
+    """The groups of a :class:`GroupGraph`: the only graphs :class:`Buckets` accepts (its
+    ``unsupported`` refuses any other, so the dispatcher never plans or runs one)."""
+    if not isinstance(graph, GroupGraph):
+        raise TypeError(f"the buckets kernel computes a GroupGraph (the LSH / KMeans graph of a forward), not {graph!r}")
+    return graph.groups
+
+
 class Buckets(Kernel[BucketPlan]):
     """Attention within groups, sorted and padded (see the module docstring)."""
 
@@ -153,17 +166,17 @@ class Buckets(Kernel[BucketPlan]):
 
     def unsupported(self, graph: AttentionGraph, spec: ScoreSpec) -> list[str]:
         reasons = dot_only(spec)
-        if getattr(graph, "groups", None) is None:
+        if not isinstance(graph, GroupGraph):
             reasons.append("not a graph of groups (the LSH / KMeans graph of a forward)")
         return reasons
 
-    def footprint(self, graph: GroupGraph, spec: ScoreSpec, need_weights: bool) -> int:
+    def footprint(self, graph: AttentionGraph, spec: ScoreSpec, need_weights: bool) -> int:
         plan = graph.plan(self)  # the layout is the estimate (kept for the forward)
         pairs = plan.count * plan.q_len * plan.k_len
         return spec.shape[0] * pairs * spec.dtype.itemsize * (3 * needs_explicit(spec, need_weights) + (spec.bias is not None))
 
-    def plan(self, graph: GroupGraph) -> BucketPlan:
-        query, key, count = graph.groups
+    def plan(self, graph: AttentionGraph) -> BucketPlan:
+        query, key, count = _groups(graph)
         live = (torch.bincount(query, minlength=count) > 0) & (torch.bincount(key, minlength=count) > 0)
         kept = int(live.sum())
         renumber = torch.where(live, torch.cumsum(live, 0) - 1, kept)  # a group without a query or a key: trash
@@ -172,7 +185,7 @@ class Buckets(Kernel[BucketPlan]):
         key_mask = (torch.arange(k_len, device=key.device) < k_sizes[:, None])[:, None, None, :]
         return BucketPlan(q_slot, k_slot, kept, q_len, k_len, key_mask, q_node, k_node)
 
-    def forward(self, q: Tensor, k: Tensor, v: Tensor, graph: GroupGraph, spec: ScoreSpec, plan: BucketPlan, *,
+    def forward(self, q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: ScoreSpec, plan: BucketPlan, *,
                 need_weights: bool) -> KernelResult:
         groups = plan.count
 
@@ -196,7 +209,7 @@ class Buckets(Kernel[BucketPlan]):
         out = out.transpose(1, 2).reshape(-1, out.size(1), out.size(-1))  # (G * L_q, H, C)
         return KernelResult(torch.cat([out, out.new_zeros(1, *out.shape[1:])]).index_select(0, plan.q_slot), lse)
 
-    def reached(self, graph: GroupGraph, plan: BucketPlan, bad: Tensor) -> Tensor:
-        query, key, count = graph.groups
+    def reached(self, graph: AttentionGraph, plan: BucketPlan, bad: Tensor) -> Tensor:
+        query, key, count = _groups(graph)
         spoiled = bad.new_zeros(count, bad.size(1), dtype=torch.float32).index_add_(0, key, bad.to(torch.float32))
         return spoiled.index_select(0, query) > 0

@@ -226,6 +226,7 @@ def sparse_gat(q: Tensor, k: Tensor, v: Tensor, graph: AttentionGraph, spec: Sco
                              spec.negative_slope)  # (H, E)
     else:
         e = None if spec.edge_k is None else spec.edge_k.to(dtype)
+        assert spec.att is not None  # ops.attention refuses gatv2 scores without att [H, C]
         scores = _gatv2_scores(q.to(dtype), k.to(dtype), e, spec.att.to(dtype), plan.row, keys, plan.perm,
                                spec.negative_slope)
     if spec.bias is not None:

@@ -23,12 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import MISSING, dataclass, fields
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from ..checks import MAX_INDEX, MAX_SEED, check_allocation, check_device, check_int
 from .pieces import Pieces
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = ["Pattern", "Union", "Intersection", "check_num_nodes", "check_fields", "scan_mask"]
 
@@ -42,7 +46,7 @@ def check_num_nodes(n: int, name: str = "n") -> int:
     return check_int(n, name, 0, MAX_INDEX)
 
 
-def check_fields(pattern: object, **minimums: int) -> None:
+def check_fields(pattern: DataclassInstance, **minimums: int) -> None:
     """Check the int fields ``name=minimum`` of a pattern dataclass: each in ``[minimum, MAX_INDEX]``
     (``MAX_SEED`` for a ``seed``), so no reach or size overflows int64 index arithmetic; a field
     whose default is ``None`` may be ``None``."""
@@ -178,7 +182,7 @@ class Pattern:
         return Intersection(_flatten(Intersection, (self, other)))
 
 
-def _flatten(kind: type, parts: tuple[Pattern, ...]) -> tuple[Pattern, ...]:
+def _flatten(kind: type[_Composite], parts: tuple[Pattern, ...]) -> tuple[Pattern, ...]:
     out: list[Pattern] = []
     for p in parts:
         out.extend(p.parts if isinstance(p, kind) else (p,))
@@ -220,7 +224,9 @@ class _Composite(Pattern):
 class Union(_Composite):
     """Attend where any part allows: ``mask = OR_p mask_p``."""
 
-    combine = staticmethod(torch.logical_or)
+    @staticmethod
+    def combine(a: Tensor, b: Tensor) -> Tensor:
+        return torch.logical_or(a, b)
 
     def generate_edges(self, n: int) -> Tensor:
         ei = torch.cat([p.generate_edges(n) for p in self.parts], dim=1)
@@ -250,7 +256,9 @@ class Union(_Composite):
 class Intersection(_Composite):
     """Attend where every part allows: ``mask = AND_p mask_p``."""
 
-    combine = staticmethod(torch.logical_and)
+    @staticmethod
+    def combine(a: Tensor, b: Tensor) -> Tensor:
+        return torch.logical_and(a, b)
 
     def generate_edges(self, n: int) -> Tensor:
         # Generate the sparsest part, then keep the edges every other part allows: O(E_min).
@@ -271,8 +279,9 @@ class Intersection(_Composite):
 
     def pieces(self) -> Pieces | None:
         """Only an intersection of bands has pieces: a band reaching as far as its shortest part."""
-        pieces = [p.pieces() for p in self.parts]
-        if any(p is None or p.band is None or p.global_nodes or p.randoms for p in pieces):
+        pieces = [p for p in (part.pieces() for part in self.parts)
+                  if p is not None and p.band is not None and not p.global_nodes and not p.randoms]
+        if len(pieces) != len(self.parts):
             return None
         return Pieces(self, min(p.left for p in pieces), min(p.right for p in pieces), full=all(p.full for p in pieces))
 

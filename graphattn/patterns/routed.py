@@ -48,12 +48,16 @@ TOPK_CHUNK = 1 << 22
 
 
 class SequenceLayout(Protocol):
-    """What routing needs of a batch (an :class:`~graphattn.ops.graph.Layout`)."""
+    """What routing needs of a batch (an :class:`~graphattn.ops.graph.Layout`), read only."""
 
-    lengths: tuple[int, ...]
-    ptr: Tensor
-    batch: Tensor
-    position: Tensor
+    @property
+    def lengths(self) -> tuple[int, ...]: ...
+    @property
+    def ptr(self) -> Tensor: ...
+    @property
+    def batch(self) -> Tensor: ...
+    @property
+    def position(self) -> Tensor: ...
 
 
 class Groups(NamedTuple):
@@ -62,7 +66,7 @@ class Groups(NamedTuple):
 
     query: Tensor
     key: Tensor
-    count: int
+    count: int  # type: ignore[assignment]  # the field shadows tuple.count() (public name, kept)
 
 
 class KeyList(NamedTuple):
@@ -180,7 +184,8 @@ class KMeans(Routed):
         centroids = x_k[start.clamp(max=q.size(0) - 1)]  # (B, K, D)
 
         def assign(c: Tensor) -> tuple[Tensor, Tensor]:
-            return tuple(_unpadded(torch.bmm(x, c.transpose(1, 2)), layout).argmax(dim=1) for x in padded)
+            p_q, p_k = (_unpadded(torch.bmm(x, c.transpose(1, 2)), layout).argmax(dim=1) for x in padded)
+            return p_q, p_k
 
         for _ in range(self.iterations):
             c_q, c_k = assign(centroids)

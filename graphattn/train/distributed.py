@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import datetime
 import os
+from typing import Any, TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 __all__ = ["rank", "world_size", "is_main", "init_distributed", "all_reduce_sum", "agree", "gather_objects"]
 
@@ -67,12 +70,13 @@ def agree(error: str | None) -> str | None:
     return next((f"rank {r}: {e}" for r, e in enumerate(errors) if e is not None), None)
 
 
-def gather_objects(obj: object) -> list[object]:
-    """``obj`` of every process, in rank order (``[obj]`` with one process)."""
+def gather_objects(obj: T) -> list[T]:
+    """``obj`` of every process, in rank order (``[obj]`` with one process); every process
+    gives an object of the same type."""
     if world_size() == 1:
         return [obj]
     import torch.distributed as dist
 
-    out: list[object] = [None] * world_size()
+    out: list[Any] = [None] * world_size()  # each slot becomes a process's T
     dist.all_gather_object(out, obj)
     return out

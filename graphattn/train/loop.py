@@ -162,10 +162,10 @@ def fit(
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     try:  # a JSON round trip makes the dict canonical (tuples -> lists) and weights_only-safe
-        experiment = json.loads(json.dumps(dict(experiment or {}), sort_keys=True, allow_nan=False))
+        record: dict[str, Any] = json.loads(json.dumps(dict(experiment or {}), sort_keys=True, allow_nan=False))
     except (TypeError, ValueError) as err:
         raise ValueError(f"experiment must be a JSON-able dict: {err}") from None
-    path = config.checkpoint
+    path = None if config.checkpoint is None else Path(config.checkpoint)  # a Path already (TrainConfig)
     better = (lambda a, b: a > b) if config.mode == "max" else (lambda a, b: a < b)
     best_value = -math.inf if config.mode == "max" else math.inf
     best_tie = math.inf
@@ -173,7 +173,8 @@ def fit(
     bad_epochs, start, history = 0, 1, History()
 
     if config.resume:
-        ckpt = load_for_resume(path, experiment)
+        assert path is not None  # TrainConfig refuses resume without a checkpoint
+        ckpt = load_for_resume(path, record)
         load_weights(model, ckpt["model"], path)
         optimizer.load_state_dict(ckpt["optimizer"])
         best_state, best_value, bad_epochs = ckpt["best_state"], ckpt["best_value"], ckpt["bad_epochs"]
@@ -219,7 +220,7 @@ def fit(
         rng = rng_state() if world_size() == 1 or path is None else gather_objects(rng_state())
         if path is not None and is_main():
             save_checkpoint(path, {
-                "format": CHECKPOINT_FORMAT, "experiment": experiment, "epoch": epoch,
+                "format": CHECKPOINT_FORMAT, "experiment": record, "epoch": epoch,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "best_state": best_state, "best_value": best_value, "best_tie": best_tie, "bad_epochs": bad_epochs,
                 "history": asdict(history), "rng": rng[0] if isinstance(rng, list) else rng,

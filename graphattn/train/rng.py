@@ -25,7 +25,9 @@ def set_seed(seed: int) -> None:
 def rng_state() -> dict[str, Any]:
     """Every global RNG state as tensors and plain types, so ``torch.load(weights_only=True)`` can read it back."""
     version, internal, gauss = random.getstate()
-    _, keys, pos, has_gauss, cached = np.random.get_state()
+    state = np.random.get_state(legacy=True)
+    assert isinstance(state, tuple)  # legacy=True: the (name, keys, pos, has_gauss, cached) tuple, never the dict
+    _, keys, pos, has_gauss, cached = state
     return {
         "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
         "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),

@@ -20,6 +20,7 @@ positions once per graph instead).
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
 
 from torch import Tensor, nn
 
@@ -28,39 +29,42 @@ from ...ops import AttentionGraph, BiasFn
 
 __all__ = ["ScoreEncoding", "Prepared", "prepare", "check_encoding"]
 
+#: The position state of an encoding (what :meth:`ScoreEncoding.positions` derives, with a ``.to(device)``).
+S = TypeVar("S")
+
 #: A prepared encoding: ``(q [N, H, C], k [N, H, C]) -> (q, k, bias | None)``.
 Prepared = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor, BiasFn | None]"]
 
 
-class _Positions:
+class _Positions(Generic[S]):
     """The planner of an encoding's position state on a graph (keyed by the encoding's settings)."""
 
-    def __init__(self, encoding: ScoreEncoding):
+    def __init__(self, encoding: ScoreEncoding[S]):
         self.encoding = encoding
 
     @property
     def plan_key(self) -> Hashable:
         return ("positions", type(self.encoding).__name__, self.encoding.position_key())
 
-    def plan(self, graph: AttentionGraph) -> object:
+    def plan(self, graph: AttentionGraph) -> S:
         return self.encoding.positions(graph.node_positions())
 
 
-class ScoreEncoding(nn.Module):
+class ScoreEncoding(nn.Module, Generic[S]):
     """Base of the score encodings (see the module docstring). Subclasses define
     :meth:`positions`, :meth:`bind` and, when their position state depends on a setting,
-    :meth:`position_key`."""
+    :meth:`position_key`; ``S`` is the type of their position state."""
 
     def position_key(self) -> Hashable:
         """The settings the position state depends on (encodings with equal keys share it)."""
         return ()
 
-    def positions(self, pos: Tensor) -> object:
+    def positions(self, pos: Tensor) -> S:
         """The checked position state of ``pos`` (``[N]``, ``[N, D]``, or what the encoding takes),
         with a ``.to(device)``."""
         raise NotImplementedError
 
-    def bind(self, state: object) -> Prepared:
+    def bind(self, state: S) -> Prepared:
         """The prepared encoding on a position state, with this forward's parameters."""
         raise NotImplementedError
 

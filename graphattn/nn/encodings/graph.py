@@ -19,7 +19,7 @@ from .base import Prepared, ScoreEncoding
 __all__ = ["ShortestPathBias"]
 
 
-class ShortestPathBias(ScoreEncoding):
+class ShortestPathBias(ScoreEncoding["_Distances"]):
     r"""Shortest-path bias (Ying et al., 2021, Graphormer): one learned score per head and hop count.
 
     .. math::
@@ -74,7 +74,7 @@ class ShortestPathBias(ScoreEncoding):
         out = torch.from_numpy(np.where(np.isinf(hops), -1, hops).astype(np.int64).T.copy())
         return out.to(edge_index.device)
 
-    def forward(self, q: Tensor, k: Tensor, pos: Tensor) -> tuple[Tensor, Tensor, BiasFn]:
+    def forward(self, q: Tensor, k: Tensor, pos: Tensor) -> tuple[Tensor, Tensor, BiasFn | None]:
         n = q.size(0) if isinstance(q, Tensor) and q.dim() else 0
         if not isinstance(pos, Tensor) or pos.shape != (n, n):
             got = list(pos.shape) if isinstance(pos, Tensor) else type(pos).__name__

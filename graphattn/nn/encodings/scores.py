@@ -91,7 +91,7 @@ def t5_bucket(relative_position: Tensor, bidirectional: bool = True, num_buckets
     return buckets + torch.where(distance < max_exact, distance, large)
 
 
-class RelativePositionBias(ScoreEncoding):
+class RelativePositionBias(ScoreEncoding[Coords]):
     r"""T5's relative position bias: a learned score per head for each log-spaced distance bucket.
 
     .. math::
@@ -177,7 +177,7 @@ def alibi_slopes(heads: int) -> list[float]:
     return alibi_slopes(lower) + alibi_slopes(2 * lower)[0::2][: heads - lower]
 
 
-class ALiBi(ScoreEncoding):
+class ALiBi(ScoreEncoding[Coords]):
     r"""Attention with linear biases (Press et al., 2022): a fixed penalty growing with distance.
 
     .. math::
@@ -229,7 +229,7 @@ class ALiBi(ScoreEncoding):
         return f"{self.__class__.__name__}({self.heads})"
 
 
-class RotaryEncoding(ScoreEncoding):
+class RotaryEncoding(ScoreEncoding[Coords]):
     r"""Rotary position embedding (RoPE, Su et al., 2021) on queries and keys.
 
     Channel pair ``(2m, 2m+1)`` of each head is rotated by the angle ``p \, \theta_m``,
@@ -305,7 +305,7 @@ class RotaryEncoding(ScoreEncoding):
         return f"{self.__class__.__name__}({self.head_dim}, base={self.base:g})"
 
 
-class Compose(ScoreEncoding):
+class Compose(ScoreEncoding["_States"]):
     """Several score encodings in turn: each rotates ``q, k`` in order and the biases add up.
 
     ``Compose(RotaryEncoding(C), ALiBi(H))`` gives rotary scores plus linear biases. Every part

@@ -12,7 +12,7 @@ preparation (:mod:`graphattn.nn.edges`).
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,7 @@ from ...ops import AttentionGraph
 from ...patterns import Pattern, parse_pattern
 from ..edges import Edges, edge_features, node_counts, prepare
 
-__all__ = ["check_pattern", "virtual_rows", "layer_edges"]
+__all__ = ["check_pattern", "virtual_rows", "layer_edges", "PatternLayer"]
 
 #: Unions kept per prepared adjacency (one per ``batch`` tensor seen last).
 _KEPT = 4
@@ -46,7 +46,16 @@ def virtual_rows(pattern: Pattern | None, channels: object) -> nn.Parameter | No
     return nn.Parameter(torch.randn(pattern.extra_nodes, channels) * 0.02)
 
 
-def layer_edges(layer: nn.Module, x: Any, adj: Any, edge_attr: Tensor | None, size: Any, batch: Tensor | None,
+class PatternLayer(Protocol):
+    """What :func:`layer_edges` reads of a drop-in: its pattern and the virtual rows it learns."""
+
+    @property
+    def pattern(self) -> Pattern | None: ...
+    @property
+    def virtual(self) -> Tensor | None: ...
+
+
+def layer_edges(layer: PatternLayer, x: Any, adj: Any, edge_attr: Tensor | None, size: Any, batch: Tensor | None,
                 loops: str, fill_value: Any, features: bool) -> tuple[Any, Edges, Tensor | None, AttentionGraph | None]:
     """What a drop-in attends along: ``(x, edges, edge_attr, laid)``. Without a pattern: ``x`` as
     given, ``adj`` prepared (:func:`graphattn.nn.edges.prepare`), ``edge_attr`` aligned with it (when

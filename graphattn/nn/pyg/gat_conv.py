@@ -104,7 +104,9 @@ class GATConv(MessagePassing):
         self.edge_dim, self.fill_value, self.residual = edge_dim, fill_value, residual
         self.backend, self.pattern = check_backend(backend), check_pattern(pattern)
         # one shared projection for one node set, or one per side (PyG's names and glorot init)
-        self.lin = self.lin_src = self.lin_dst = None
+        self.lin: Linear | None = None
+        self.lin_src: Linear | None = None
+        self.lin_dst: Linear | None = None
         if isinstance(in_channels, int):
             self.lin = Linear(in_channels, heads * out_channels, bias=False, weight_initializer="glorot")
         else:
@@ -157,7 +159,11 @@ class GATConv(MessagePassing):
         if not isinstance(x_src, Tensor) or x_src.dim() != 2:
             raise ValueError(f"x must be a [N, F] tensor or a pair (x_src, x_dst), got {_shape(x_src)}")
         res = self.res(x_dst) if self.res is not None and x_dst is not None else None
-        lin_src, lin_dst = (self.lin, self.lin) if self.lin is not None else (self.lin_src, self.lin_dst)
+        if self.lin is not None:
+            lin_src = lin_dst = self.lin
+        else:  # in_channels was a pair: one projection per side
+            assert self.lin_src is not None and self.lin_dst is not None
+            lin_src, lin_dst = self.lin_src, self.lin_dst
         h_src = lin_src(x_src).view(-1, heads, channels)  # (N_src, H, C)
         h_dst = None if x_dst is None else h_src if x_dst is x_src and lin_dst is lin_src else \
             lin_dst(x_dst).view(-1, heads, channels)  # (N_dst, H, C)

@@ -19,6 +19,7 @@ from ...checks import check_int, check_module, check_probability
 from ...ops import AttentionGraph
 from ...patterns import Full, Pattern, parse_pattern
 from ..operator import check_operator
+from ..reset import reset_parameters
 from .common import check_backend
 
 __all__ = ["GPSConv", "GraphMultiheadAttention", "ATTN_TYPES"]
@@ -139,7 +140,7 @@ class GPSConv(nn.Module):
         self.pattern = None if attn_type is None else _pattern(attn_type)
         self.attn_type = attn_type if isinstance(attn_type, str) and attn_type in ATTN_TYPES else self.pattern
         attn_kwargs = attn_kwargs or {}
-        self.attn: nn.Module | None
+        self.attn: GraphMultiheadAttention | PerformerAttention | None
         if attn_type is None:
             if conv is None:
                 raise ValueError("conv and attn_type cannot both be None: the layer would have no branch")
@@ -176,15 +177,15 @@ class GPSConv(nn.Module):
 
     def reset_parameters(self) -> None:
         if self.conv is not None:
-            self.conv.reset_parameters()
+            reset_parameters(self.conv, "conv")
         if self.attn is not None:
             self.attn._reset_parameters()
         reset(self.mlp)
         if self.virtual is not None:
             nn.init.normal_(self.virtual, std=0.02)
-        for norm in (self.norm1, self.norm2, self.norm3):
+        for name, norm in (("norm1", self.norm1), ("norm2", self.norm2), ("norm3", self.norm3)):
             if norm is not None:
-                norm.reset_parameters()
+                reset_parameters(norm, name)
 
     @classmethod
     def from_pyg(cls, gps: nn.Module, *, pattern: Pattern | str = "Full()", backend: str = "auto") -> GPSConv:
@@ -199,6 +200,7 @@ class GPSConv(nn.Module):
             raise ValueError(f"gps must use attn_type='multihead', got {gps.attn_type!r}")
         layer = cls(gps.channels, None, gps.heads, gps.dropout, norm=None, attn_type=pattern, backend=backend,
                     attn_kwargs={"dropout": gps.attn.dropout, "bias": gps.attn.in_proj_bias is not None})
+        assert isinstance(layer.attn, GraphMultiheadAttention)  # attn_type is a pattern
         layer.attn.to(gps.attn.in_proj_weight).load_state_dict(gps.attn.state_dict())
         layer.conv, layer.mlp = copy.deepcopy(gps.conv), copy.deepcopy(gps.mlp)
         layer.norm1, layer.norm2, layer.norm3 = (copy.deepcopy(n) for n in (gps.norm1, gps.norm2, gps.norm3))
@@ -225,6 +227,7 @@ class GPSConv(nn.Module):
 
     def _global(self, x: Tensor, batch: Tensor | None, attention: AttentionGraph | None) -> Tensor:
         """The attention branch before its dropout and residual, ``(N, C)``."""
+        assert self.attn is not None  # forward runs the branch only when there is one
         if isinstance(self.attn, PerformerAttention):
             if attention is not None:
                 raise ValueError("attention= (a prepared graph) needs a pattern; attn_type='performer' attends "

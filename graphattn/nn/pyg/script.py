@@ -14,7 +14,7 @@ import itertools
 
 import torch
 from torch import Tensor
-from torch.jit import _overload_method as overload
+from torch.jit import _overload_method as overload  # typing.overload to TorchScript; mypy sees redefinitions
 from torch_geometric.typing import Adj, NoneType, OptTensor, PairTensor, SparseTensor
 
 __all__ = ["ScriptedLayer"]
@@ -40,17 +40,17 @@ class ScriptedLayer(torch.nn.Module):
                 return_attention_weights: NoneType = None) -> Tensor:
         pass
 
-    @overload
+    @overload  # type: ignore[no-redef]
     def forward(self, x: Tensor | PairTensor, edge_index: Tensor, edge_attr: OptTensor = None,  # noqa: F811
                 return_attention_weights: bool = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         pass
 
-    @overload
+    @overload  # type: ignore[no-redef]
     def forward(self, x: Tensor | PairTensor, edge_index: SparseTensor, edge_attr: OptTensor = None,  # noqa: F811
                 return_attention_weights: bool = None) -> tuple[Tensor, SparseTensor]:
         pass
 
-    def forward(self, x: Tensor | PairTensor, edge_index: Adj, edge_attr: OptTensor = None,  # noqa: F811
+    def forward(self, x: Tensor | PairTensor, edge_index: Adj, edge_attr: OptTensor = None,  # type: ignore[no-redef]  # noqa: F811
                 return_attention_weights: bool | None = None):
         if isinstance(return_attention_weights, bool):
             if isinstance(edge_index, Tensor):
@@ -75,7 +75,7 @@ class ScriptedLayer(torch.nn.Module):
         return _layer(self)(x, edge_index, edge_attr, return_attention_weights=want)
 
 
-def _layer(scripted: torch.nn.Module) -> torch.nn.Module:
+def _layer(scripted: ScriptedLayer) -> torch.nn.Module:
     """The layer behind a scripted stand-in, in the stand-in's train / eval mode."""
     layer = _LAYERS[scripted.key]
     layer.training = scripted.training

@@ -160,6 +160,7 @@ class TransformerConv(MessagePassing):
         if laid is not None:
             out = laid.real(out)  # the virtual rows' outputs are dropped
         if want:
+            assert alpha is not None  # attend returns the weights asked for
             return out, pyg_weights(edges, alpha, sparse_values=False)
         return out
 
