@@ -78,9 +78,10 @@ def parse_operator(text: str) -> OperatorSpec:
     name = _called(text)
     if name not in OPERATORS:
         raise ValueError(f"unknown operator {text!r}; known: {_forms()}")
-    node = ast.parse(text.strip(), mode="eval").body
-    args = [] if isinstance(node, ast.Name) else [*node.args, *(k.value for k in node.keywords if k.arg == "size")]
-    extra = [k.arg for k in getattr(node, "keywords", []) if k.arg != "size"]
+    node = ast.parse(text.strip(), mode="eval").body  # a bare name or a call of one (_called said so)
+    call = node if isinstance(node, ast.Call) else None
+    args = [] if call is None else [*call.args, *(k.value for k in call.keywords if k.arg == "size")]
+    extra = [] if call is None else [k.arg for k in call.keywords if k.arg != "size"]
     value = args[0].value if len(args) == 1 and isinstance(args[0], ast.Constant) else None
     if extra or type(value) is not int or value < 1:
         raise ValueError(f"operator {text!r} must be {name}({OPERATORS[name][0].split()[-1]}) with one positive int, "

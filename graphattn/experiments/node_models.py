@@ -215,22 +215,23 @@ def build(name: str, data, config: NodeConfig, seed: int) -> SeedRun:
     ident = identity(name, data, config, seed)
     if name in LOCAL_GLOBAL_MODELS:
         m = config.model
-        model = NodeLocalGlobal(data.num_features, m.hidden, data.num_classes, m.layers, m.heads, dropout=m.dropout,
-                                global_branch=name == "local-global")
-        return SeedRun(model.to(device), Optimization("adam", config.training.lr, config.training.weight_decay),
+        local_global = NodeLocalGlobal(data.num_features, m.hidden, data.num_classes, m.layers, m.heads,
+                                       dropout=m.dropout, global_branch=name == "local-global")
+        return SeedRun(local_global.to(device), Optimization("adam", config.training.lr, config.training.weight_decay),
                        ident["pattern"], ident)
     if name in TUNED_MODELS or config.architecture == "plus":
         return _build_plus(name, data, config, seed, ident)
     if name in BASELINES:
         recipe = BASELINES[name]
         # A cached GCN normalisation belongs to one graph: mini-batches bring a new one each step.
-        model = recipe.build(name, data.num_features, data.num_classes, cached=config.batching.loader == "full")
-        return SeedRun(model.to(device), Optimization("adam", recipe.lr, recipe.weight_decay), ident["pattern"],
+        baseline = recipe.build(name, data.num_features, data.num_classes, cached=config.batching.loader == "full")
+        return SeedRun(baseline.to(device), Optimization("adam", recipe.lr, recipe.weight_decay), ident["pattern"],
                        ident, InputDropout(recipe.dropout))
     pattern = pattern_for(name, data.edge_index, data.num_nodes, config, seed)
     m, flags = config.model, _flags(name, config, pattern)
     encoding = encoding_module(config, m.hidden) if config.positional.encoding != "none" else None
     common = {"dropout": m.dropout, "attn_dropout": flags["attn_dropout"], "feature_encoding": encoding}
+    model: NodeAttentionNetwork | NodeTransformer
     if config.architecture == "attention":
         model = NodeAttentionNetwork(data.num_features, m.hidden, data.num_classes, m.layers, m.heads, pattern,
                                      residual=flags["residual"], **common)

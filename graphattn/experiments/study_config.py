@@ -75,4 +75,7 @@ class StudyConfig(SequenceConfig):
 
 def _branch(cfg: SequenceConfig) -> str:
     """A run's branch in the study: its operator, else its pattern (canonical text)."""
-    return cfg.operator if cfg.operator is not None else cfg.pattern
+    if cfg.operator is not None:
+        return cfg.operator
+    assert cfg.pattern is not None, "a study run lays a pattern or names an operator"
+    return cfg.pattern
