@@ -281,7 +281,8 @@ class SelfAttentionConv(MessagePassing):
                 out, alpha = attend(q, k, v, graph, num_dst, score=self.score, att=self.att, bias=bias,
                                     edge_kv=edge_kv, dropout=self.dropout, training=self.training,
                                     backend=self.backend, return_weights=return_attention_weights)
-            weights = (graph.edge_index, alpha)
+            # a pattern's edge_index is built only when its weights are asked for
+            weights = (graph.edge_index, alpha) if return_attention_weights else None
         out = out.reshape(num_dst, self.out_channels)  # (N_dst, H * C)
         if self.lin_out is not None:
             out = self.lin_out(out)

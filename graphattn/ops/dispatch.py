@@ -336,9 +336,10 @@ def attention(
                        edge_kv=None if edge_kv is None else edge_kv.float(),
                        edge_k=None if edge_k is None else edge_k.float(), keep=None if keep is None else keep.float())
     if kernel.mixes:  # finite keys and values in, the queries that attend to a bad one marked after
-        # a (node, head) is bad when a channel of its key or value is NaN / inf: their float64 sum then is
-        # (a sum of finite float32 / half values cannot overflow in float64)
-        bad = ~torch.isfinite(k.sum(dim=-1, dtype=torch.float64) + v.sum(dim=-1, dtype=torch.float64))  # (N, H)
+        # a (node, head) is bad when a channel of its key or value is NaN / inf: the largest magnitude is
+        # then not finite (max propagates NaN; no sum that could overflow; x * 0 would be folded to 0 by
+        # the compiler)
+        bad = ~torch.isfinite(torch.maximum(k.detach().abs().amax(dim=-1), v.detach().abs().amax(dim=-1)))  # (N, H)
         res = kernel.forward(q, Finite.apply(k), Finite.apply(v), graph, spec, plan, need_weights=return_weights)
         spoiled = torch.where(kernel.reached(graph, plan, bad), float("nan"), 0.0).to(res.out.dtype)  # (N, H)
         res = res._replace(out=res.out + spoiled[..., None], lse=None if res.lse is None else res.lse + spoiled)
