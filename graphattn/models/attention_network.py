@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -82,8 +84,8 @@ class GraphAttentionNetwork(AttentionModel):
         score: str = "dot",
         backend: str = "auto",
         edge_dim: int | None = None,
-        **inputs,
-    ):
+        **inputs: Any,
+    ) -> None:
         super().__init__(in_channels, hidden_channels, out_channels, num_layers, heads, pattern, pooling, **inputs)
         check_int(out_heads, "out_heads")
         for name, p in (("dropout", dropout), ("attn_dropout", attn_dropout)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -88,8 +89,8 @@ class GraphTransformer(AttentionModel):
         backend: str = "auto",
         edge_dim: int | None = None,
         operator: nn.Module | None = None,
-        **inputs,
-    ):
+        **inputs: Any,
+    ) -> None:
         super().__init__(in_channels, hidden_channels, out_channels, num_layers, heads, pattern, pooling, **inputs)
         for name, p in (("dropout", dropout), ("attn_dropout", attn_dropout)):
             check_probability(p, name)
