@@ -40,17 +40,17 @@ class ScriptedLayer(torch.nn.Module):
                 return_attention_weights: NoneType = None) -> Tensor:
         pass
 
-    @overload  # type: ignore[no-redef]
+    @overload
     def forward(self, x: Tensor | PairTensor, edge_index: Tensor, edge_attr: OptTensor = None,  # noqa: F811
                 return_attention_weights: bool = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         pass
 
-    @overload  # type: ignore[no-redef]
+    @overload
     def forward(self, x: Tensor | PairTensor, edge_index: SparseTensor, edge_attr: OptTensor = None,  # noqa: F811
                 return_attention_weights: bool = None) -> tuple[Tensor, SparseTensor]:
         pass
 
-    def forward(self, x: Tensor | PairTensor, edge_index: Adj, edge_attr: OptTensor = None,  # type: ignore[no-redef]  # noqa: F811
+    def forward(self, x: Tensor | PairTensor, edge_index: Adj, edge_attr: OptTensor = None,  # noqa: F811
                 return_attention_weights: bool | None = None):
         if isinstance(return_attention_weights, bool):
             if isinstance(edge_index, Tensor):
