@@ -52,3 +52,21 @@ def pyg_weights(edges: Edges, alpha: Tensor, *, sparse_values: bool) -> Any:
     if isinstance(adj, Tensor) and adj.layout != torch.strided and sparse_values:
         return set_sparse_value(adj, alpha), alpha
     return adj, alpha
+
+
+def gat_output(layer: Any, out: Tensor, alpha: Tensor | None, res: Tensor | None, laid: Any, edges: Edges,
+               return_attention_weights: bool | None) -> Any:
+    """The end of ``GATConv`` / ``GATv2Conv``'s forward from their messages ``out [N_dst, H, C]``:
+    heads concatenated (or averaged), the residual and bias added, a laid pattern's virtual rows
+    dropped, and the weights ``alpha`` in PyG's format when asked for."""
+    out = out.flatten(1) if layer.concat else out.mean(dim=1)  # (N_dst, H C) or (N_dst, C)
+    if res is not None:
+        out = out + res
+    if layer.bias is not None:
+        out = out + layer.bias
+    if laid is not None:
+        out = laid.real(out)  # the virtual rows' outputs are dropped
+    if return_attention_weights:
+        assert alpha is not None, "the weights were asked of the kernel"
+        return out, pyg_weights(edges, alpha, sparse_values=True)
+    return out

@@ -17,7 +17,7 @@ from torch_geometric.utils import softmax
 from ...checks import check_float, check_int
 from ...patterns import Pattern
 from ..edges import pyg_tools_active
-from .common import attend, check_backend, dropout_mask, pyg_weights
+from .common import attend, check_backend, dropout_mask, gat_output
 from .extras import check_pattern, layer_edges, virtual_rows
 
 __all__ = ["GATv2Conv"]
@@ -164,16 +164,7 @@ class GATv2Conv(MessagePassing):
                                 return_weights=bool(return_attention_weights))
             if alpha is not None and keep is not None:
                 alpha = alpha * keep  # PyG returns the weights after dropout
-        out = out.reshape(-1, heads * channels) if self.concat else out.mean(dim=1)
-        if res is not None:
-            out = out + res
-        if self.bias is not None:
-            out = out + self.bias
-        if laid is not None:
-            out = laid.real(out)  # the virtual rows' outputs are dropped
-        if return_attention_weights:
-            return out, pyg_weights(edges, alpha, sparse_values=True)
-        return out
+        return gat_output(self, out, alpha, res, laid, edges, return_attention_weights)
 
     def _edge_vectors(self, edge_attr: Tensor) -> Tensor:
         edge_attr = edge_attr.view(-1, 1) if edge_attr.dim() == 1 else edge_attr
