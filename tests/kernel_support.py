@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
 from graphattn import ops
+from graphattn.ops import sparse, sparse_gat
 
 
 def call(kernel: ops.Kernel):
@@ -29,3 +33,30 @@ def interpreted(name: str) -> bool:
 #: (its own generated cases) pin to the reference instead.
 SWEPT_BACKENDS = [name for name in ops.BACKENDS if not interpreted(name)]
 SWEPT_KERNELS = [name for name in ops.KERNELS if not interpreted(name)]
+
+
+aten = torch.ops.aten
+#: The ops that make the host wait for the device.
+SYNCS = {aten._local_scalar_dense, aten.item, aten.nonzero, aten.is_nonzero}
+#: graphattn's own custom ops, whose Python bodies the counter walks into (a dispatch mode sees a
+#: custom op as one call, so syncs inside it would be invisible otherwise).
+BODIES = {op._opoverload: op._init_fn for op in (
+    sparse._sparse_attention, sparse._sparse_backward, sparse_gat._gat_scores, sparse_gat._gatv2_scores,
+    sparse_gat._gatv2_backward_op, sparse_gat._softmax_spmm, sparse_gat._softmax_spmm_backward_op)}
+
+
+class SyncCounter(TorchDispatchMode):
+    """Counts the calls of :data:`SYNCS`, with the op that made each, inside graphattn's custom ops too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func.overloadpacket in SYNCS:
+            self.calls.append(str(func))
+        if func in BODIES:
+            with self:
+                return BODIES[func](*args, **kwargs)
+        return func(*args, **kwargs)

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import torch
 import torch_geometric.nn as pyg_nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch_geometric import EdgeIndex
 from torch_geometric.typing import SparseTensor
 from torch_geometric.utils import to_torch_coo_tensor, to_torch_csc_tensor, to_torch_csr_tensor
 
 import graphattn.nn as ga_nn
-from graphattn.ops import sparse, sparse_gat
 
 #: The drop-ins that are MessagePassing layers, by name.
 LAYERS = ("GATConv", "GATv2Conv", "TransformerConv")
@@ -39,25 +37,3 @@ def forms(edge_index: torch.Tensor, num_src: int, num_dst: int) -> dict[str, obj
     }
 
 
-aten = torch.ops.aten
-SYNCS = {aten._local_scalar_dense, aten.item, aten.nonzero, aten.is_nonzero}
-BODIES = {op._opoverload: op._init_fn for op in (
-    sparse._sparse_attention, sparse._sparse_backward, sparse_gat._gat_scores, sparse_gat._gatv2_scores,
-    sparse_gat._gatv2_backward_op, sparse_gat._softmax_spmm, sparse_gat._softmax_spmm_backward_op)}
-
-
-class SyncCounter(TorchDispatchMode):
-    """Counts the ops that make the host wait for the device, inside graphattn's custom ops too."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func.overloadpacket in SYNCS:
-            self.calls.append(str(func))
-        if func in BODIES:
-            with self:
-                return BODIES[func](*args, **kwargs)
-        return func(*args, **kwargs)

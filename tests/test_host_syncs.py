@@ -6,40 +6,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from kernel_support import SyncCounter
 
 import graphattn
 from graphattn import AttentionGraph
 from graphattn.models import GraphTransformer
 from graphattn.nn import ALiBi, RelativePositionBias, RotaryEncoding
-from graphattn.ops.sparse import _sparse_attention, _sparse_backward
 from graphattn.patterns import Full, Pattern, Stride, Window, longformer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-aten = torch.ops.aten
-#: The ops that make the host wait for the device.
-SYNCS = {aten._local_scalar_dense, aten.item, aten.nonzero, aten.is_nonzero}
-#: graphattn's own custom ops, whose Python bodies the counter walks into (a dispatch mode sees a
-#: custom op as one call, so syncs inside it would be invisible otherwise).
-BODIES = {op._opoverload: op._init_fn for op in (_sparse_attention, _sparse_backward)}
-
-
-class SyncCounter(TorchDispatchMode):
-    """Counts the calls of :data:`SYNCS`, with the op that made each."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func.overloadpacket in SYNCS:
-            self.calls.append(str(func))
-        if func in BODIES:
-            with self:
-                return BODIES[func](*args, **kwargs)
-        return func(*args, **kwargs)
 
 
 class EvenBand(Pattern):

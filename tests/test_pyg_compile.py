@@ -9,7 +9,7 @@ from typing import Optional
 
 import pytest
 import torch
-from pyg_support import SyncCounter
+from kernel_support import SyncCounter
 from torch import Tensor
 from torch_geometric import EdgeIndex
 from torch_geometric.typing import Adj, SparseTensor
