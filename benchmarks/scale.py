@@ -47,6 +47,8 @@ def measure(spec: dict) -> dict:
     options = {"batch_size": spec["batch_size"]} if spec["loader"] != "full" else {}
     if spec["loader"] == "neighbor":
         options["num_neighbors"] = tuple(spec["num_neighbors"])
+    if spec.get("global_layers"):  # local-global with its global branch in the first layers only
+        options["global_layers"] = spec["global_layers"]
     config = NodeConfig.from_options(dataset=spec["dataset"], models=(spec["model"],), loader=spec["loader"],
                                      seeds=1, epochs=1, progress=False, root=spec["root"], hidden=spec["hidden"],
                                      heads=spec["heads"], **options)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch_geometric.nn import SAGEConv
-from torch_geometric.utils import subgraph
+from torch_geometric.nn import GCNConv, SAGEConv
+from torch_geometric.typing import SparseTensor
+from torch_geometric.utils import subgraph, to_torch_csr_tensor
 
 from graphattn.datasets.synthetic import sbm_graph
 from graphattn.models import LocalGlobalNetwork
@@ -72,7 +73,40 @@ def test_local_only_twin_and_other_parts():
     assert sage(torch.randn(50, 16), torch.randint(50, (2, 100))).shape == (50, 4)
 
 
+def test_the_default_gcn_as_one_sparse_product_equals_pygs_gcnconv_on_every_adjacency(graph):
+    torch.manual_seed(0)
+    model = LocalGlobalNetwork(16, 16, 4, heads=2).double().eval()  # GCNConv(normalize=False) on \hat A
+    pyg = LocalGlobalNetwork(16, 16, 4, heads=2, local=GCNConv(16, 16)).double().eval()  # gather / scatter
+    pyg.load_state_dict(model.state_dict())
+    x, edge_index = graph.x.double(), graph.edge_index
+    expected = pyg(x, edge_index)
+    torch.testing.assert_close(model(x, edge_index), expected, atol=1e-12, rtol=0)
+    ones = torch.ones(edge_index.size(1), dtype=torch.float64)
+    adjacencies = [to_torch_csr_tensor(edge_index.flip(0), ones, size=graph.num_nodes)]  # row i: i's in-neighbours
+    if SparseTensor is not None and hasattr(SparseTensor, "from_edge_index"):
+        adjacencies.append(SparseTensor.from_edge_index(edge_index, sparse_sizes=(graph.num_nodes,) * 2).t())
+    for adjacency in adjacencies:
+        torch.testing.assert_close(model(x, adjacency), expected, atol=1e-12, rtol=0)
+
+
+def test_global_layers_keeps_the_global_branch_in_the_first_layers_only(graph):
+    torch.manual_seed(0)
+    every = LocalGlobalNetwork(16, 16, 4, num_layers=3, heads=2).double().eval()
+    first = LocalGlobalNetwork(16, 16, 4, num_layers=3, heads=2, global_layers=1).double().eval()
+    assert len(first.attns) == 1 and "global_layers=1" in repr(first) and "global_layers" not in repr(every)
+    first.load_state_dict(every.state_dict(), strict=False)  # the same weights but for the dropped branches
+    with torch.no_grad():
+        for attn in every.attns[1:]:
+            attn.lin_out.weight.zero_()
+            attn.lin_out.bias.zero_()
+    x = graph.x.double()
+    torch.testing.assert_close(first(x, graph.edge_index), every(x, graph.edge_index), atol=1e-12, rtol=0)
+
+
 @pytest.mark.parametrize("make, error, match", [
+    (lambda: LocalGlobalNetwork(16, 16, 4, num_layers=2, global_layers=3), ValueError, "global_layers must be at most"),
+    (lambda: LocalGlobalNetwork(16, 16, 4, global_layers=0), ValueError, "global_layers"),
+    (lambda: LocalGlobalNetwork(16, 16, 4, global_branch=False, global_layers=1), ValueError, "global branch"),
     (lambda: LocalGlobalNetwork(16, 16, 4, local="gcn"), TypeError, "local must be an nn.Module"),
     (lambda: LocalGlobalNetwork(16, 16, 4, operator="performer"), TypeError, "operator must be an nn.Module"),
     (lambda: LocalGlobalNetwork(16, 16, 4, dropout=1.0), ValueError, "dropout"),

@@ -102,6 +102,7 @@ def test_unwritable_output_and_missing_checkpoints_are_refused(offline_data, tmp
     ({"hidden": 10, "heads": 4}, "heads", ValueError), ({"dropout": 1.0}, "dropout", ValueError),
     ({"encoding": "sinusoidal"}, "encoding", ValueError), ({"encoding": "randomwalk"}, "encoding", ValueError),
     ({"expander_degree": 3}, "expander_degree", ValueError), ({"lr": -1.0}, "lr", ValueError),
+    ({"models": ("local-global",), "global_layers": 3}, "global_layers", ValueError),
     ({"save": "yes"}, "save", TypeError), ({"architecture": "gat"}, "architecture", ValueError),
 ])
 def test_config_names_the_bad_argument(kwargs, name, error):

@@ -109,13 +109,14 @@ def test_linformer_summaries_that_mix_nothing_are_no_nodes():
 
 
 # 2. linear attention ------------------------------------------------------------------------------
+@pytest.mark.parametrize("sizes", [SIZES, [sum(SIZES)]], ids=["batch", "one sequence"])
 @pytest.mark.parametrize("name, fn", [("elu", lambda x: F.elu(x) + 1), ("relu", F.relu), ("sigmoid", torch.sigmoid)])
-def test_linear_attention_equals_its_dense_twin_per_sequence(name, fn):
-    q, k, v = qkv(sum(SIZES))
-    out, weights = LinearAttention(name)(q, k, v, AttentionGraph.build(Full(), lengths=SIZES))
+def test_linear_attention_equals_its_dense_twin_per_sequence(name, fn, sizes):
+    q, k, v = qkv(sum(sizes))
+    out, weights = LinearAttention(name)(q, k, v, AttentionGraph.build(Full(), lengths=sizes))
     assert weights is None
     want, start = [], 0
-    for size in SIZES:
+    for size in sizes:
         rows = slice(start, start + size)
         kernel = torch.einsum("ihm,jhm->hij", fn(q[rows]), fn(k[rows]))  # (H, L, L): phi(q_i) . phi(k_j)
         den = kernel.sum(-1, keepdim=True)

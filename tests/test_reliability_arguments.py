@@ -404,6 +404,8 @@ IGNORED = {
     "NodeConfig.virtual_nodes": (_node_model_option("virtual_nodes", "graph+virtual", st.integers(2, 8)), "virtual_nodes"),
     "NodeConfig.expander_degree": (_node_model_option("expander_degree", "graph+expander", st.sampled_from([2, 6, 8])),
                                    "expander_degree"),
+    "NodeConfig.global_layers": (_node_model_option("global_layers", "local-global", st.integers(1, 2)),
+                                 "global_layers"),
     "NodeConfig.encoding_dim": (_encoding_dim(NodeConfig), "encoding_dim"),
     "GraphConfig.attention": (_graph("attention", "gps", "Window(2)"), "attention"),
     "GraphConfig.add": (_graph("add", "transformer", "VirtualNodes(1)"), "add"),

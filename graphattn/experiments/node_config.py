@@ -138,6 +138,8 @@ class NodeConfig(Options):
                             negative="plus, gcn+, gat+: no residual")
     virtual_nodes: int = option(1, "virtual nodes of graph+virtual")
     expander_degree: int = option(4, "in-degree of the expander of graph+expander (even; drawn with the run's seed)")
+    global_layers: int | None = option(None, "local-global: the first this many layers have the global branch "
+                                             "(1: SGFormer's single global layer); unset: every layer")
     model: ModelConfig = piece(ModelConfig(heads=8, dropout=0.6), "graphattn models",
                                dropout="dropout on inputs, hidden layers and attention weights")
     positional: EncodingConfig = piece(EncodingConfig(), "positional features (after the input projection)")
@@ -179,6 +181,10 @@ class NodeConfig(Options):
             raise ValueError("architecture='plus' takes no positional features; leave encoding='none'")
         check_int(self.virtual_nodes, "virtual_nodes")
         check_int(self.expander_degree, "expander_degree", 2)
+        if self.global_layers is not None:
+            check_int(self.global_layers, "global_layers")
+            if self.global_layers > self.model.layers:
+                raise ValueError(f"global_layers must be at most layers ({self.model.layers}), got {self.global_layers}")
         if self.expander_degree % 2:
             raise ValueError(f"expander_degree must be even, got {self.expander_degree}")
         self._refuse_unused()
@@ -201,6 +207,7 @@ class NodeConfig(Options):
         refuse_unused(self, ("dist_timeout",), int(os.environ.get("WORLD_SIZE", "1")) > 1, "it applies under torchrun")
         refuse_unused(self, ("virtual_nodes",), "graph+virtual" in self.models, "it sets model graph+virtual")
         refuse_unused(self, ("expander_degree",), "graph+expander" in self.models, "it sets model graph+expander")
+        refuse_unused(self, ("global_layers",), "local-global" in self.models, "it sets model local-global")
         refuse_unused(self, ("encoding_dim",), self.positional.encoding != "none",
                       "there are no positional features (encoding='none')")
         # the layers also set the neighbour loader's default hops, which the baselines read too

@@ -158,9 +158,12 @@ class NodeLocalGlobal(LocalGlobalNetwork):
         return super().forward(x, graph.edge_index, batch=graph.batch if "batch" in graph else None)
 
 
-def _local_global_text(name: str) -> str:
+def _local_global_text(name: str, global_layers: int | None) -> str:
     """What the rows say a local-global model attends along."""
-    return "GCN + linear global attention (sigmoid)" if name == "local-global" else "GCN (local only)"
+    if name != "local-global":
+        return "GCN (local only)"
+    return "GCN + linear global attention (sigmoid)" + ("" if global_layers is None else
+                                                         f" in the first {global_layers} layer(s)")
 
 
 def _flags(name: str, config: NodeConfig, pattern) -> dict[str, Any]:
@@ -196,8 +199,12 @@ def identity(name: str, data, config: NodeConfig, seed: int) -> dict[str, Any]:
     if name in TUNED_MODELS:
         return {**ident, "pattern": _tuned_pattern(name), **plus}
     if name in LOCAL_GLOBAL_MODELS:
-        return {**ident, "pattern": _local_global_text(name),
-                **{k: options[k] for k in ("lr", "weight_decay", "hidden", "heads", "layers", "dropout")}}
+        # global_layers joins the identity only when set, so checkpoints made before it still resume
+        global_layers = {"global_layers": config.global_layers} if name == "local-global" and \
+            config.global_layers is not None else {}
+        return {**ident, "pattern": _local_global_text(name, config.global_layers),
+                **{k: options[k] for k in ("lr", "weight_decay", "hidden", "heads", "layers", "dropout")},
+                **global_layers}
     pattern = pattern_for(name, data.edge_index, data.num_nodes, config, seed)
     if config.architecture == "plus":
         return {**ident, "architecture": "plus", "pattern": repr(pattern), **plus,
@@ -216,7 +223,8 @@ def build(name: str, data, config: NodeConfig, seed: int) -> SeedRun:
     if name in LOCAL_GLOBAL_MODELS:
         m = config.model
         local_global = NodeLocalGlobal(data.num_features, m.hidden, data.num_classes, m.layers, m.heads,
-                                       dropout=m.dropout, global_branch=name == "local-global")
+                                       dropout=m.dropout, global_branch=name == "local-global",
+                                       global_layers=config.global_layers if name == "local-global" else None)
         return SeedRun(local_global.to(device), Optimization("adam", config.training.lr, config.training.weight_decay),
                        ident["pattern"], ident)
     if name in TUNED_MODELS or config.architecture == "plus":

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import copy
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GCNConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from ..checks import check_bool, check_int, check_probability
 from ..nn.attention import SelfAttentionConv
 from ..nn.linear import LinearAttention
 from ..ops import AttentionGraph
 from ..patterns import Full
+from .plus import gcn_adjacency
 
 __all__ = ["LocalGlobalNetwork"]
 
@@ -28,12 +31,16 @@ class LocalGlobalNetwork(nn.Module):
             + \operatorname{Dropout}\big(\operatorname{ReLU}(\operatorname{MPNN}_l(h^{(l-1)}, E))\big)
             + \operatorname{Dropout}\big(\operatorname{Attn}_l(h^{(l-1)})\big)\Big)
 
-    ``MPNN_l`` is a copy of ``local`` (default ``GCNConv``) along the graph's edges; ``Attn_l`` a
+    ``MPNN_l`` is a copy of ``local`` along the graph's edges (default ``GCNConv``, run on the
+    normalised adjacency of :func:`~graphattn.models.plus.gcn_adjacency`, built once per forward:
+    one sparse product per layer instead of PyG's gather and scatter); ``Attn_l`` a
     :class:`~graphattn.nn.SelfAttentionConv` whose copy of ``operator`` (default
     ``LinearAttention("sigmoid")``, Polynormer's kernel; :func:`~graphattn.nn.performer` for
     FAVOR+) attends from every node to every node of its graph in O(N), never forming an edge:
     the shape of SGFormer and Polynormer, which lead large node-classification benchmarks with
-    such a global branch beside local message passing. In a mini-batch (a sampled or partitioned
+    such a global branch beside local message passing. ``global_layers`` keeps the global branch
+    in the first layers only (the others drop the ``Attn_l`` term): SGFormer's finding is that one
+    global layer suffices, and each layer without it saves four ``N x C`` projections. In a mini-batch (a sampled or partitioned
     subgraph) the global branch attends over the nodes of the mini-batch, as SGFormer trains.
 
     Args:
@@ -49,6 +56,8 @@ class LocalGlobalNetwork(nn.Module):
         dropout: dropout on the input projection and on both branches. (default: ``0.5``)
         global_branch: ``False`` drops the global branch: the same model, local only (the
             baseline the global branch is measured against). (default: ``True``)
+        global_layers: how many layers, the first ones, have the global branch; ``None``: all.
+            (default: ``None``)
 
     Shapes:
         - input: ``x`` ``(N, F)``; ``edge_index`` ``(2, E)`` (or any adjacency ``local`` takes);
@@ -58,16 +67,24 @@ class LocalGlobalNetwork(nn.Module):
 
     def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 2, heads: int = 1,
                  *, local: nn.Module | None = None, operator: nn.Module | None = None, dropout: float = 0.5,
-                 global_branch: bool = True):
+                 global_branch: bool = True, global_layers: int | None = None):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
                             ("out_channels", out_channels), ("num_layers", num_layers), ("heads", heads)):
             check_int(value, name)
         self.dropout = check_probability(dropout, "dropout")
         self.global_branch = check_bool(global_branch, "global_branch")
+        if global_layers is not None:
+            check_int(global_layers, "global_layers")
+            if global_layers > num_layers:
+                raise ValueError(f"global_layers must be at most num_layers ({num_layers}), got {global_layers}")
+            if not global_branch:
+                raise ValueError("global_layers needs the global branch; it was dropped (global_branch=False)")
+        self.global_layers = num_layers if global_layers is None else global_layers
         if local is not None and not isinstance(local, nn.Module):
             raise TypeError(f"local must be an nn.Module (e.g. GCNConv) or None, got {type(local).__name__}")
-        local = GCNConv(hidden_channels, hidden_channels) if local is None else local
+        self.gcn = local is None  # the default: GCN as one sparse product on an adjacency made once per forward
+        local = GCNConv(hidden_channels, hidden_channels, normalize=False) if local is None else local
         operator = LinearAttention("sigmoid") if operator is None else operator
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         self.num_layers, self.heads = num_layers, heads
@@ -75,7 +92,7 @@ class LocalGlobalNetwork(nn.Module):
         self.locals = nn.ModuleList(copy.deepcopy(local) for _ in range(num_layers))
         self.attns = nn.ModuleList(
             SelfAttentionConv(hidden_channels, hidden_channels, heads, operator=copy.deepcopy(operator))
-            for _ in range(num_layers)) if global_branch else None
+            for _ in range(self.global_layers)) if global_branch else None
         self.norms = nn.ModuleList(nn.LayerNorm(hidden_channels) for _ in range(num_layers))
         self.head = nn.Linear(hidden_channels, out_channels)
         self.reset_parameters()
@@ -94,12 +111,14 @@ class LocalGlobalNetwork(nn.Module):
             got = list(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must have shape [N, in_channels={self.in_channels}], got {got}")
         h = F.dropout(F.relu(self.lin_in(x)), self.dropout, self.training)  # (N, hidden)
+        if self.gcn:
+            edge_index = _normalised(edge_index, x.size(0), h.dtype)  # \hat A, once for every layer
         graph = None
         if self.attns is not None:
             graph = AttentionGraph.build(Full(), x.size(0), batch=batch).to(x.device)  # once for every layer
         for layer in range(self.num_layers):
             out = h + F.dropout(F.relu(self.locals[layer](h, edge_index)), self.dropout, self.training)
-            if self.attns is not None:
+            if self.attns is not None and layer < len(self.attns):
                 out = out + F.dropout(self.attns[layer](h, graph), self.dropout, self.training)
             h = self.norms[layer](out)
         return self.head(h)
@@ -107,4 +126,15 @@ class LocalGlobalNetwork(nn.Module):
     def __repr__(self) -> str:
         operator = self.attns[0].operator if self.attns is not None else None
         return (f"{self.__class__.__name__}({self.in_channels}, {self.hidden_channels}, {self.out_channels}, "
-                f"num_layers={self.num_layers}, heads={self.heads}, local={self.locals[0]!r}, operator={operator!r})")
+                f"num_layers={self.num_layers}, heads={self.heads}, local={self.locals[0]!r}, operator={operator!r}"
+                + (f", global_layers={self.global_layers}" if self.attns is not None and
+                   self.global_layers != self.num_layers else "") + ")")
+
+
+def _normalised(adjacency: object, num_nodes: int, dtype: torch.dtype) -> object:
+    """GCN's :math:`\\hat A` of an ``edge_index`` (:func:`gcn_adjacency`) or of a sparse adjacency
+    (a torch sparse tensor or ``SparseTensor``, through PyG's ``gcn_norm``)."""
+    if isinstance(adjacency, Tensor) and adjacency.layout == torch.strided:
+        return gcn_adjacency(adjacency, num_nodes, dtype=dtype)
+    normalised = gcn_norm(adjacency, None, num_nodes, add_self_loops=True, dtype=dtype)
+    return normalised[0] if isinstance(normalised, tuple) else normalised

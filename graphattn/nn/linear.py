@@ -14,6 +14,9 @@ from .operator import AttentionOperator
 
 __all__ = ["LinearAttention", "Elementwise", "PositiveRandomFeatures", "performer", "FEATURE_MAPS"]
 
+#: Up to this many features over all heads (``H m``), the sums run as one block-diagonal product.
+_BLOCK_DIAGONAL = 128
+
 #: The elementwise feature maps by name: ``elu(x) + 1`` (Katharopoulos et al., 2020), ``relu``,
 #: ``sigmoid`` (Polynormer's global attention).
 FEATURE_MAPS = {"elu": lambda x: F.elu(x) + 1, "relu": F.relu, "sigmoid": torch.sigmoid}
@@ -28,7 +31,8 @@ class Elementwise(nn.Module):
 
     def forward(self, x: Tensor, used: Tensor, query: bool) -> Tensor:
         """``x [B, L, H, C] -> [B, L, H, C]``; rows past a sequence's end (``~used [B, L]``) zero."""
-        return FEATURE_MAPS[self.name](x) * used[:, :, None, None]
+        features = FEATURE_MAPS[self.name](x)
+        return features if used.size(0) == 1 else features * used[:, :, None, None]  # one sequence: all used
 
     def extra_repr(self) -> str:
         return repr(self.name)
@@ -171,9 +175,23 @@ class LinearAttention(AttentionOperator):
         _, length, used = self.sequences(graph)
         phi_q = self.feature_map(self.pad(q, graph, length), used, True)  # (B, L, H, m)
         phi_k = self.feature_map(self.pad(k, graph, length), used, False)
-        kv = torch.einsum("blhm,blhc->bhmc", phi_k, self.pad(v, graph, length))  # (B, H, m, C)
-        num = torch.einsum("blhm,bhmc->blhc", phi_q, kv)
-        den = torch.einsum("blhm,bhm->blh", phi_q, phi_k.sum(dim=1))[..., None]  # (B, L, H, 1)
+        v = self.pad(v, graph, length)
+        batch, _, heads, features = phi_q.shape
+        if heads * features <= _BLOCK_DIAGONAL:
+            # one matrix product per sum, all heads at once: the heads' [m, C] blocks on the diagonal
+            # of an [H m, H (C + 1)] matrix (the 1 column carries the denominator). H times the
+            # multiplications of one product per head, but a few small per-head products are slower.
+            v1 = torch.cat([v, v.new_ones(*v.shape[:-1], 1)], dim=-1)  # (B, L, H, C + 1)
+            channels = v1.size(-1)
+            kv = phi_k.flatten(2).transpose(1, 2) @ v1.flatten(2)  # (B, H m, H (C + 1))
+            block = torch.arange(heads, device=v.device)
+            diagonal = block.repeat_interleave(features)[:, None] == block.repeat_interleave(channels)[None, :]
+            out = (phi_q.flatten(2) @ (kv * diagonal)).view(batch, -1, heads, channels)  # (B, L, H, C + 1)
+            num, den = out[..., :-1], out[..., -1:]
+        else:
+            kv = torch.einsum("blhm,blhc->bhmc", phi_k, v)  # (B, H, m, C)
+            num = torch.einsum("blhm,bhmc->blhc", phi_q, kv)
+            den = torch.einsum("blhm,bhm->blh", phi_q, phi_k.sum(dim=1))[..., None]  # (B, L, H, 1)
         return self.unpad(num / den.clamp(min=torch.finfo(den.dtype).tiny), graph), None
 
     def __repr__(self) -> str:

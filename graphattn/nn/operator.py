@@ -51,11 +51,15 @@ class AttentionOperator(nn.Module):
     def pad(x: Tensor, graph: AttentionGraph, length: int) -> Tensor:
         """``[N, H, C] -> [B, L, H, C]``, zeros after each sequence's end."""
         layout = graph.layout
+        if len(layout.lengths) == 1:  # one sequence holds every node, in order: a view, no copy
+            return x.unsqueeze(0)
         return pad_sequences(x, layout.batch, layout.position, len(layout.lengths), length)
 
     @staticmethod
     def unpad(x: Tensor, graph: AttentionGraph) -> Tensor:
         """``[B, L, H, C] -> [N, H, C]``."""
+        if x.size(0) == 1:
+            return x[0]
         return unpad_sequences(x, graph.layout.batch, graph.layout.position)
 
 
