@@ -50,6 +50,17 @@ def test_study_config_defaults_and_errors():
         StudyConfig.from_options(task="listops", patterns=())
 
 
+def test_family_adds_the_tasks_branches_beyond_fixed_edges_once():
+    listops = StudyConfig.from_options(task="listops", family=True)
+    assert listops.patterns[:5] == StudyConfig.from_options(task="listops").patterns
+    assert listops.patterns[5:] == ("LSH(buckets=8, seed=0)", "KMeans(clusters=4, iterations=3)", "TopK(k=8)",
+                                    "performer(64)", "linformer(32)")
+    chosen = StudyConfig.from_options(task="pixels", patterns=("Full()", "TopK(k=32)"), family=True).patterns
+    assert chosen[:2] == ("Full()", "TopK(k=32)") and chosen.count("TopK(k=32)") == 1 and "linformer(64)" in chosen
+    with pytest.raises(ValueError, match="family: the text task has no family set"):
+        StudyConfig.from_options(task="text", family=True)
+
+
 def test_summary_against_the_reference():
     def one(pattern, acc, seed, t):
         return {"pattern": pattern, "test_acc": acc, "best_val_acc": acc, "epochs_run": 3, "time_per_epoch_s": t,

@@ -40,6 +40,9 @@ class SequenceTask:
             every other task has them at 0).
         nodes: nodes per example where every example has the same length (a ``Grid2D`` must fit it).
         study: the patterns ``graphattn study <task>`` compares by default.
+        family: the branches beyond fixed edges that ``graphattn study <task> --family`` adds,
+            sized for the task: data-dependent patterns (LSH, k-means, top-k) and operators
+            (Performer, Linformer).
     """
 
     name: str
@@ -55,13 +58,16 @@ class SequenceTask:
     options: dict[str, int | float] = field(default_factory=dict)
     nodes: int | None = None
     study: tuple[str, ...] = ()
+    family: tuple[str, ...] = ()
 
 
 #: The sequence tasks. TREC's 4,907 training questions need the stronger regularisation, and its
 #: single models disagree enough that the mean of five (a conventional size) classifies better
 #: than any one of them. The study sets compare full attention, a local window, the Sparse
 #: Transformer's strided pattern (window + stride), Longformer, BigBird; on pixels also Grid2D
-#: (the 2-D neighbourhood); on speech truncated (causal-local) windows.
+#: (the 2-D neighbourhood); on speech truncated (causal-local) windows. The family sets (ListOps and
+#: pixels, LRA's tasks) hold the rest of the xx-formers at about the keys per query of the windows:
+#: buckets and clusters of a window's size, as many top keys, Performer's features, Linformer's rank.
 SEQUENCE_TASKS: dict[str, SequenceTask] = {t.name: t for t in (
     SequenceTask("text", "TREC", "TREC question type (6 classes)", "Window(2) | Global([0])", "cls", 30,
                  lr=2e-3, label_smoothing=0.1, dropout=0.3, ensemble=5,
@@ -75,11 +81,13 @@ SEQUENCE_TASKS: dict[str, SequenceTask] = {t.name: t for t in (
                  study=("Full()", "Grid2D(1, 7)", "Grid2D(2, 7)", "longformer(7, [0])")),
     SequenceTask("listops", "ListOps", "ListOps value (10 classes), LRA's generator, --max-length tokens (LRA: 2000)",
                  "Full()", "mean", 20,
-                 study=("Full()", "Window(8)", "Window(8) | Stride(8)", "longformer(8, [0])", "bigbird(8, [0], 3)")),
+                 study=("Full()", "Window(8)", "Window(8) | Stride(8)", "longformer(8, [0])", "bigbird(8, [0], 3)"),
+                 family=("LSH(8)", "KMeans(4)", "TopK(8)", "performer(64)", "linformer(32)")),
     SequenceTask("pixels", "MNIST", "MNIST digit (10 classes) over its 784 pixels in raster order (try Grid2D(2, 28))",
                  "Full()", "mean", 20, nodes=784,
                  study=("Full()", "Window(14)", "Window(14) | Stride(28)", "longformer(14, [0])",
-                        "bigbird(14, [0], 4)", "Grid2D(2, 28)")),
+                        "bigbird(14, [0], 4)", "Grid2D(2, 28)"),
+                 family=("LSH(28)", "KMeans(28)", "TopK(32)", "performer(64)", "linformer(64)")),
 )}
 TASKS = tuple(SEQUENCE_TASKS)
 #: The options with a default on every task that only some tasks read (set on another: refused).

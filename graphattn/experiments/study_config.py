@@ -21,7 +21,8 @@ class StudyConfig(SequenceConfig):
     run per pattern and seed, everything else equal. Seeds are ``seed``, ``seed + 1``, ...;
     results go to ``out`` (unset: ``runs/study/<task>``), one folder per run, and a run whose
     ``results.json`` is there with the same settings is not run again (resume by rerunning).
-    ``patterns`` unset is the task's study set (:data:`~.sequence_config.SEQUENCE_TASKS`). A
+    ``patterns`` unset is the task's study set (:data:`~.sequence_config.SEQUENCE_TASKS`);
+    ``family`` adds the task's branches beyond fixed edges (its family set). A
     branch is a pattern text or an attention operator (:mod:`.attention_spec`: ``performer(M)``,
     ``linformer(K)``), which runs along ``Full()``; both are stored canonically.
     """
@@ -31,6 +32,8 @@ class StudyConfig(SequenceConfig):
     patterns: tuple[str, ...] | None = option(None, "the branches compared: patterns (Window(8), LSH(8), ...) or "
                                                     "operators along Full() (performer(M), linformer(K)); unset: "
                                                     "the task's study set", metavar="ATTENTION")
+    family: bool = option(False, "add the task's branches beyond fixed edges (LSH, KMeans, TopK, performer, "
+                                 "linformer, sized for the task; ListOps and pixels) to the patterns")
     ensemble: int | None = option(1, "models per run, trained from seeds seed, seed + 1, ... and classifying by "
                                      "their mean probabilities (a study compares single models)")
     training: SequenceTrainingConfig = piece(
@@ -50,10 +53,20 @@ class StudyConfig(SequenceConfig):
         super().__post_init__()
         object.__setattr__(self, "pattern", None)
         object.__setattr__(self, "operator", None)
-        patterns = SEQUENCE_TASKS[self.task].study if self.patterns is None else self.patterns
+        task = SEQUENCE_TASKS[self.task]
+        patterns = task.study if self.patterns is None else self.patterns
         if isinstance(patterns, str) or not patterns:
             raise ValueError(f"patterns must be a non-empty list of pattern texts, got {patterns!r}")
-        object.__setattr__(self, "patterns", tuple(_branch(self.run_config(p, self.split.seed)) for p in patterns))
+        check_bool(self.family, "family")
+        if self.family and not task.family:
+            tasks = [t.name for t in SEQUENCE_TASKS.values() if t.family]
+            raise ValueError(f"family: the {self.task} task has no family set (the tasks with one: {tasks})")
+        branches = [_branch(self.run_config(p, self.split.seed)) for p in patterns]
+        for extra in task.family if self.family else ():  # compared canonically: each branch once
+            branch = _branch(self.run_config(extra, self.split.seed))
+            if branch not in branches:
+                branches.append(branch)
+        object.__setattr__(self, "patterns", tuple(branches))
         check_int(self.seeds, "seeds")
         check_bool(self.isolate, "isolate")
 
