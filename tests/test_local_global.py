@@ -113,6 +113,14 @@ def test_global_layers_keeps_the_global_branch_in_the_first_layers_only(graph):
     (lambda: LocalGlobalNetwork(16, 16, 4, heads=3), ValueError, "heads"),
     (lambda: LocalGlobalNetwork(16, 16, 4)(torch.randn(5, 8), torch.zeros(2, 0, dtype=torch.long)), ValueError,
      "x must have shape"),
+    (lambda: LocalGlobalNetwork(16, 16, 4)(torch.randn(5, 16), torch.tensor([[0, 7], [1, 2]])), ValueError,
+     "edge_index has node id 7 but there are only 5 nodes"),
+    (lambda: LocalGlobalNetwork(16, 16, 4)(torch.randn(5, 16), torch.tensor([[0, 1], [1, -1]])), ValueError,
+     "edge_index has a negative node id"),
+    (lambda: LocalGlobalNetwork(16, 16, 4)(torch.randn(5, 16), torch.tensor([[0.0, 1.0], [1.0, 2.0]])), TypeError,
+     "edge_index must be an integer tensor"),
+    (lambda: LocalGlobalNetwork(16, 16, 4)(torch.randn(5, 16), torch.tensor([0, 1, 2])), ValueError,
+     "edge_index must have shape"),
 ])
 def test_bad_arguments_raise_clear_errors(make, error, match):
     with pytest.raises(error, match=match):

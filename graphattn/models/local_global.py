@@ -15,6 +15,7 @@ from ..nn.attention import SelfAttentionConv
 from ..nn.linear import LinearAttention
 from ..ops import AttentionGraph
 from ..patterns import Full
+from ..patterns.graph import check_edge_index
 from .plus import gcn_adjacency
 
 __all__ = ["LocalGlobalNetwork"]
@@ -40,8 +41,9 @@ class LocalGlobalNetwork(nn.Module):
     the shape of SGFormer and Polynormer, which lead large node-classification benchmarks with
     such a global branch beside local message passing. ``global_layers`` keeps the global branch
     in the first layers only (the others drop the ``Attn_l`` term): SGFormer's finding is that one
-    global layer suffices, and each layer without it saves four ``N x C`` projections. In a mini-batch (a sampled or partitioned
-    subgraph) the global branch attends over the nodes of the mini-batch, as SGFormer trains.
+    global layer suffices, and each layer without it saves four ``N x C`` projections. In a
+    mini-batch (a sampled or partitioned subgraph) the global branch attends over the nodes of
+    the mini-batch, as SGFormer trains.
 
     Args:
         in_channels: node feature width ``F``.
@@ -134,7 +136,7 @@ class LocalGlobalNetwork(nn.Module):
 def _normalised(adjacency: object, num_nodes: int, dtype: torch.dtype) -> object:
     """GCN's :math:`\\hat A` of an ``edge_index`` (:func:`gcn_adjacency`) or of a sparse adjacency
     (a torch sparse tensor or ``SparseTensor``, through PyG's ``gcn_norm``)."""
-    if isinstance(adjacency, Tensor) and adjacency.layout == torch.strided:
-        return gcn_adjacency(adjacency, num_nodes, dtype=dtype)
+    if isinstance(adjacency, Tensor) and adjacency.layout == torch.strided:  # building it syncs anyway
+        return gcn_adjacency(check_edge_index(adjacency, num_nodes), num_nodes, dtype=dtype)
     normalised = gcn_norm(adjacency, None, num_nodes, add_self_loops=True, dtype=dtype)
     return normalised[0] if isinstance(normalised, tuple) else normalised
