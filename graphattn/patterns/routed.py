@@ -162,7 +162,10 @@ class KMeans(Routed):
     and take ``iterations`` Lloyd steps, each assigning every unit query and key to its nearest
     centroid and moving the centroid to the normalised mean of what it was given (an emptied
     centroid stays). Deterministic; no state between forwards (the Routing Transformer keeps its
-    centroids across batches by a moving average instead). ``KMeans(1)`` is ``Full()``.
+    centroids across batches by a moving average instead). ``KMeans(1)`` is ``Full()``. With
+    separate query and key projections the clusters can split the queries from the keys, so a
+    query may meet no key (its output is then zero); share them (``projection="shared"``), as
+    the Routing Transformer does.
     """
 
     clusters: int
